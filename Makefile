@@ -1,0 +1,32 @@
+# The two commands a new user runs: `make demo` and `make test`.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: deps configure build demo test bench golden clean
+
+deps:
+	@bash scripts/install_deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) > /dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: build
+	@$(BUILD_DIR)/apps/demo/tq_demo --data /usr/share/datasets/fashion-mnist --out $(BUILD_DIR)/demo
+
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@$(BUILD_DIR)/bench/tq_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# Re-creates the golden files from PyTorch (Debian's python3-torch).
+golden:
+	@/usr/bin/python3 tools/gen_golden.py --out tests/golden
+
+clean:
+	@rm -rf $(BUILD_DIR)

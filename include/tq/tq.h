@@ -1,0 +1,7 @@
+#pragma once
+// Everything public in tq.
+#include "tq/core/dtypes.h"
+#include "tq/numerics/fake_quantize.h"
+#include "tq/numerics/qparams.h"
+#include "tq/observers/default_observers.h"
+#include "tq/serialize/state_dict.h"

@@ -1,0 +1,61 @@
+#include "tq/observers/observer_base.h"
+
+#include <ATen/ATen.h>
+
+#include <ostream>
+
+#include "tq/core/check.h"
+
+namespace tq::observers {
+
+ObserverBase::ObserverBase(std::string name, QDType dtype, bool is_dynamic)
+    : torch::nn::Module(std::move(name)), dtype_(dtype), is_dynamic_(is_dynamic) {}
+
+void ObserverBase::reset_min_max_vals() {
+  TQ_CHECK(false, name(), "cannot reset min/max values in this observer");
+}
+
+void ObserverBase::pretty_print(std::ostream& stream) const { stream << name() << "(" << extra_repr() << ")"; }
+
+UniformQuantizationObserverBase::UniformQuantizationObserverBase(std::string name, QDType dtype, QScheme qscheme,
+                                                                 bool reduce_range,
+                                                                 c10::optional<int64_t> quant_min,
+                                                                 c10::optional<int64_t> quant_max, double eps,
+                                                                 bool is_dynamic)
+    : ObserverBase(std::move(name), dtype, is_dynamic), qscheme_(qscheme), reduce_range_(reduce_range) {
+  const std::string& op = this->name();
+  TQ_CHECK(is_quantized(dtype), op, "dtype must be quint8, qint8, qint32 or quint4x2, got ", to_string(dtype));
+  TQ_CHECK(quant_min.has_value() == quant_max.has_value(), op,
+           "quant_min and quant_max must be given together (got only ", quant_min ? "quant_min" : "quant_max", ")");
+  TQ_CHECK(std::isfinite(eps) && eps > 0, op, "eps must be positive and finite, got ", eps);
+  has_customized_qrange_ = quant_min.has_value();
+  if (has_customized_qrange_) validate_qmin_qmax(*quant_min, *quant_max, dtype, op.c_str());
+  range_ = calculate_qmin_qmax(quant_min ? &*quant_min : nullptr, quant_max ? &*quant_max : nullptr, dtype,
+                               reduce_range);
+  TQ_CHECK(!(is_symmetric(qscheme) && reduce_range && dtype == QDType::QUInt8), op,
+           "cannot reduce range for symmetric quantization with quint8");
+  eps_ = register_buffer("eps", at::full({1}, static_cast<float>(eps), at::kFloat));
+}
+
+QParams UniformQuantizationObserverBase::calculate_qparams_from(const at::Tensor& min_val,
+                                                                const at::Tensor& max_val) const {
+  QParamsSpec spec;
+  spec.dtype = dtype_;
+  spec.qscheme = qscheme_;
+  spec.quant_min = range_.quant_min;
+  spec.quant_max = range_.quant_max;
+  spec.has_customized_qrange = has_customized_qrange_;
+  spec.eps = eps_.item<float>();
+  return tq::calculate_qparams(min_val, max_val, spec);
+}
+
+at::Tensor UniformQuantizationObserverBase::checked_input(const at::Tensor& x) const {
+  const std::string& op = name();
+  TQ_CHECK(x.defined(), op, "input is undefined");
+  TQ_CHECK(at::isFloatingType(x.scalar_type()), op, "input must be a floating-point tensor, got ", x.scalar_type());
+  TQ_CHECK(x.numel() > 0, op, "input is empty (shape ", x.sizes(), "); there is nothing to observe");
+  TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), "; this build of tq observes CPU tensors");
+  return x.detach().to(at::kFloat).contiguous();
+}
+
+}  // namespace tq::observers

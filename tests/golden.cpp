@@ -1,0 +1,71 @@
+#include "golden.h"
+
+#include <fstream>
+#include <map>
+#include <mutex>
+
+namespace tq::testing {
+
+std::string golden_path(const std::string& file) { return std::string(TQ_GOLDEN_DIR) + "/" + file; }
+
+const nlohmann::json& golden(const std::string& file) {
+  static std::map<std::string, nlohmann::json> cache;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(file);
+  if (it == cache.end()) {
+    std::ifstream f(golden_path(file));
+    if (!f.good()) throw std::runtime_error("golden file missing: " + golden_path(file));
+    it = cache.emplace(file, nlohmann::json::parse(f)).first;
+  }
+  return it->second;
+}
+
+at::Tensor float_tensor(const nlohmann::json& data, const std::vector<int64_t>& shape) {
+  std::vector<float> v;
+  v.reserve(data.size());
+  for (const auto& e : data) v.push_back(static_cast<float>(e.get<double>()));
+  return at::tensor(v, at::kFloat).reshape(shape).clone();
+}
+
+at::Tensor to_tensor(const nlohmann::json& j) {
+  const auto shape = j.at("shape").get<std::vector<int64_t>>();
+  const std::string dtype = j.value("dtype", "float32");
+  if (dtype == "float32" || dtype == "float64") return float_tensor(j.at("data"), shape);
+  std::vector<int64_t> v;
+  for (const auto& e : j.at("data")) v.push_back(e.get<int64_t>());
+  auto t = at::tensor(v, at::kLong).reshape(shape).clone();
+  if (dtype == "int32") return t.to(at::kInt);
+  return t;
+}
+
+::testing::AssertionResult tensors_equal(const at::Tensor& actual, const at::Tensor& expected) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  }
+  const auto a = actual.to(expected.scalar_type()).contiguous();
+  const auto ne = at::ne(a, expected);
+  const int64_t bad = ne.sum().item<int64_t>();
+  if (bad == 0) return ::testing::AssertionSuccess();
+  const int64_t first = ne.flatten().nonzero()[0][0].item<int64_t>();
+  return ::testing::AssertionFailure() << bad << " of " << expected.numel() << " values differ; first at "
+                                       << first << ": " << a.flatten()[first].item<double>() << " vs expected "
+                                       << expected.flatten()[first].item<double>();
+}
+
+::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected, double rtol,
+                                         double atol) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure() << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  }
+  const auto a = actual.to(at::kDouble), e = expected.to(at::kDouble);
+  const auto err = (a - e).abs() - (e.abs() * rtol + atol);
+  const double worst = err.max().item<double>();
+  if (worst <= 0) return ::testing::AssertionSuccess();
+  const int64_t i = err.flatten().argmax().item<int64_t>();
+  return ::testing::AssertionFailure() << "value " << i << ": " << a.flatten()[i].item<double>() << " vs expected "
+                                       << e.flatten()[i].item<double>() << " (rtol " << rtol << ", atol " << atol
+                                       << ")";
+}
+
+}  // namespace tq::testing
