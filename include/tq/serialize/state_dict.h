@@ -3,6 +3,8 @@
 // the zip archive torch.save writes. In Python:
 //   torch.save(dict(observer.state_dict()), "obs.pt")      # a plain dict: LibTorch's unpickler
 //   observer.load_state_dict(torch.load("obs.pt"))         #  does not restore OrderedDict
+// PyTorch 1.13 reads a versionless dict as a pre-1.7 per-channel state (min_vals/max_vals); there,
+// wrap it: sd = OrderedDict(torch.load(f)); sd._metadata = {"": {"version": 3}}.
 // In C++:
 //   tq::serialize::load_state_dict_file(*observer, "obs.pt");
 //   tq::serialize::save_state_dict_file(*observer, "obs.pt");

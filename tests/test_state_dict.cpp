@@ -1,0 +1,156 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "golden.h"
+#include "tq/observers/default_observers.h"
+#include "tq/serialize/state_dict.h"
+
+using namespace tq::observers;
+using tq::QDType;
+using tq::QScheme;
+using tq::testing::tensors_equal;
+using tq::testing::to_tensor;
+
+namespace {
+
+// The observers tools/gen_golden.py saved, built with the same arguments.
+std::shared_ptr<ObserverBase> observer_for(const std::string& key) {
+  if (key == "minmax") {
+    return std::make_shared<MinMaxObserver>(
+        MinMaxObserverOptions().dtype(QDType::QInt8).qscheme(QScheme::PerTensorSymmetric));
+  }
+  if (key == "moving_average") {
+    return std::make_shared<MovingAverageMinMaxObserver>(MovingAverageMinMaxObserverOptions().averaging_constant(0.1));
+  }
+  if (key == "per_channel") {
+    return std::make_shared<PerChannelMinMaxObserver>(
+        PerChannelMinMaxObserverOptions().ch_axis(1).dtype(QDType::QInt8).qscheme(QScheme::PerChannelSymmetric));
+  }
+  if (key == "moving_average_per_channel") {
+    return std::make_shared<MovingAveragePerChannelMinMaxObserver>(
+        MovingAveragePerChannelMinMaxObserverOptions().ch_axis(0));
+  }
+  return default_fixed_qparams_range_neg1to1_observer()();
+}
+
+std::string out_dir() { return TQ_TEST_OUTPUT_DIR; }
+
+void expect_error(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an error containing '" << needle << "'";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(StateDict, PyTorchWrittenStatesLoadAndGiveTheSameQParams) {
+  const auto& states = tq::testing::golden("state_expected.json").at("states");
+  ASSERT_EQ(states.size(), 5u);
+  for (const auto& [key, want] : states.items()) {
+    auto ob = observer_for(key);
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : tq::serialize::state_dict(*ob)) keys.push_back(k);
+    EXPECT_EQ(keys, want.at("keys").get<std::vector<std::string>>()) << key;
+    tq::serialize::load_state_dict_file(*ob, tq::testing::golden_path("state_" + key + ".pt"));
+    const auto qp = ob->calculate_qparams();
+    EXPECT_TRUE(tensors_equal(qp.scale, to_tensor(want.at("scale")))) << key;
+    EXPECT_TRUE(tensors_equal(qp.zero_point, to_tensor(want.at("zero_point")))) << key;
+  }
+}
+
+TEST(StateDict, CppRoundTripKeepsEveryBuffer) {
+  HistogramObserver h(HistogramObserverOptions().bins(128));
+  h.forward(at::randn({1000}));
+  h.forward(at::randn({1000}) * 3);
+  const std::string path = out_dir() + "/roundtrip_histogram.pt";
+  tq::serialize::save_state_dict_file(h, path);
+  HistogramObserver loaded(HistogramObserverOptions().bins(128));
+  tq::serialize::load_state_dict_file(loaded, path);
+  EXPECT_TRUE(tensors_equal(loaded.histogram(), h.histogram()));
+  EXPECT_TRUE(tensors_equal(loaded.min_val(), h.min_val()));
+  EXPECT_TRUE(tensors_equal(loaded.calculate_qparams().scale, h.calculate_qparams().scale));
+}
+
+// Writes states for tests/check_cpp_states_in_pytorch.py, which loads them into PyTorch's
+// observers and compares PyTorch's calculate_qparams with tq's (ctest runs it after this test).
+TEST(StateDict, WritesStatesForPyTorch) {
+  nlohmann::json expected;
+  auto record = [&](const std::string& key, ObserverBase& ob) {
+    tq::serialize::save_state_dict_file(ob, out_dir() + "/cpp_state_" + key + ".pt");
+    const auto qp = ob.calculate_qparams();
+    expected[key] = {{"scale", std::vector<float>(qp.scale.data_ptr<float>(), qp.scale.data_ptr<float>() + qp.scale.numel())},
+                     {"zero_point", [&] {
+                        const auto z = qp.zero_point.to(at::kDouble).contiguous();
+                        return std::vector<double>(z.data_ptr<double>(), z.data_ptr<double>() + z.numel());
+                      }()}};
+  };
+  MinMaxObserver mm;
+  mm.forward(at::randn({50}) * 2);
+  record("minmax", mm);
+  PerChannelMinMaxObserver pc(
+      PerChannelMinMaxObserverOptions().ch_axis(0).dtype(QDType::QInt8).qscheme(QScheme::PerChannelSymmetric));
+  pc.forward(at::randn({4, 16}));
+  record("per_channel", pc);
+  HistogramObserver h;
+  h.forward(at::randn({3000}));
+  h.forward(at::randn({3000}) * 2 + 1);
+  record("histogram", h);
+  std::ofstream(out_dir() + "/cpp_state_expected.json") << expected.dump();
+}
+
+TEST(StateDict, BadFilesAndMismatchesAreErrorsThatLeaveTheModuleUnchanged) {
+  MinMaxObserver ob;
+  ob.forward(at::tensor({-1.0f, 1.0f}));
+  const auto before = tq::serialize::state_dict(ob);
+  auto sd = tq::serialize::state_dict(ob);
+
+  auto missing = sd;
+  missing.pop_back();
+  expect_error([&] { tq::serialize::load_state_dict(ob, missing); }, "missing key(s) in state_dict: max_val");
+  auto unexpected = sd;
+  unexpected.emplace_back("histogram", at::zeros({3}));
+  expect_error([&] { tq::serialize::load_state_dict(ob, unexpected); }, "unexpected key(s) in state_dict: histogram");
+  auto wrong_shape = sd;
+  wrong_shape[0].second = at::zeros({2});
+  wrong_shape[1].second = at::full({}, -5.0f);
+  expect_error([&] { tq::serialize::load_state_dict(ob, wrong_shape); }, "size mismatch for 'eps'");
+  EXPECT_EQ(ob.min_val().item<float>(), -1.0f);  // nothing was written by the failed loads
+
+  HistogramObserver h(HistogramObserverOptions().bins(16));
+  auto hsd = tq::serialize::state_dict(h);
+  hsd[1].second = at::zeros({32});
+  expect_error([&] { tq::serialize::load_state_dict(h, hsd); }, "size mismatch for 'histogram'");
+
+  const std::string garbage = out_dir() + "/garbage.pt";
+  std::ofstream(garbage) << "this is not a torch.save file";
+  expect_error([&] { tq::serialize::read_state_dict_file(garbage); }, "is not a readable torch.save file");
+  expect_error([&] { tq::serialize::read_state_dict_file(out_dir() + "/no_such_file.pt"); }, "cannot open");
+  const std::string list_file = out_dir() + "/list.pt";
+  const auto bytes = torch::jit::pickle_save(c10::IValue(c10::List<int64_t>({1, 2})));
+  std::ofstream(list_file, std::ios::binary).write(bytes.data(), bytes.size());
+  expect_error([&] { tq::serialize::read_state_dict_file(list_file); }, "not a dict of tensors");
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(tensors_equal(before[i].second, tq::serialize::state_dict(ob)[i].second));
+}
+
+TEST(StateDict, PerChannelBuffersResizeOnLoadAsInPyTorch) {
+  PerChannelMinMaxObserver fresh;
+  PerChannelMinMaxObserver seen;
+  seen.forward(at::randn({5, 3}));
+  tq::serialize::load_state_dict(fresh, tq::serialize::state_dict(seen));
+  EXPECT_TRUE(tensors_equal(fresh.min_val(), seen.min_val()));
+}
+
+TEST(StateDict, SavingNeverLeavesAHalfWrittenFile) {
+  MinMaxObserver ob;
+  const std::string path = out_dir() + "/kept.pt";
+  tq::serialize::save_state_dict_file(ob, path);
+  expect_error([&] { tq::serialize::save_state_dict_file(ob, out_dir() + "/no_such_dir/x.pt"); }, "cannot open");
+  EXPECT_NO_THROW(tq::serialize::read_state_dict_file(path));
+}
