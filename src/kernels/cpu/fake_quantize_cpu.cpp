@@ -16,12 +16,17 @@ constexpr int64_t kGrain = 1 << 15;
 
 // Round half to even without a libm call: for |v| < 2^23, (|v| + 2^23) - 2^23 rounds in the
 // current (nearest-even) mode exactly like nearbyint; larger |v| are already integers. NaN
-// fails the comparison and passes through. Vectorizes on plain SSE2.
+// fails the comparison and passes through. Vectorizes on plain SSE2; with SSE4.1 and later,
+// nearbyint itself is one instruction.
 inline float round_half_even(float v) {
+#if defined(__SSE4_1__)
+  return std::nearbyint(v);  // one vroundps
+#else
   constexpr float kTwo23 = 8388608.0f;
   const float a = std::fabs(v);
   const float r = std::copysign((a + kTwo23) - kTwo23, v);
   return a < kTwo23 ? r : v;
+#endif
 }
 
 // Clamp that keeps NaN (std::fmin/fmax would replace it with a bound).
@@ -73,14 +78,26 @@ void per_tensor_any(const float* x, float* y, bool* mask, int64_t n, float scale
 }
 
 // Channels along the contiguous axis (inner == 1): per-element qparams, loaded contiguously.
-template <bool kFloatZp>
+template <bool kFloatZp, bool kWriteY, bool kWriteMask>
 void channels_last_row(const float* __restrict x, float* __restrict y, bool* __restrict mask, int64_t channels,
                        const float* __restrict scale, const float* __restrict inv_scale,
                        const float* __restrict zp, float qmin, float qmax) {
   for (int64_t c = 0; c < channels; ++c) {
     const float q = kFloatZp ? round_half_even(x[c] * inv_scale[c] + zp[c]) : round_half_even(x[c] * inv_scale[c]) + zp[c];
-    if (y) y[c] = dequantize<kFloatZp>(clamp_keep_nan(q, qmin, qmax), zp[c], scale[c]);
-    if (mask) mask[c] = (q >= qmin) & (q <= qmax);
+    if constexpr (kWriteY) y[c] = dequantize<kFloatZp>(clamp_keep_nan(q, qmin, qmax), zp[c], scale[c]);
+    if constexpr (kWriteMask) mask[c] = (q >= qmin) & (q <= qmax);
+  }
+}
+
+template <bool kFloatZp>
+void channels_last_row_any(const float* x, float* y, bool* mask, int64_t channels, const float* scale,
+                           const float* inv_scale, const float* zp, float qmin, float qmax) {
+  if (y && mask) {
+    channels_last_row<kFloatZp, true, true>(x, y, mask, channels, scale, inv_scale, zp, qmin, qmax);
+  } else if (y) {
+    channels_last_row<kFloatZp, true, false>(x, y, mask, channels, scale, inv_scale, zp, qmin, qmax);
+  } else if (mask) {
+    channels_last_row<kFloatZp, false, true>(x, y, mask, channels, scale, inv_scale, zp, qmin, qmax);
   }
 }
 
@@ -101,13 +118,9 @@ void fake_quantize_per_channel(const float* x, float* y, bool* mask, ChannelLayo
     at::parallel_for(0, l.outer, rows_per_task, [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; ++o) {
         const int64_t off = o * l.channels;
-        if (qp.float_zero_point) {
-          channels_last_row<true>(x + off, y ? y + off : nullptr, mask ? mask + off : nullptr, l.channels, qp.scale,
-                                  inv.data(), qp.zero_point, qp.quant_min, qp.quant_max);
-        } else {
-          channels_last_row<false>(x + off, y ? y + off : nullptr, mask ? mask + off : nullptr, l.channels, qp.scale,
-                                   inv.data(), qp.zero_point, qp.quant_min, qp.quant_max);
-        }
+        auto row = qp.float_zero_point ? channels_last_row_any<true> : channels_last_row_any<false>;
+        row(x + off, y ? y + off : nullptr, mask ? mask + off : nullptr, l.channels, qp.scale, inv.data(),
+            qp.zero_point, qp.quant_min, qp.quant_max);
       }
     });
     return;
