@@ -8,6 +8,7 @@
   void masked_grad(const float*, const bool*, float*, int64_t);                                                     \
   void min_max(const float*, int64_t, float*, float*);                                                              \
   void min_max_per_channel(const float*, ChannelLayout, float*, float*);                                            \
+  void histogram(const float*, int64_t, float, float, int64_t, float*);                                            \
   }
 TQ_DECLARE_KERNELS(cpu_default)
 TQ_DECLARE_KERNELS(cpu_avx2)
@@ -32,6 +33,10 @@ void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n) { TQ_D
 void min_max(const float* x, int64_t n, float* mn, float* mx) { TQ_DISPATCH(min_max, x, n, mn, mx); }
 void min_max_per_channel(const float* x, ChannelLayout l, float* mn, float* mx) {
   TQ_DISPATCH(min_max_per_channel, x, l, mn, mx);
+}
+
+void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist) {
+  TQ_DISPATCH(histogram, x, n, lo, hi, bins, hist);
 }
 
 }  // namespace tq::kernels::cpu

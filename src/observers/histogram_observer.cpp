@@ -4,6 +4,7 @@
 #include "tq/observers/histogram_observer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -55,16 +56,17 @@ std::vector<float> linspace_avx512(float start, float end, int64_t steps) {
   return out;
 }
 
-// ATen's div_floor_floating (torch.div(a, b, rounding_mode="floor")).
+// torch.div(a, b, rounding_mode="floor") for finite a and b > 0: ATen's div_floor_floating
+// (fmod-based) returns the exact floor of the real quotient, computed here without fmod: the
+// double quotient's floor is off by at most one, and the products k * b are exact in double.
 inline float div_floor(float a, float b) {
-  if (b == 0) return a / b;
-  const float mod = std::fmod(a, b);
-  float div = (a - mod) / b;
-  if (mod != 0 && ((b < 0) != (mod < 0))) div -= 1.0f;
-  if (div == 0) return std::copysign(0.0f, a / b);
-  float floordiv = std::floor(div);
-  if (div - floordiv > 0.5f) floordiv += 1.0f;
-  return floordiv;
+  double k = std::floor(static_cast<double>(a) / b);
+  if (k * b > a) {
+    k -= 1;
+  } else if ((k + 1) * b <= a) {
+    k += 1;
+  }
+  return static_cast<float>(k);
 }
 
 // density * (end^3 - begin^3) / 3, one float32 rounding per operation.
@@ -93,17 +95,8 @@ at::Tensor histc(const at::Tensor& x, int64_t bins, float min, float max) {
     right += 1;
   }
   const float lo = static_cast<float>(left), hi = static_cast<float>(right);
-  const float width = hi - lo;
-  const float nb = static_cast<float>(bins);
-  at::Tensor hist = at::zeros({bins}, at::kFloat);
-  float* h = hist.data_ptr<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = d[i];
-    if (!(e >= lo && e <= hi)) continue;  // outside the range, or NaN
-    int64_t pos = static_cast<int64_t>((e - lo) * nb / width);
-    if (pos == bins) pos -= 1;  // the last bin includes its right edge
-    h[pos] += 1.0f;
-  }
+  at::Tensor hist = at::empty({bins}, at::kFloat);
+  kernels::cpu::histogram(d, n, lo, hi, bins, hist.data_ptr<float>());
   return hist;
 }
 
@@ -179,7 +172,7 @@ at::Tensor HistogramObserver::forward(const at::Tensor& x_orig) {
 }
 
 double HistogramObserver::quantization_error(int64_t start_bin, int64_t end_bin) const {
-  const double bin_width = (static_cast<double>(max_val_.item<float>()) - min_val_.item<float>()) / bins_;
+  const double bin_width = (static_cast<double>(max_val_.data_ptr<float>()[0]) - min_val_.data_ptr<float>()[0]) / bins_;
   const double dst_bin_width = bin_width * static_cast<double>(end_bin - start_bin + 1) / dst_nbins_;
   if (dst_bin_width == 0.0) return 0.0;
   const float bw = static_cast<float>(bin_width);
@@ -193,6 +186,8 @@ double HistogramObserver::quantization_error(int64_t start_bin, int64_t end_bin)
   const float* h = histogram_.data_ptr<float>();
   double total = 0;
   for (int64_t i = 0; i < bins_; ++i) {
+    // An empty bin adds density 0 times a finite norm: exactly nothing.
+    if (h[i] == 0.0f) continue;
     const float src_begin = static_cast<float>(i - start_bin) * bw;
     const float src_end = src_begin + bw;
     const float dst_begin = std::clamp(div_floor(src_begin, dw), 0.0f, last_dst);

@@ -62,6 +62,8 @@ void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n);
 void min_max(const float* x, int64_t n, float* min_out, float* max_out);
 // Per-channel min and max over a [outer, channels, inner] view, one pass.
 void min_max_per_channel(const float* x, ChannelLayout layout, float* min_out, float* max_out);
+// torch.histc counts of x over [lo, hi] (lo < hi) into hist[bins]; values outside or NaN are skipped.
+void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist);
 }  // namespace cpu
 
 }  // namespace tq::kernels
