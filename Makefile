@@ -22,7 +22,9 @@ test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
-	@$(BUILD_DIR)/bench/tq_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	@$(BUILD_DIR)/bench/tq_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_enable_random_interleaving=true --benchmark_min_time=0.5
+	@/usr/bin/python3 bench/histogram_observer_bench.py --tq $(BUILD_DIR)/bench/tq_histogram_bench
 
 # Re-creates the golden files from PyTorch (Debian's python3-torch).
 golden:
