@@ -29,6 +29,7 @@ bench: build
 # Re-creates the golden files from PyTorch (Debian's python3-torch).
 golden:
 	@/usr/bin/python3 tools/gen_golden.py --out tests/golden
+	@/usr/bin/python3 tools/gen_golden_fake_quant.py --out tests/golden
 
 clean:
 	@rm -rf $(BUILD_DIR)

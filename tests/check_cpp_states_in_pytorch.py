@@ -27,5 +27,30 @@ for key, ob in observers.items():
     ok = s.tolist() == want["scale"] and [float(v) for v in z.tolist()] == want["zero_point"]
     print(f"{key}: PyTorch {s.tolist()} {z.tolist()}  tq {want['scale']} {want['zero_point']}  {'ok' if ok else 'MISMATCH'}")
     failures += not ok
-print(f"{len(observers) - failures} passed, {failures} failed")
+# Fake quantizers: load tq's state, switch the observer off, compare the output on tq's input.
+import torch.ao.quantization.fake_quantize as F
+from torch.ao.quantization._learnable_fake_quantize import _LearnableFakeQuantize
+
+fq_expected = json.load(open(f"{d}/cpp_fq_state_expected.json"))
+fake_quants = {
+    "fake_quant": F.default_fake_quant(),
+    "per_channel_weight": F.default_per_channel_weight_fake_quant(),
+    "learnable": _LearnableFakeQuantize(observer=O.MovingAverageMinMaxObserver, quant_min=0, quant_max=255),
+}
+for key, fq in fake_quants.items():
+    sd = OrderedDict(torch.load(f"{d}/cpp_fq_state_{key}.pt"))
+    sd._metadata = {"": {"version": 3}, "activation_post_process": {"version": 3}}
+    fq.load_state_dict(sd)
+    if key == "learnable":
+        fq.toggle_observer_update(False)
+    else:
+        fq.apply(torch.ao.quantization.disable_observer)
+    want = fq_expected[key]
+    y = fq(torch.tensor(want["x"]).reshape(want["shape"]))
+    ok = y.flatten().tolist() == want["y"]
+    print(f"{key}: output {'equal' if ok else 'MISMATCH'} ({y.numel()} values)")
+    failures += not ok
+
+total = len(observers) + len(fake_quants)
+print(f"{total - failures} passed, {failures} failed")
 sys.exit(1 if failures else 0)

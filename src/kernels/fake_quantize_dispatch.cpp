@@ -9,6 +9,10 @@
   void min_max(const float*, int64_t, float*, float*);                                                              \
   void min_max_per_channel(const float*, ChannelLayout, float*, float*);                                            \
   void histogram(const float*, int64_t, float, float, int64_t, float*);                                            \
+  void learnable_backward_per_tensor(const float*, const float*, float*, int64_t, float, float, float, float, float, \
+                                     double*, double*);                                                             \
+  void learnable_backward_per_channel(const float*, const float*, float*, ChannelLayout, const float*, const float*, \
+                                      float, float, float, double*, double*);                                       \
   }
 TQ_DECLARE_KERNELS(cpu_default)
 TQ_DECLARE_KERNELS(cpu_avx2)
@@ -37,6 +41,19 @@ void min_max_per_channel(const float* x, ChannelLayout l, float* mn, float* mx) 
 
 void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist) {
   TQ_DISPATCH(histogram, x, n, lo, hi, bins, hist);
+}
+
+void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
+                                   float quant_min, float quant_max, float grad_factor, double* dscale,
+                                   double* dzero_point) {
+  TQ_DISPATCH(learnable_backward_per_tensor, x, dy, dx, n, scale, zero_point, quant_min, quant_max, grad_factor, dscale,
+              dzero_point);
+}
+void learnable_backward_per_channel(const float* x, const float* dy, float* dx, ChannelLayout layout,
+                                    const float* scale, const float* zero_point, float quant_min, float quant_max,
+                                    float grad_factor, double* dscale, double* dzero_point) {
+  TQ_DISPATCH(learnable_backward_per_channel, x, dy, dx, layout, scale, zero_point, quant_min, quant_max, grad_factor,
+              dscale, dzero_point);
 }
 
 }  // namespace tq::kernels::cpu

@@ -86,6 +86,60 @@ QParams calculate_qparams(const at::Tensor& min_val, const at::Tensor& max_val, 
   return {scale, zero_point};
 }
 
+ChosenQParams choose_quantization_params(float min, float max, int32_t qmin, int32_t qmax, bool preserve_sparsity,
+                                         bool reduce_range) {
+  const char* op = "choose_quantization_params";
+  TQ_CHECK(!std::isnan(min) && !std::isnan(max), op, "min (", min, ") and max (", max, ") must not be NaN");
+  TQ_CHECK(min <= max, op, "min (", min, ") must be <= max (", max, ")");
+  if (reduce_range) {
+    qmin = qmin / 2;
+    qmax = qmax / 2;
+  }
+  if (min < 0 && max > 0 && preserve_sparsity) {
+    const int symmetric_qmin = -((qmax - qmin) / 2 + 1);
+    const int symmetric_qmax = (qmax - qmin) / 2;
+    const double max_scale = std::max(std::fabs(min / symmetric_qmin), std::fabs(max / symmetric_qmax));
+    min = static_cast<float>(max_scale * symmetric_qmin);
+    max = static_cast<float>(max_scale * symmetric_qmax);
+  }
+  // The range must contain 0 so that 0 is exactly representable.
+  min = std::min(min, 0.0f);
+  max = std::max(max, 0.0f);
+  TQ_CHECK(qmin < qmax, op, "quant_min (", qmin, ") must be < quant_max (", qmax, ")");
+  double scale = (static_cast<double>(max) - min) / (qmax - qmin);
+  if (static_cast<float>(scale) == 0.0f || std::isinf(1.0f / static_cast<float>(scale))) scale = 0.1;
+  constexpr float kSmallScale = 6.1e-5f;
+  if (scale < kSmallScale) {
+    const float org_scale = static_cast<float>(scale);
+    scale = kSmallScale;
+    if (min == 0.0f) {
+      max = kSmallScale * (qmax - qmin);
+    } else if (max == 0.0f) {
+      min = -kSmallScale * (qmax - qmin);
+    } else {
+      const float amplifier = kSmallScale / org_scale;
+      min *= amplifier;
+      max *= amplifier;
+    }
+  }
+  // Of the two affine equations (min -> qmin, max -> qmax), use the one with smaller terms.
+  const double zp_from_min = qmin - min / scale;
+  const double zp_from_max = qmax - max / scale;
+  const double zp_from_min_error = std::abs(qmin) - std::abs(min / scale);
+  const double zp_from_max_error = std::abs(qmax) - std::abs(max / scale);
+  double initial_zp = zp_from_min_error < zp_from_max_error ? zp_from_min : zp_from_max;
+  if (min < 0 && max > 0 && preserve_sparsity) initial_zp = static_cast<double>(qmin + qmax) / 2;
+  int32_t zp;
+  if (initial_zp < qmin) {
+    zp = qmin;
+  } else if (initial_zp > qmax) {
+    zp = qmax;
+  } else {
+    zp = static_cast<int32_t>(std::nearbyint(initial_zp));
+  }
+  return {static_cast<float>(scale), zp};
+}
+
 c10::ScalarType storage_type(QDType dtype) {
   switch (dtype) {
     case QDType::QUInt8:

@@ -12,26 +12,26 @@
 #include <set>
 
 #include "tq/core/check.h"
-#include "tq/observers/observer_base.h"
+#include "tq/core/module_state.h"
 
 namespace tq::serialize {
 namespace {
 
-// Calls fn(prefix, observer) for the module itself and every submodule that is an observer.
+// Calls fn(prefix, module) for the module itself and every submodule that is a StatefulModule.
 // (named_modules() with include_self needs the root in a shared_ptr; a module on the stack is fine here.)
 template <class Fn>
-void for_each_observer(const torch::nn::Module& module, Fn fn) {
-  if (const auto* self = dynamic_cast<const observers::ObserverBase*>(&module)) fn(std::string(), *self);
+void for_each_stateful(const torch::nn::Module& module, Fn fn) {
+  if (const auto* self = dynamic_cast<const StatefulModule*>(&module)) fn(std::string(), *self);
   for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
-    if (const auto* obs = dynamic_cast<const observers::ObserverBase*>(item.value().get())) fn(item.key() + ".", *obs);
+    if (const auto* m = dynamic_cast<const StatefulModule*>(item.value().get())) fn(item.key() + ".", *m);
   }
 }
 
 // Which entries of the module may change shape on load, by full key.
 std::set<std::string> resizable_keys(const torch::nn::Module& module) {
   std::set<std::string> keys;
-  for_each_observer(module, [&](const std::string& prefix, const observers::ObserverBase& obs) {
-    for (const auto& b : obs.resizable_buffers()) keys.insert(prefix + b);
+  for_each_stateful(module, [&](const std::string& prefix, const StatefulModule& m) {
+    for (const auto& b : m.resizable_buffers()) keys.insert(prefix + b);
   });
   return keys;
 }
@@ -85,7 +85,7 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
     if (t.sizes() != it->second.sizes()) t.resize_(it->second.sizes());
     t.copy_(it->second);
   }
-  for_each_observer(module, [](const std::string&, const observers::ObserverBase& obs) { obs.validate_state(); });
+  for_each_stateful(module, [](const std::string&, const StatefulModule& m) { m.validate_state(); });
 }
 
 void save_state_dict_file(const StateDict& state, const std::string& path) {

@@ -64,6 +64,20 @@ void min_max(const float* x, int64_t n, float* min_out, float* max_out);
 void min_max_per_channel(const float* x, ChannelLayout layout, float* min_out, float* max_out);
 // torch.histc counts of x over [lo, hi] (lo < hi) into hist[bins]; values outside or NaN are skipped.
 void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist);
+// Learnable (LSQ) backward, ATen's formulas, per element:
+//   q = round_half_even(zero_point + x * inv_scale)
+//   dx = dy * (quant_min <= q <= quant_max)
+//   inside:  dscale = dy * (xfq - x) * inv_scale * grad_factor,   dzero_point = 0
+//   below:   dscale = dy * (quant_min - zero_point) * grad_factor, dzero_point = -dy * scale * grad_factor
+//   above:   dscale = dy * (quant_max - zero_point) * grad_factor, likewise
+// with xfq = (clamp(q) - zero_point) * scale. dscale / dzero_point are summed per tensor (one
+// value) or per channel (one value per channel), accumulating in double.
+void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
+                                   float quant_min, float quant_max, float grad_factor, double* dscale,
+                                   double* dzero_point);
+void learnable_backward_per_channel(const float* x, const float* dy, float* dx, ChannelLayout layout,
+                                    const float* scale, const float* zero_point, float quant_min, float quant_max,
+                                    float grad_factor, double* dscale, double* dzero_point);
 }  // namespace cpu
 
 }  // namespace tq::kernels

@@ -28,6 +28,16 @@ struct QParams {
 // Throws if some min_val > max_val or a range is NaN.
 QParams calculate_qparams(const at::Tensor& min_val, const at::Tensor& max_val, const QParamsSpec& spec);
 
+// ATen's quant_utils::ChooseQuantizationParams (fused observer + fake-quant ops, dynamic
+// quantization): double-precision scale, scales below 6.1e-5 cut off, zero point from the
+// better-conditioned end; preserve_sparsity gives symmetric ranges.
+struct ChosenQParams {
+  float scale;
+  int32_t zero_point;
+};
+ChosenQParams choose_quantization_params(float min, float max, int32_t quant_min, int32_t quant_max,
+                                         bool preserve_sparsity = false, bool reduce_range = false);
+
 // False (PyTorch's "must run observer") for empty or never-updated ranges; throws on min > max.
 bool check_min_max_valid(const at::Tensor& min_val, const at::Tensor& max_val, const char* op);
 

@@ -18,12 +18,13 @@
 #include <vector>
 
 #include "tq/core/dtypes.h"
+#include "tq/core/module_state.h"
 #include "tq/core/options.h"
 #include "tq/numerics/qparams.h"
 
 namespace tq::observers {
 
-class ObserverBase : public torch::nn::Module {
+class ObserverBase : public torch::nn::Module, public StatefulModule {
  public:
   ObserverBase(std::string name, QDType dtype, bool is_dynamic);
 
@@ -39,10 +40,6 @@ class ObserverBase : public torch::nn::Module {
   virtual std::string extra_repr() const { return ""; }
   void pretty_print(std::ostream& stream) const override;
 
-  // Buffers whose shape follows the data (per-channel min/max): load_state_dict may resize them.
-  virtual std::vector<std::string> resizable_buffers() const { return {}; }
-  // Checks a freshly loaded state (e.g. the histogram's length) and rejects inconsistent ones.
-  virtual void validate_state() const {}
 
  protected:
   QDType dtype_;
