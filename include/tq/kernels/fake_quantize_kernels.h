@@ -71,7 +71,7 @@ void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, floa
 //   below:   dscale = dy * (quant_min - zero_point) * grad_factor, dzero_point = -dy * scale * grad_factor
 //   above:   dscale = dy * (quant_max - zero_point) * grad_factor, likewise
 // with xfq = (clamp(q) - zero_point) * scale. dscale / dzero_point are summed per tensor (one
-// value) or per channel (one value per channel), accumulating in double.
+// value) or per channel (one value per channel).
 void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
                                    float quant_min, float quant_max, float grad_factor, double* dscale,
                                    double* dzero_point);
