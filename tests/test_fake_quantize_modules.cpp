@@ -152,7 +152,7 @@ TEST(FakeQuantizeModules, FlagsAndWholeModelSwitches) {
   const auto x = at::randn({10});
   EXPECT_TRUE(tensors_equal(a->forward(x), x));
   EXPECT_TRUE(tensors_equal(b->forward(x), x));
-  EXPECT_EQ(a->observer()->named_buffers().find("max_val")->item<float>(), -INFINITY);  // nothing observed
+  EXPECT_EQ(a->observer()->named_buffers()["max_val"].item<float>(), -INFINITY);  // nothing observed
   enable_fake_quant(*parent);
   enable_observer(*parent);
   EXPECT_TRUE(a->fake_quant_enabled() && b->observer_enabled());

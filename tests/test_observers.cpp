@@ -61,7 +61,7 @@ at::Tensor qint32_affine_zero_point(const at::Tensor& golden_zp, const at::Tenso
   return at::full({1}, zp, at::kInt);
 }
 
-at::Tensor buffer(const ObserverBase& ob, const std::string& name) { return *ob.named_buffers().find(name); }
+at::Tensor buffer(const ObserverBase& ob, const std::string& name) { return ob.named_buffers()[name]; }
 
 }  // namespace
 

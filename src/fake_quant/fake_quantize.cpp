@@ -174,8 +174,10 @@ FusedMovingAvgObsFakeQuantize::FusedMovingAvgObsFakeQuantize(const FakeQuantizeO
 }
 
 at::Tensor FusedMovingAvgObsFakeQuantize::forward(const at::Tensor& x) {
-  auto& min_val = *observer_->named_buffers(false).find("min_val");
-  auto& max_val = *observer_->named_buffers(false).find("max_val");
+  // Handles to the observer's buffers (same TensorImpl: updates land in the observer's state).
+  const auto buffers = observer_->named_buffers(/*recurse=*/false);
+  at::Tensor min_val = buffers["min_val"];
+  at::Tensor max_val = buffers["max_val"];
   return fake_quant::fused_moving_avg_obs_fake_quant(x, observer_enabled_, fake_quant_enabled_, min_val, max_val, scale_,
                                          zero_point_, averaging_constant_, quant_min_, quant_max_,
                                          is_per_channel() ? ch_axis_ : -1, is_per_channel(), is_symmetric_quant());

@@ -1,0 +1,35 @@
+#include "fashion_cnn.h"
+
+#include <ATen/ATen.h>
+
+namespace tq::apps {
+
+FashionCnnImpl::FashionCnnImpl() {
+  register_module("quant", quant);
+  conv1 = register_module("conv1", tq::nn::Conv2d(torch::nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)));
+  bn1 = register_module("bn1", tq::nn::BatchNorm2d(16));
+  register_module("relu1", relu1);
+  conv2 = register_module("conv2", tq::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1).bias(false)));
+  bn2 = register_module("bn2", tq::nn::BatchNorm2d(32));
+  register_module("relu2", relu2);
+  pool = register_module("pool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
+  fc1 = register_module("fc1", tq::nn::Linear(32 * 7 * 7, 128));
+  register_module("relu3", relu3);
+  fc2 = register_module("fc2", tq::nn::Linear(128, 10));
+  register_module("dequant", dequant);
+}
+
+at::Tensor FashionCnnImpl::forward(const at::Tensor& input) {
+  auto x = quant(input);
+  x = pool(relu1(bn1(conv1(x))));
+  x = pool(relu2(bn2(conv2(x))));
+  x = x.flatten(1);
+  x = relu3(fc1(x));
+  return dequant(fc2(x));
+}
+
+std::vector<std::vector<std::string>> FashionCnnImpl::fusion_groups() {
+  return {{"conv1", "bn1", "relu1"}, {"conv2", "bn2", "relu2"}, {"fc1", "relu3"}};
+}
+
+}  // namespace tq::apps

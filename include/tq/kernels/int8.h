@@ -1,0 +1,41 @@
+#pragma once
+// tq's int8 execution interface. Today it runs on LibTorch's quantized engines (onednn / qnnpack
+// in Debian's build, fbgemm / x86 in pip builds) through the dispatcher; the modules above only
+// see this header, so a tq-owned int8 backend (plain int8 tensors + scales) can replace it
+// without touching them.
+//
+// Activations are affine quint8 quantized tensors; weights are qint8 (per tensor or per channel).
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+
+#include <string>
+#include <vector>
+
+namespace tq::kernels::int8 {
+
+// The engine in use ("onednn", "qnnpack", "fbgemm", "x86") and those this LibTorch has.
+std::string current_engine();
+std::vector<std::string> available_engines();
+// Throws, naming the available ones, if `engine` is missing.
+void set_engine(const std::string& engine);
+
+// Opaque prepacked weights (the engine's packed-params object).
+struct PackedWeight {
+  c10::IValue handle;
+  bool defined() const { return !handle.isNone(); }
+};
+
+PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias);
+at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);
+// Dynamic quantization: float in, float out, activations quantized on the fly.
+at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduce_range);
+
+PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
+                            std::vector<int64_t> stride, std::vector<int64_t> padding,
+                            std::vector<int64_t> dilation, int64_t groups);
+at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);
+
+at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu);
+at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point);
+
+}  // namespace tq::kernels::int8

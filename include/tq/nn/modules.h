@@ -1,0 +1,132 @@
+#pragma once
+// tq's quantizable drop-ins for torch::nn modules (see quantizable.h for the modes):
+// Linear, Conv2d, BatchNorm2d, ReLU, QuantStub, DeQuantStub, FloatFunctional.
+//
+//   struct Net : torch::nn::Module {
+//     tq::nn::QuantStub quant{tq::nn::QuantStub()};
+//     tq::nn::Conv2d conv{tq::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3))};
+//     tq::nn::ReLU relu{tq::nn::ReLU()};
+//     tq::nn::DeQuantStub dequant{tq::nn::DeQuantStub()};
+//     Net() { register_module("quant", quant); register_module("conv", conv); ... }
+//     at::Tensor forward(at::Tensor x) { return dequant(relu(conv(quant(x)))); }
+//   };
+#include <torch/nn/options/conv.h>
+#include <torch/nn/options/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "tq/nn/weighted.h"
+
+namespace tq::nn {
+
+class LinearImpl : public WeightedModule {
+ public:
+  explicit LinearImpl(const torch::nn::LinearOptions& options);
+  LinearImpl(int64_t in_features, int64_t out_features) : LinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
+  const torch::nn::LinearOptions& options() const { return options_; }
+
+ protected:
+  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
+  kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
+  at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
+  bool has_dynamic_form() const override { return true; }
+  std::string describe() const override;
+
+ private:
+  torch::nn::LinearOptions options_;
+};
+TORCH_MODULE(Linear);
+
+class Conv2dImpl : public WeightedModule {
+ public:
+  explicit Conv2dImpl(const torch::nn::Conv2dOptions& options);
+  const torch::nn::Conv2dOptions& options() const { return options_; }
+  // Folds an eval-mode batch norm (running statistics) into this convolution's weight and bias.
+  void fold_batch_norm(const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& gamma,
+                       const at::Tensor& beta, double eps);
+
+ protected:
+  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
+  kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
+  at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
+  std::string describe() const override;
+
+ private:
+  torch::nn::Conv2dOptions options_;
+};
+TORCH_MODULE(Conv2d);
+
+// BatchNorm2d that fuse_modules can fold into the preceding Conv2d (then it passes x through).
+class BatchNorm2dImpl : public torch::nn::Module {
+ public:
+  explicit BatchNorm2dImpl(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
+  at::Tensor forward(const at::Tensor& x);
+  bool folded() const { return folded_; }
+  void mark_folded() { folded_ = true; }
+  double eps() const { return eps_; }
+  at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ private:
+  double eps_, momentum_;
+  bool folded_ = false;
+};
+TORCH_MODULE(BatchNorm2d);
+
+// ReLU that fuse_modules can fold into the preceding Conv2d / Linear. Works on quantized
+// tensors as they are (ReLU keeps the input's qparams).
+class ReLUImpl : public torch::nn::Module {
+ public:
+  ReLUImpl() : torch::nn::Module("ReLU") {}
+  at::Tensor forward(const at::Tensor& x) { return folded_ ? x : at::relu(x); }
+  void mark_folded() { folded_ = true; }
+  bool folded() const { return folded_; }
+
+ private:
+  bool folded_ = false;
+};
+TORCH_MODULE(ReLU);
+
+// Marks where float input becomes quantized: observes it, then quantizes to quint8 once converted.
+class QuantStubImpl : public torch::nn::Module, public Quantizable {
+ public:
+  QuantStubImpl() : torch::nn::Module("QuantStub") {}
+  at::Tensor forward(const at::Tensor& x);
+  void prepare(const QConfig& qconfig) override;
+  bool prepare_qat(const QConfig& qconfig) override;
+  void convert(const std::string& qualified_name) override;
+  void prepare_quantized_layout(bool dynamic) override;
+
+ private:
+  std::shared_ptr<torch::nn::Module> activation_post_process_;
+  at::Tensor scale_, zero_point_;
+};
+TORCH_MODULE(QuantStub);
+
+// Marks where quantized values return to float.
+class DeQuantStubImpl : public torch::nn::Module {
+ public:
+  DeQuantStubImpl() : torch::nn::Module("DeQuantStub") {}
+  at::Tensor forward(const at::Tensor& x) { return x.is_quantized() ? x.dequantize() : x; }
+};
+TORCH_MODULE(DeQuantStub);
+
+// Arithmetic between activations (residual adds, ...) that needs its own output qparams, as
+// PyTorch's FloatFunctional: observed, fake-quantized or run in int8 by mode.
+class FloatFunctionalImpl : public torch::nn::Module, public Quantizable {
+ public:
+  FloatFunctionalImpl() : torch::nn::Module("FloatFunctional") {}
+  at::Tensor add(const at::Tensor& a, const at::Tensor& b);
+  at::Tensor add_relu(const at::Tensor& a, const at::Tensor& b);
+  at::Tensor mul(const at::Tensor& a, const at::Tensor& b);
+  void prepare(const QConfig& qconfig) override;
+  bool prepare_qat(const QConfig& qconfig) override;
+  void convert(const std::string& qualified_name) override;
+  void prepare_quantized_layout(bool dynamic) override;
+
+ private:
+  at::Tensor finish(const at::Tensor& float_result);
+  std::shared_ptr<torch::nn::Module> activation_post_process_;
+  at::Tensor scale_, zero_point_;
+};
+TORCH_MODULE(FloatFunctional);
+
+}  // namespace tq::nn

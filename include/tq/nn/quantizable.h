@@ -1,0 +1,43 @@
+#pragma once
+// Quantizable modules: drop-in replacements for torch::nn modules that change mode in place.
+//
+// Why: a LibTorch parent's forward() calls its own typed members (conv1->forward(x)), so
+// replacing a registered child the Python way (setattr) changes nothing that runs. tq's modules
+// instead stay the same object and switch what they compute:
+//   Float -> Observed (prepare: observers record activations)
+//         -> QAT (prepare_qat: weights and activations fake-quantized while training)
+//         -> Quantized (convert: int8 weights, int8 execution through tq::kernels::int8)
+//         -> DynamicQuantized (quantize_dynamic: int8 weights, activations quantized on the fly)
+// Parameters keep torch::nn's names (weight, bias), so float checkpoints load unchanged.
+#include <torch/nn/module.h>
+
+#include <string>
+
+#include "tq/core/module_state.h"
+#include "tq/nn/qconfig.h"
+
+namespace tq::nn {
+
+enum class QuantMode { Float, Observed, QAT, Quantized, DynamicQuantized };
+std::string to_string(QuantMode mode);
+
+class Quantizable : public StatefulModule {
+ public:
+  QuantMode mode() const { return mode_; }
+  // Float -> Observed. Throws if the qconfig does not fit the module.
+  virtual void prepare(const QConfig& qconfig) = 0;
+  // Float -> QAT; modules without a QAT form stay float (returns false).
+  virtual bool prepare_qat(const QConfig& qconfig) { return false; }
+  // Observed / QAT -> Quantized. Throws, naming the module, if it was never calibrated.
+  virtual void convert(const std::string& qualified_name) = 0;
+  // Float -> DynamicQuantized; modules without a dynamic form return false and stay float.
+  virtual bool convert_dynamic(const QConfig& qconfig) { return false; }
+  // For load_state_dict of a saved converted model: switch to Quantized (or DynamicQuantized)
+  // with int8 buffers shaped as the module's weights, ready to receive the saved values.
+  virtual void prepare_quantized_layout(bool dynamic) = 0;
+
+ protected:
+  QuantMode mode_ = QuantMode::Float;
+};
+
+}  // namespace tq::nn

@@ -1,0 +1,59 @@
+#pragma once
+// Shared machinery of quantizable modules with weights (Linear, Conv2d): observers and fake
+// quantizers by mode, weight quantization at convert, int8 state kept as plain tensors
+// (weight_int8, weight_scale, weight_zero_point, scale, zero_point) so a converted model saves
+// and loads through ordinary state_dicts; the engine's packed weights are rebuilt from them.
+#include <torch/nn/module.h>
+
+#include <optional>
+
+#include "tq/kernels/int8.h"
+#include "tq/nn/quantizable.h"
+
+namespace tq::nn {
+
+class WeightedModule : public torch::nn::Module, public Quantizable {
+ public:
+  at::Tensor forward(const at::Tensor& x);
+  void prepare(const QConfig& qconfig) override;
+  bool prepare_qat(const QConfig& qconfig) override;
+  void convert(const std::string& qualified_name) override;
+  bool convert_dynamic(const QConfig& qconfig) override;
+  void prepare_quantized_layout(bool dynamic) override;
+  std::vector<std::string> resizable_buffers() const override;
+  void validate_state() const override;
+  void pretty_print(std::ostream& stream) const override;
+
+  // Fuses a following ReLU into this module (fuse_modules).
+  void set_fused_relu(bool relu) { relu_ = relu; }
+  bool fused_relu() const { return relu_; }
+  const at::Tensor& weight() const { return weight_; }
+  const at::Tensor& bias() const { return bias_; }
+  // Output qparams once converted.
+  double output_scale() const;
+  int64_t output_zero_point() const;
+  // The int8 weight (a quantized qint8 tensor) once converted.
+  at::Tensor quantized_weight() const;
+
+ protected:
+  explicit WeightedModule(std::string name) : torch::nn::Module(std::move(name)) {}
+  virtual at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const = 0;
+  virtual kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const = 0;
+  virtual at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const = 0;
+  virtual bool has_dynamic_form() const { return false; }
+  virtual std::string describe() const = 0;
+
+  // Quantizes the weight with the given (observer or fake-quantizer) qparams and packs it.
+  void quantize_weight(torch::nn::Module& weight_quantizer);
+  void drop_quantizers();
+  void release_float_weight();
+
+  at::Tensor weight_, bias_;
+  bool relu_ = false;
+  std::optional<QConfig> qconfig_;
+  std::shared_ptr<torch::nn::Module> activation_post_process_, weight_fake_quant_;
+  at::Tensor weight_int8_, weight_scale_, weight_zero_point_, out_scale_, out_zero_point_;
+  mutable kernels::int8::PackedWeight packed_;
+};
+
+}  // namespace tq::nn

@@ -1,0 +1,43 @@
+#pragma once
+// Which QConfig each module gets: by qualified name, then by module type name ("Linear",
+// "Conv2d", ...), then its parent's, then the global one (PyTorch's qconfig_dict / QConfigMapping),
+// and the per-backend defaults of torch/ao/quantization/qconfig.py.
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tq/nn/qconfig.h"
+
+namespace tq::quant {
+
+class QConfigMapping {
+ public:
+  QConfigMapping& set_global(nn::QConfig qconfig);
+  QConfigMapping& set_object_type(std::string module_type, nn::QConfig qconfig);
+  QConfigMapping& set_module_name(std::string qualified_name, nn::QConfig qconfig);
+  // Removes quantization from a module (and, by propagation, its children).
+  QConfigMapping& set_module_name_none(std::string qualified_name);
+
+  // The qconfig for a module, given its parent's (already resolved) one.
+  std::optional<nn::QConfig> resolve(const std::string& qualified_name, const std::string& type_name,
+                                     const std::optional<nn::QConfig>& parent) const;
+  const std::optional<nn::QConfig>& global() const { return global_; }
+
+ private:
+  std::optional<nn::QConfig> global_;
+  std::vector<std::pair<std::string, nn::QConfig>> by_type_;
+  std::vector<std::pair<std::string, std::optional<nn::QConfig>>> by_name_;
+};
+
+// Backends: "x86" / "fbgemm" (activations reduce_range, per-channel weights), "qnnpack"
+// (per-tensor weights), "onednn" (per-channel weights, full-range activations). Throws on others.
+nn::QConfig get_default_qconfig(const std::string& backend = "x86");
+nn::QConfig get_default_qat_qconfig(const std::string& backend = "x86");
+// Static PTQ with MinMax activation observers (cheaper calibration than histograms).
+nn::QConfig minmax_qconfig(const std::string& backend = "x86");
+// Dynamic quantization: int8 weights, activations quantized at run time.
+nn::QConfig default_dynamic_qconfig();
+nn::QConfig per_channel_dynamic_qconfig();
+
+}  // namespace tq::quant

@@ -1,0 +1,58 @@
+#pragma once
+// The eager workflow of torch/ao/quantization/quantize.py for models built from tq::nn modules.
+// Everything works in place on the model it is given (its modules change mode, see
+// tq/nn/quantizable.h); to keep a float copy, build or load a second model.
+//
+//   auto model = std::make_shared<Net>();             // tq::nn modules inside
+//   tq::quant::fuse_modules(*model, {{"conv1", "bn1", "relu1"}});
+//   auto summary = tq::quant::prepare(*model, tq::quant::QConfigMapping().set_global(
+//       tq::quant::get_default_qconfig("onednn")));
+//   for (auto& batch : calibration) model->forward(batch);
+//   tq::quant::convert(*model);                        // int8 from here on
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tq/quant/qconfig_mapping.h"
+
+namespace tq::quant {
+
+struct Summary {
+  std::vector<std::string> changed;     // qualified names of modules that changed mode
+  std::vector<std::string> left_float;  // modules with a qconfig but no quantized form
+  std::string to_string() const;
+};
+
+// Assigns qconfigs (propagate_qconfig) and attaches observers. Warns when no module got one.
+Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping);
+// The same with fake quantizers for quantization-aware training (the model should be in train mode).
+Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping);
+// Observed / QAT modules become int8. Throws if nothing was prepared, or naming a module that was
+// prepared but never calibrated.
+Summary convert(torch::nn::Module& model);
+// prepare, run_fn(model) to calibrate, convert.
+Summary quantize(torch::nn::Module& model, const QConfigMapping& mapping,
+                 const std::function<void(torch::nn::Module&)>& run_fn);
+// Linear modules (or those the mapping names) get int8 weights; activations stay float.
+Summary quantize_dynamic(torch::nn::Module& model, const QConfigMapping& mapping =
+                                                         QConfigMapping().set_global(default_dynamic_qconfig()));
+
+// Fuses groups given by qualified names: Conv2d+BatchNorm2d(+ReLU), Conv2d+ReLU, Linear+ReLU.
+// The batch norm is folded into the convolution (eval statistics) and the ReLU into the module
+// before it; the folded modules then pass their input through.
+void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups);
+
+// Observers and fake quantizers by qualified name (PyTorch's get_observer_dict).
+std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torch::nn::Module& model);
+
+// A converted model saves with tq::serialize::save_state_dict_file; to load it, build the float
+// model and call this: modules named in the file switch to their quantized layout first.
+void load_quantized_state_dict(torch::nn::Module& model, const std::string& path);
+
+// Bytes of parameters and buffers (what the model takes in memory, excluding engine packing).
+int64_t model_size_bytes(const torch::nn::Module& model);
+
+}  // namespace tq::quant

@@ -1,0 +1,113 @@
+// The int8 interface on LibTorch's quantized:: operators, called boxed through the dispatcher so
+// that tq needs none of the engines' C++ types.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/irange.h>
+
+#include <algorithm>
+
+#include "tq/core/check.h"
+#include "tq/kernels/int8.h"
+
+namespace tq::kernels::int8 {
+namespace {
+
+std::vector<c10::IValue> call(const char* name, const char* overload, std::vector<c10::IValue> args) {
+  const auto op = c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+  std::vector<c10::IValue> stack = std::move(args);
+  op.callBoxed(&stack);
+  return stack;
+}
+
+std::string engine_name(at::QEngine e) {
+  switch (e) {
+    case at::QEngine::FBGEMM: return "fbgemm";
+    case at::QEngine::QNNPACK: return "qnnpack";
+    case at::QEngine::ONEDNN: return "onednn";
+    case at::QEngine::X86: return "x86";
+    default: return "none";
+  }
+}
+
+void check_input(const at::Tensor& x, const char* op) {
+  TQ_CHECK(x.defined() && x.is_quantized() && x.scalar_type() == at::kQUInt8, op,
+           "input must be a quint8 quantized tensor (put a QuantStub before this module), got ",
+           x.defined() ? toString(x.scalar_type()) : "undefined");
+}
+
+}  // namespace
+
+std::string current_engine() { return engine_name(at::globalContext().qEngine()); }
+
+std::vector<std::string> available_engines() {
+  std::vector<std::string> out;
+  for (auto e : at::globalContext().supportedQEngines()) {
+    if (e != at::QEngine::NoQEngine) out.push_back(engine_name(e));
+  }
+  return out;
+}
+
+void set_engine(const std::string& engine) {
+  for (auto e : at::globalContext().supportedQEngines()) {
+    if (engine_name(e) == engine) {
+      at::globalContext().setQEngine(e);
+      return;
+    }
+  }
+  const auto avail = available_engines();
+  TQ_CHECK(false, "set_engine", "quantized engine '", engine, "' is not available in this LibTorch; available: ",
+           c10::Join(", ", avail));
+}
+
+PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) {
+  return {call("quantized::linear_prepack", "", {weight_q, bias})[0]};
+}
+
+at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
+  check_input(x_q, "int8::linear");
+  // The engines take 2-D inputs; fold leading dimensions.
+  const auto sizes = x_q.sizes().vec();
+  const auto x2 = x_q.dim() == 2 ? x_q : x_q.reshape({-1, sizes.back()});
+  auto y = call(relu ? "quantized::linear_relu" : "quantized::linear", "",
+                {x2, w.handle, out_scale, out_zero_point})[0]
+               .toTensor();
+  if (x_q.dim() != 2) {
+    auto out_sizes = sizes;
+    out_sizes.back() = y.size(-1);
+    y = y.reshape(out_sizes);
+  }
+  return y;
+}
+
+at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduce_range) {
+  TQ_CHECK(x.defined() && x.scalar_type() == at::kFloat, "int8::linear_dynamic", "input must be float32");
+  return call("quantized::linear_dynamic", "", {x.contiguous(), w.handle, reduce_range})[0].toTensor();
+}
+
+PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
+                            std::vector<int64_t> stride, std::vector<int64_t> padding,
+                            std::vector<int64_t> dilation, int64_t groups) {
+  return {call("quantized::conv2d_prepack", "", {weight_q, bias, stride, padding, dilation, groups})[0]};
+}
+
+at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
+  check_input(x_q, "int8::conv2d");
+  TQ_CHECK(x_q.dim() == 4, "int8::conv2d", "input must be 4-D (N, C, H, W), got ", x_q.sizes());
+  return call(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new",
+              {x_q.contiguous(), w.handle, out_scale, out_zero_point})[0]
+      .toTensor();
+}
+
+at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu) {
+  check_input(a_q, "int8::add");
+  check_input(b_q, "int8::add");
+  return call(relu ? "quantized::add_relu" : "quantized::add", "", {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
+}
+
+at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point) {
+  check_input(a_q, "int8::mul");
+  check_input(b_q, "int8::mul");
+  return call("quantized::mul", "", {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
+}
+
+}  // namespace tq::kernels::int8

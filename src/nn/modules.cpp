@@ -1,0 +1,259 @@
+#include "tq/nn/modules.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <sstream>
+#include <variant>
+
+#include "tq/core/check.h"
+
+namespace tq::nn {
+
+// LibTorch 1.13's options hold c10::variant, 2.x std::variant: unqualified calls find either.
+using std::get;
+using std::holds_alternative;
+
+// ---- Linear ----
+LinearImpl::LinearImpl(const torch::nn::LinearOptions& options) : WeightedModule("Linear"), options_(options) {
+  TQ_CHECK(options.in_features() > 0 && options.out_features() > 0, "Linear", "in_features (",
+           options.in_features(), ") and out_features (", options.out_features(), ") must be positive");
+  weight_ = register_parameter("weight", at::empty({options.out_features(), options.in_features()}));
+  // torch::nn::Linear's initialization: kaiming_uniform(a=sqrt(5)), bias U(-1/sqrt(fan_in), ..).
+  torch::nn::init::kaiming_uniform_(weight_, std::sqrt(5));
+  if (options.bias()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(options.in_features()));
+    bias_ = register_parameter("bias", at::empty({options.out_features()}));
+    torch::nn::init::uniform_(bias_, -bound, bound);
+  }
+}
+
+at::Tensor LinearImpl::float_op(const at::Tensor& x, const at::Tensor& weight) const {
+  TQ_CHECK(x.size(-1) == options_.in_features(), name(), "input has ", x.size(-1), " features, expected ",
+           options_.in_features());
+  return at::linear(x, weight, bias_);
+}
+
+kernels::int8::PackedWeight LinearImpl::prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const {
+  return kernels::int8::prepack_linear(weight_q, bias);
+}
+
+at::Tensor LinearImpl::int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const {
+  TQ_CHECK(x_q.size(-1) == options_.in_features(), name(), "input has ", x_q.size(-1), " features, expected ",
+           options_.in_features());
+  return kernels::int8::linear(x_q, packed_, scale, zero_point, relu_);
+}
+
+std::string LinearImpl::describe() const {
+  std::ostringstream s;
+  s << "in_features=" << options_.in_features() << ", out_features=" << options_.out_features()
+    << ", bias=" << (options_.bias() ? "true" : "false");
+  return s.str();
+}
+
+// ---- Conv2d ----
+Conv2dImpl::Conv2dImpl(const torch::nn::Conv2dOptions& o) : WeightedModule("Conv2d"), options_(o) {
+  TQ_CHECK(o.in_channels() > 0 && o.out_channels() > 0 && o.groups() > 0 && o.in_channels() % o.groups() == 0 &&
+               o.out_channels() % o.groups() == 0,
+           "Conv2d", "in_channels (", o.in_channels(), ") and out_channels (", o.out_channels(),
+           ") must be positive multiples of groups (", o.groups(), ")");
+  TQ_CHECK(holds_alternative<torch::enumtype::kZeros>(o.padding_mode()), "Conv2d",
+           "only zero padding is supported");
+  TQ_CHECK(!holds_alternative<torch::enumtype::kSame>(o.padding()) &&
+               !holds_alternative<torch::enumtype::kValid>(o.padding()),
+           "Conv2d", "give padding as numbers");
+  const auto k = *o.kernel_size();
+  weight_ = register_parameter("weight", at::empty({o.out_channels(), o.in_channels() / o.groups(), k[0], k[1]}));
+  torch::nn::init::kaiming_uniform_(weight_, std::sqrt(5));
+  if (o.bias()) {
+    const double fan_in = static_cast<double>(o.in_channels() / o.groups() * k[0] * k[1]);
+    bias_ = register_parameter("bias", at::empty({o.out_channels()}));
+    torch::nn::init::uniform_(bias_, -1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
+  }
+}
+
+namespace {
+std::vector<int64_t> vec2(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
+std::vector<int64_t> padding_of(const torch::nn::Conv2dOptions& o) {
+  return vec2(get<torch::ExpandingArray<2>>(o.padding()));
+}
+}  // namespace
+
+at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight) const {
+  TQ_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), name(), "input must be (N, ", options_.in_channels(),
+           ", H, W), got ", x.sizes());
+  return at::conv2d(x, weight, bias_, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
+                    options_.groups());
+}
+
+kernels::int8::PackedWeight Conv2dImpl::prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const {
+  return kernels::int8::prepack_conv2d(weight_q, bias, vec2(options_.stride()), padding_of(options_),
+                                       vec2(options_.dilation()), options_.groups());
+}
+
+at::Tensor Conv2dImpl::int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const {
+  TQ_CHECK(x_q.dim() == 4 && x_q.size(1) == options_.in_channels(), name(), "input must be (N, ",
+           options_.in_channels(), ", H, W), got ", x_q.sizes());
+  return kernels::int8::conv2d(x_q, packed_, scale, zero_point, relu_);
+}
+
+void Conv2dImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& gamma,
+                                 const at::Tensor& beta, double eps) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "fuse before prepare");
+  TQ_CHECK(mean.numel() == options_.out_channels(), name(), "batch norm has ", mean.numel(), " features, the conv ",
+           options_.out_channels(), " output channels");
+  at::NoGradGuard no_grad;
+  // w' = w * gamma / sqrt(var + eps); b' = (b - mean) * gamma / sqrt(var + eps) + beta
+  const auto factor = gamma / at::sqrt(var + eps);
+  weight_.mul_(factor.reshape({-1, 1, 1, 1}));
+  at::Tensor b = bias_.defined() ? bias_ : at::zeros({options_.out_channels()});
+  const auto new_bias = (b - mean) * factor + beta;
+  if (bias_.defined()) {
+    bias_.copy_(new_bias);
+  } else {
+    bias_ = register_parameter("bias", new_bias.clone());
+    options_.bias(true);
+  }
+}
+
+std::string Conv2dImpl::describe() const {
+  std::ostringstream s;
+  const auto k = *options_.kernel_size();
+  s << options_.in_channels() << ", " << options_.out_channels() << ", kernel_size=[" << k[0] << ", " << k[1]
+    << "], stride=[" << (*options_.stride())[0] << ", " << (*options_.stride())[1] << "], padding=["
+    << padding_of(options_)[0] << ", " << padding_of(options_)[1] << "], groups=" << options_.groups();
+  return s.str();
+}
+
+// ---- BatchNorm2d ----
+BatchNorm2dImpl::BatchNorm2dImpl(int64_t n, double eps, double momentum)
+    : torch::nn::Module("BatchNorm2d"), eps_(eps), momentum_(momentum) {
+  weight = register_parameter("weight", at::ones({n}));
+  bias = register_parameter("bias", at::zeros({n}));
+  running_mean = register_buffer("running_mean", at::zeros({n}));
+  running_var = register_buffer("running_var", at::ones({n}));
+  num_batches_tracked = register_buffer("num_batches_tracked", at::zeros({}, at::kLong));
+}
+
+at::Tensor BatchNorm2dImpl::forward(const at::Tensor& x) {
+  if (folded_) return x;
+  if (is_training()) num_batches_tracked.add_(1);
+  return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
+}
+
+// ---- QuantStub ----
+at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
+  switch (mode_) {
+    case QuantMode::Observed:
+      run_quantizer(*activation_post_process_, x.detach());
+      return x;
+    case QuantMode::QAT:
+      return run_quantizer(*activation_post_process_, x);
+    case QuantMode::Quantized:
+      TQ_CHECK(x.scalar_type() == at::kFloat, name(), "expects float32 input, got ", x.scalar_type());
+      return at::quantize_per_tensor(x, scale_.item<double>(), zero_point_.item<int64_t>(), at::kQUInt8);
+    default:
+      return x;
+  }
+}
+
+void QuantStubImpl::prepare(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  mode_ = QuantMode::Observed;
+}
+
+bool QuantStubImpl::prepare_qat(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  mode_ = QuantMode::QAT;
+  return true;
+}
+
+void QuantStubImpl::convert(const std::string& qualified_name) {
+  const std::string& who = qualified_name.empty() ? name() : qualified_name;
+  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared QuantStub");
+  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
+           "was prepared but never calibrated: its observer saw no data");
+  const auto qp = quantizer_qparams(*activation_post_process_);
+  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+  unregister_module("activation_post_process");
+  activation_post_process_.reset();
+  mode_ = QuantMode::Quantized;
+}
+
+void QuantStubImpl::prepare_quantized_layout(bool /*dynamic*/) {
+  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  mode_ = QuantMode::Quantized;
+}
+
+// ---- FloatFunctional ----
+at::Tensor FloatFunctionalImpl::finish(const at::Tensor& y) {
+  switch (mode_) {
+    case QuantMode::Observed:
+      run_quantizer(*activation_post_process_, y.detach());
+      return y;
+    case QuantMode::QAT:
+      return run_quantizer(*activation_post_process_, y);
+    default:
+      return y;
+  }
+}
+
+at::Tensor FloatFunctionalImpl::add(const at::Tensor& a, const at::Tensor& b) {
+  if (mode_ == QuantMode::Quantized) {
+    return kernels::int8::add(a, b, scale_.item<double>(), zero_point_.item<int64_t>(), false);
+  }
+  return finish(a + b);
+}
+
+at::Tensor FloatFunctionalImpl::add_relu(const at::Tensor& a, const at::Tensor& b) {
+  if (mode_ == QuantMode::Quantized) {
+    return kernels::int8::add(a, b, scale_.item<double>(), zero_point_.item<int64_t>(), true);
+  }
+  return finish(at::relu(a + b));
+}
+
+at::Tensor FloatFunctionalImpl::mul(const at::Tensor& a, const at::Tensor& b) {
+  if (mode_ == QuantMode::Quantized) {
+    return kernels::int8::mul(a, b, scale_.item<double>(), zero_point_.item<int64_t>());
+  }
+  return finish(a * b);
+}
+
+void FloatFunctionalImpl::prepare(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  mode_ = QuantMode::Observed;
+}
+
+bool FloatFunctionalImpl::prepare_qat(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  mode_ = QuantMode::QAT;
+  return true;
+}
+
+void FloatFunctionalImpl::convert(const std::string& qualified_name) {
+  const std::string& who = qualified_name.empty() ? name() : qualified_name;
+  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared FloatFunctional");
+  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
+           "was prepared but never calibrated: its observer saw no data");
+  const auto qp = quantizer_qparams(*activation_post_process_);
+  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+  unregister_module("activation_post_process");
+  activation_post_process_.reset();
+  mode_ = QuantMode::Quantized;
+}
+
+void FloatFunctionalImpl::prepare_quantized_layout(bool /*dynamic*/) {
+  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  mode_ = QuantMode::Quantized;
+}
+
+}  // namespace tq::nn

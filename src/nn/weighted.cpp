@@ -1,0 +1,204 @@
+#include "tq/nn/weighted.h"
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "tq/core/check.h"
+
+namespace tq::nn {
+
+std::string to_string(QuantMode mode) {
+  switch (mode) {
+    case QuantMode::Float: return "float";
+    case QuantMode::Observed: return "observed";
+    case QuantMode::QAT: return "qat";
+    case QuantMode::Quantized: return "quantized";
+    case QuantMode::DynamicQuantized: return "dynamic";
+  }
+  return "?";
+}
+
+at::Tensor WeightedModule::forward(const at::Tensor& x) {
+  switch (mode_) {
+    case QuantMode::Float: {
+      auto y = float_op(x, weight_);
+      return relu_ ? at::relu(y) : y;
+    }
+    case QuantMode::Observed: {
+      auto y = float_op(x, weight_);
+      if (relu_) y = at::relu(y);
+      run_quantizer(*activation_post_process_, y.detach());
+      return y;
+    }
+    case QuantMode::QAT: {
+      auto y = float_op(x, run_quantizer(*weight_fake_quant_, weight_));
+      if (relu_) y = at::relu(y);
+      return run_quantizer(*activation_post_process_, y);
+    }
+    case QuantMode::Quantized:
+      return int8_op(x, out_scale_.item<double>(), out_zero_point_.item<int64_t>());
+    case QuantMode::DynamicQuantized: {
+      TQ_CHECK(x.scalar_type() == at::kFloat, name(), "a dynamically quantized module takes float32 input, got ",
+               x.scalar_type());
+      auto y = kernels::int8::linear_dynamic(x, packed_, /*reduce_range=*/true);
+      return relu_ ? at::relu(y) : y;
+    }
+  }
+  return x;
+}
+
+void WeightedModule::prepare(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "prepare needs a float module, this one is ", to_string(mode_));
+  auto act = qconfig.activation();
+  TQ_CHECK(!quantizer_is_dynamic(*act), name(), "qconfig '", qconfig.name,
+           "' is dynamic; use quantize_dynamic for it, not prepare");
+  TQ_CHECK(!is_fake_quantize(*act), name(), "qconfig '", qconfig.name, "' holds fake quantizers; use prepare_qat");
+  activation_post_process_ = register_module("activation_post_process", act);
+  qconfig_ = qconfig;
+  mode_ = QuantMode::Observed;
+}
+
+bool WeightedModule::prepare_qat(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "prepare_qat needs a float module, this one is ", to_string(mode_));
+  auto act = qconfig.activation();
+  auto wfq = qconfig.weight();
+  TQ_CHECK(is_fake_quantize(*act) && is_fake_quantize(*wfq), name(), "QAT needs fake quantizers in qconfig '",
+           qconfig.name, "' (e.g. get_default_qat_qconfig)");
+  weight_fake_quant_ = register_module("weight_fake_quant", wfq);
+  activation_post_process_ = register_module("activation_post_process", act);
+  qconfig_ = qconfig;
+  mode_ = QuantMode::QAT;
+  return true;
+}
+
+void WeightedModule::quantize_weight(torch::nn::Module& wq) {
+  at::NoGradGuard no_grad;
+  run_quantizer(wq, weight_.detach());
+  const auto qp = quantizer_qparams(wq);
+  TQ_CHECK(quantizer_dtype(wq) == QDType::QInt8, name(), "weights must be quantized to qint8, the qconfig gives ",
+           to_string(quantizer_dtype(wq)));
+  const auto w = weight_.detach().contiguous();
+  at::Tensor wq_t;
+  if (is_per_channel(quantizer_qscheme(wq))) {
+    TQ_CHECK(qp.scale.numel() == w.size(0), name(), "per-channel weight qparams have ", qp.scale.numel(),
+             " channels, the weight has ", w.size(0), " output channels");
+    wq_t = at::quantize_per_channel(w, qp.scale.to(at::kDouble), qp.zero_point.to(at::kLong), 0, at::kQInt8);
+    weight_scale_ = register_buffer("weight_scale", qp.scale.to(at::kDouble).clone());
+    weight_zero_point_ = register_buffer("weight_zero_point", qp.zero_point.to(at::kLong).clone());
+  } else {
+    wq_t = at::quantize_per_tensor(w, qp.scale.item<double>(), qp.zero_point.item<int64_t>(), at::kQInt8);
+    weight_scale_ = register_buffer("weight_scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
+    weight_zero_point_ = register_buffer("weight_zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+  }
+  weight_int8_ = register_buffer("weight_int8", wq_t.int_repr().clone());
+  packed_ = prepack(wq_t, bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
+  release_float_weight();
+}
+
+void WeightedModule::release_float_weight() {
+  // The int8 copy replaces it: the float weight no longer takes memory or checkpoint space.
+  at::NoGradGuard no_grad;
+  weight_.set_data(at::empty({0}));
+  weight_.set_requires_grad(false);
+}
+
+void WeightedModule::drop_quantizers() {
+  if (activation_post_process_) unregister_module("activation_post_process");
+  if (weight_fake_quant_) unregister_module("weight_fake_quant");
+  activation_post_process_.reset();
+  weight_fake_quant_.reset();
+}
+
+void WeightedModule::convert(const std::string& qualified_name) {
+  const std::string& who = qualified_name.empty() ? name() : qualified_name;
+  TQ_CHECK(mode_ == QuantMode::Observed || mode_ == QuantMode::QAT, who,
+           "convert needs a prepared module (observed or QAT), this one is ", to_string(mode_));
+  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
+           "was prepared but never calibrated: its activation observer saw no data");
+  const auto act_qp = quantizer_qparams(*activation_post_process_);
+  TQ_CHECK(quantizer_dtype(*activation_post_process_) == QDType::QUInt8, who,
+           "activations must be quint8 for int8 execution, the qconfig gives ",
+           to_string(quantizer_dtype(*activation_post_process_)));
+  if (mode_ == QuantMode::QAT) {
+    quantize_weight(*weight_fake_quant_);
+  } else {
+    auto wobs = qconfig_->weight();
+    quantize_weight(*wobs);
+  }
+  out_scale_ = register_buffer("scale", at::full({1}, act_qp.scale.item<double>(), at::kDouble));
+  out_zero_point_ = register_buffer("zero_point", at::full({1}, act_qp.zero_point.item<int64_t>(), at::kLong));
+  drop_quantizers();
+  mode_ = QuantMode::Quantized;
+}
+
+bool WeightedModule::convert_dynamic(const QConfig& qconfig) {
+  if (!has_dynamic_form()) return false;
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "quantize_dynamic needs a float module, this one is ", to_string(mode_));
+  auto wobs = qconfig.weight();
+  quantize_weight(*wobs);
+  mode_ = QuantMode::DynamicQuantized;
+  return true;
+}
+
+void WeightedModule::prepare_quantized_layout(bool dynamic) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "needs a float module to receive a quantized state, this one is ",
+           to_string(mode_));
+  TQ_CHECK(!dynamic || has_dynamic_form(), name(), "has no dynamically quantized form");
+  weight_int8_ = register_buffer("weight_int8", at::zeros(weight_.sizes(), at::kChar));
+  weight_scale_ = register_buffer("weight_scale", at::ones({1}, at::kDouble));
+  weight_zero_point_ = register_buffer("weight_zero_point", at::zeros({1}, at::kLong));
+  release_float_weight();
+  if (dynamic) {
+    mode_ = QuantMode::DynamicQuantized;
+    return;
+  }
+  out_scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
+  out_zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  mode_ = QuantMode::Quantized;
+}
+
+std::vector<std::string> WeightedModule::resizable_buffers() const {
+  return {"weight_scale", "weight_zero_point"};
+}
+
+at::Tensor WeightedModule::quantized_weight() const {
+  TQ_CHECK(weight_int8_.defined(), name(), "is not quantized");
+  if (weight_scale_.numel() > 1) {
+    return at::_make_per_channel_quantized_tensor(weight_int8_, weight_scale_, weight_zero_point_, 0);
+  }
+  return at::_make_per_tensor_quantized_tensor(weight_int8_, weight_scale_.item<double>(),
+                                               weight_zero_point_.item<int64_t>());
+}
+
+void WeightedModule::validate_state() const {
+  if (mode_ != QuantMode::Quantized && mode_ != QuantMode::DynamicQuantized) return;
+  TQ_CHECK(weight_scale_.numel() == 1 || weight_scale_.numel() == weight_int8_.size(0), name(), "weight_scale has ",
+           weight_scale_.numel(), " values for ", weight_int8_.size(0), " output channels");
+  TQ_CHECK(weight_zero_point_.sizes() == weight_scale_.sizes(), name(), "weight_zero_point shape ",
+           weight_zero_point_.sizes(), " differs from weight_scale shape ", weight_scale_.sizes());
+  TQ_CHECK(at::all(weight_scale_ > 0).item<bool>(), name(), "weight_scale must be positive");
+  packed_ = prepack(quantized_weight(), bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
+}
+
+double WeightedModule::output_scale() const {
+  TQ_CHECK(out_scale_.defined(), name(), "is not converted");
+  return out_scale_.item<double>();
+}
+int64_t WeightedModule::output_zero_point() const {
+  TQ_CHECK(out_zero_point_.defined(), name(), "is not converted");
+  return out_zero_point_.item<int64_t>();
+}
+
+void WeightedModule::pretty_print(std::ostream& s) const {
+  s << name() << "(" << describe() << (relu_ ? ", relu=fused" : "") << ", mode=" << to_string(mode_);
+  if (mode_ == QuantMode::Quantized) {
+    s << ", scale=" << out_scale_.item<double>() << ", zero_point=" << out_zero_point_.item<int64_t>()
+      << ", weight=" << (weight_scale_.numel() > 1 ? "qint8 per_channel" : "qint8 per_tensor");
+  } else if (mode_ == QuantMode::DynamicQuantized) {
+    s << ", weight=" << (weight_scale_.numel() > 1 ? "qint8 per_channel" : "qint8 per_tensor");
+  }
+  s << ")";
+}
+
+}  // namespace tq::nn

@@ -1,0 +1,83 @@
+#include "tq/quant/qconfig_mapping.h"
+
+#include "tq/core/check.h"
+#include "tq/fake_quant/default_fake_quants.h"
+#include "tq/observers/default_observers.h"
+
+namespace tq::quant {
+
+namespace obs = tq::observers;
+namespace fq = tq::fake_quant;
+
+QConfigMapping& QConfigMapping::set_global(nn::QConfig qconfig) {
+  global_ = std::move(qconfig);
+  return *this;
+}
+QConfigMapping& QConfigMapping::set_object_type(std::string module_type, nn::QConfig qconfig) {
+  by_type_.emplace_back(std::move(module_type), std::move(qconfig));
+  return *this;
+}
+QConfigMapping& QConfigMapping::set_module_name(std::string name, nn::QConfig qconfig) {
+  by_name_.emplace_back(std::move(name), std::move(qconfig));
+  return *this;
+}
+QConfigMapping& QConfigMapping::set_module_name_none(std::string name) {
+  by_name_.emplace_back(std::move(name), std::nullopt);
+  return *this;
+}
+
+std::optional<nn::QConfig> QConfigMapping::resolve(const std::string& qualified_name, const std::string& type_name,
+                                                   const std::optional<nn::QConfig>& parent) const {
+  for (auto it = by_name_.rbegin(); it != by_name_.rend(); ++it) {
+    if (it->first == qualified_name) return it->second;
+  }
+  for (auto it = by_type_.rbegin(); it != by_type_.rend(); ++it) {
+    if (it->first == type_name) return it->second;
+  }
+  if (parent) return parent;
+  return qualified_name.empty() ? global_ : std::nullopt;
+}
+
+namespace {
+void check_backend(const std::string& backend, const char* op) {
+  TQ_CHECK(backend == "x86" || backend == "fbgemm" || backend == "qnnpack" || backend == "onednn", op,
+           "unknown backend '", backend, "'; expected x86, fbgemm, qnnpack or onednn");
+}
+nn::QuantizerFactory weight_observer(const std::string& backend) {
+  return backend == "qnnpack" ? obs::default_weight_observer() : obs::default_per_channel_weight_observer();
+}
+}  // namespace
+
+nn::QConfig get_default_qconfig(const std::string& backend) {
+  check_backend(backend, "get_default_qconfig");
+  const bool reduce = backend == "x86" || backend == "fbgemm";
+  return {obs::with_args<obs::HistogramObserver>(obs::HistogramObserverOptions().reduce_range(reduce)),
+          weight_observer(backend), backend};
+}
+
+nn::QConfig minmax_qconfig(const std::string& backend) {
+  check_backend(backend, "minmax_qconfig");
+  const bool reduce = backend == "x86" || backend == "fbgemm";
+  return {obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce)),
+          weight_observer(backend), backend + " minmax"};
+}
+
+nn::QConfig get_default_qat_qconfig(const std::string& backend) {
+  check_backend(backend, "get_default_qat_qconfig");
+  const bool reduce = backend == "x86" || backend == "fbgemm";
+  auto act = fq::fake_quantize_with_args<fq::FusedMovingAvgObsFakeQuantize>(fq::FakeQuantizeOptions().observer(
+      obs::with_args<obs::MovingAverageMinMaxObserver>(
+          obs::MovingAverageMinMaxObserverOptions().quant_min(0).quant_max(255).reduce_range(reduce))));
+  auto weight = backend == "qnnpack" ? fq::default_fused_wt_fake_quant() : fq::default_fused_per_channel_wt_fake_quant();
+  return {act, weight, backend + " qat"};
+}
+
+nn::QConfig default_dynamic_qconfig() {
+  return {obs::default_dynamic_quant_observer(), obs::default_weight_observer(), "dynamic"};
+}
+
+nn::QConfig per_channel_dynamic_qconfig() {
+  return {obs::default_dynamic_quant_observer(), obs::default_per_channel_weight_observer(), "per-channel dynamic"};
+}
+
+}  // namespace tq::quant

@@ -1,0 +1,189 @@
+#include "tq/quant/quantize.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <set>
+#include <sstream>
+
+#include "tq/core/check.h"
+#include "tq/nn/modules.h"
+#include "tq/serialize/state_dict.h"
+
+namespace tq::quant {
+namespace {
+
+// Every submodule with its qualified name, parents before children ("" is the root).
+std::vector<std::pair<std::string, torch::nn::Module*>> walk(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, torch::nn::Module*>> out{{"", &model}};
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) out.emplace_back(item.key(), item.value().get());
+  return out;
+}
+
+std::string parent_of(const std::string& name) {
+  const auto dot = name.rfind('.');
+  return dot == std::string::npos ? "" : name.substr(0, dot);
+}
+
+bool is_leaf(torch::nn::Module& m) { return m.children().empty(); }
+
+bool is_quantizer(const torch::nn::Module& m) {
+  return dynamic_cast<const observers::ObserverBase*>(&m) || dynamic_cast<const fake_quant::FakeQuantizeBase*>(&m);
+}
+
+// propagate_qconfig: each module's qconfig, by name.
+std::map<std::string, std::optional<nn::QConfig>> propagate(torch::nn::Module& model, const QConfigMapping& mapping) {
+  std::map<std::string, std::optional<nn::QConfig>> out;
+  for (const auto& [name, m] : walk(model)) {
+    const std::optional<nn::QConfig> parent = name.empty() ? std::nullopt : out[parent_of(name)];
+    out[name] = mapping.resolve(name, m->name(), name.empty() ? mapping.global() : parent);
+  }
+  return out;
+}
+
+template <class Fn>
+Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, const char* op, Fn apply) {
+  Summary summary;
+  const auto qconfigs = propagate(model, mapping);
+  bool any = false;
+  for (const auto& [name, m] : walk(model)) {
+    if (is_quantizer(*m)) continue;
+    const auto& qc = qconfigs.at(name);
+    if (!qc) continue;
+    any = true;
+    auto* q = dynamic_cast<nn::Quantizable*>(m);
+    if (q == nullptr) {
+      if (is_leaf(*m) && m->name() != "ReLU" && m->name() != "DeQuantStub" && m->name() != "BatchNorm2d") {
+        summary.left_float.push_back((name.empty() ? m->name() : name) + " (" + m->name() + ")");
+      }
+      continue;
+    }
+    try {
+      if (apply(*q, *qc)) summary.changed.push_back(name);
+    } catch (const c10::Error& e) {
+      TQ_CHECK(false, op, "module '", name, "': ", e.what_without_backtrace());
+    }
+  }
+  if (!any) {
+    TORCH_WARN("[", op, "] no module got a qconfig: nothing will be quantized (set a global qconfig or name modules)");
+  }
+  return summary;
+}
+
+}  // namespace
+
+std::string Summary::to_string() const {
+  std::ostringstream s;
+  s << changed.size() << " module(s) changed";
+  if (!changed.empty()) s << ": " << c10::Join(", ", changed);
+  if (!left_float.empty()) s << "; left float (no quantized form): " << c10::Join(", ", left_float);
+  return s.str();
+}
+
+Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping) {
+  return prepare_with(model, mapping, "prepare", [](nn::Quantizable& q, const nn::QConfig& qc) {
+    q.prepare(qc);
+    return true;
+  });
+}
+
+Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping) {
+  return prepare_with(model, mapping, "prepare_qat",
+                      [](nn::Quantizable& q, const nn::QConfig& qc) { return q.prepare_qat(qc); });
+}
+
+Summary convert(torch::nn::Module& model) {
+  Summary summary;
+  for (const auto& [name, m] : walk(model)) {
+    auto* q = dynamic_cast<nn::Quantizable*>(m);
+    if (q == nullptr) continue;
+    if (q->mode() == nn::QuantMode::Observed || q->mode() == nn::QuantMode::QAT) {
+      q->convert(name);
+      summary.changed.push_back(name);
+    }
+  }
+  TQ_CHECK(!summary.changed.empty(), "convert",
+           "no module was prepared (call prepare or prepare_qat, and calibrate, before convert)");
+  return summary;
+}
+
+Summary quantize(torch::nn::Module& model, const QConfigMapping& mapping,
+                 const std::function<void(torch::nn::Module&)>& run_fn) {
+  prepare(model, mapping);
+  model.eval();
+  run_fn(model);
+  return convert(model);
+}
+
+Summary quantize_dynamic(torch::nn::Module& model, const QConfigMapping& mapping) {
+  return prepare_with(model, mapping, "quantize_dynamic",
+                      [](nn::Quantizable& q, const nn::QConfig& qc) { return q.convert_dynamic(qc); });
+}
+
+void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups) {
+  std::map<std::string, torch::nn::Module*> by_name;
+  for (const auto& [name, m] : walk(model)) by_name[name] = m;
+  auto find = [&](const std::string& n) {
+    auto it = by_name.find(n);
+    TQ_CHECK(it != by_name.end(), "fuse_modules", "no module named '", n, "'");
+    return it->second;
+  };
+  for (const auto& group : groups) {
+    TQ_CHECK(group.size() >= 2 && group.size() <= 3, "fuse_modules", "a group has 2 or 3 modules, got ", group.size());
+    auto* first = find(group[0]);
+    auto* conv = dynamic_cast<nn::Conv2dImpl*>(first);
+    auto* weighted = dynamic_cast<nn::WeightedModule*>(first);
+    TQ_CHECK(weighted != nullptr, "fuse_modules", "'", group[0], "' is a ", first->name(),
+             "; groups start with a tq Conv2d or Linear");
+    for (size_t i = 1; i < group.size(); ++i) {
+      auto* m = find(group[i]);
+      if (auto* bn = dynamic_cast<nn::BatchNorm2dImpl*>(m)) {
+        TQ_CHECK(conv != nullptr && i == 1, "fuse_modules", "BatchNorm2d '", group[i],
+                 "' can only follow a Conv2d directly");
+        conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+        bn->mark_folded();
+      } else if (auto* relu = dynamic_cast<nn::ReLUImpl*>(m)) {
+        TQ_CHECK(i == group.size() - 1, "fuse_modules", "ReLU '", group[i], "' must end its group");
+        weighted->set_fused_relu(true);
+        relu->mark_folded();
+      } else {
+        TQ_CHECK(false, "fuse_modules", "cannot fuse '", group[i], "' (", m->name(),
+                 "); supported: Conv2d+BatchNorm2d(+ReLU), Conv2d+ReLU, Linear+ReLU with tq::nn modules");
+      }
+    }
+  }
+}
+
+std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torch::nn::Module& model) {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> out;
+  for (const auto& item : model.named_modules("", false)) {
+    if (is_quantizer(*item.value())) out[item.key()] = item.value();
+  }
+  return out;
+}
+
+void load_quantized_state_dict(torch::nn::Module& model, const std::string& path) {
+  const auto state = serialize::read_state_dict_file(path);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : state) keys.insert(k);
+  for (const auto& [name, m] : walk(model)) {
+    auto* q = dynamic_cast<nn::Quantizable*>(m);
+    if (q == nullptr || q->mode() != nn::QuantMode::Float) continue;
+    const std::string prefix = name.empty() ? "" : name + ".";
+    // Dynamically quantized modules have int8 weights but no output qparams.
+    if (keys.count(prefix + "scale")) {
+      q->prepare_quantized_layout(/*dynamic=*/false);
+    } else if (keys.count(prefix + "weight_int8")) {
+      q->prepare_quantized_layout(/*dynamic=*/true);
+    }
+  }
+  serialize::load_state_dict(model, state);
+}
+
+int64_t model_size_bytes(const torch::nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& [k, v] : serialize::state_dict(model)) bytes += v.numel() * static_cast<int64_t>(v.element_size());
+  return bytes;
+}
+
+}  // namespace tq::quant
