@@ -138,6 +138,8 @@ BatchNorm2dImpl::BatchNorm2dImpl(int64_t n, double eps, double momentum)
 
 at::Tensor BatchNorm2dImpl::forward(const at::Tensor& x) {
   if (folded_) return x;
+  TQ_CHECK(!x.is_quantized(), name(),
+           "got an int8 input: fold it into the preceding Conv2d with fuse_modules before prepare");
   if (is_training()) num_batches_tracked.add_(1);
   return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
 }
