@@ -30,6 +30,7 @@ bench: build
 golden:
 	@/usr/bin/python3 tools/gen_golden.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_fake_quant.py --out tests/golden
+	@/usr/bin/python3 tools/gen_golden_eager.py --out tests/golden
 
 clean:
 	@rm -rf $(BUILD_DIR)

@@ -1,0 +1,70 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "golden.h"
+#include "tq/kernels/int8.h"
+#include "tq/nn/modules.h"
+#include "tq/quant/quantize.h"
+#include "tq/serialize/state_dict.h"
+
+using namespace tq;
+using tq::testing::to_tensor;
+
+namespace {
+// The model of tools/gen_golden_eager.py, with tq's modules and the same names.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    quant = register_module("quant", nn::QuantStub());
+    conv = register_module("conv", nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1)));
+    relu = register_module("relu", nn::ReLU());
+    fc = register_module("fc", nn::Linear(4 * 5 * 5, 3));
+    dequant = register_module("dequant", nn::DeQuantStub());
+  }
+  at::Tensor forward(const at::Tensor& x) { return dequant(fc(relu(conv(quant(x))).flatten(1))); }
+  nn::QuantStub quant{nullptr};
+  nn::Conv2d conv{nullptr};
+  nn::ReLU relu{nullptr};
+  nn::Linear fc{nullptr};
+  nn::DeQuantStub dequant{nullptr};
+};
+TORCH_MODULE(Net);
+}  // namespace
+
+// The same float model quantized by PyTorch's eager API (Python) and by tq (C++): every scale and
+// zero point equal, outputs within one output quantization step.
+TEST(EagerParity, StaticPtqMatchesPyTorchEager) {
+  const auto& g = tq::testing::golden("eager.json");
+  const auto engines = kernels::int8::available_engines();
+  if (std::find(engines.begin(), engines.end(), "onednn") == engines.end()) GTEST_SKIP() << "no onednn engine";
+  kernels::int8::set_engine("onednn");
+  Net net;
+  serialize::load_state_dict_file(*net, tq::testing::golden_path("eager_float.pt"));
+  net->eval();
+  const auto x = to_tensor(g.at("x"));
+  EXPECT_TRUE(at::allclose(net->forward(x), to_tensor(g.at("float_out")), 1e-5, 1e-6));
+  quant::fuse_modules(*net, {{"conv", "relu"}});
+  quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig("onednn")));
+  for (const auto& b : g.at("batches")) net->forward(to_tensor(b));
+  quant::convert(*net);
+
+  const auto qparams = serialize::state_dict(*net);
+  auto buffer = [&](const std::string& key) {
+    for (const auto& [k, v] : qparams) {
+      if (k == key) return v;
+    }
+    ADD_FAILURE() << "no " << key;
+    return at::Tensor();
+  };
+  EXPECT_EQ(static_cast<float>(buffer("quant.scale").item<double>()), g.at("quant").at("scale").get<float>());
+  EXPECT_EQ(buffer("quant.zero_point").item<int64_t>(), g.at("quant").at("zero_point").get<int64_t>());
+  for (const std::string m : {"conv", "fc"}) {
+    EXPECT_EQ(static_cast<float>(buffer(m + ".scale").item<double>()), g.at(m).at("scale").get<float>()) << m;
+    EXPECT_EQ(buffer(m + ".zero_point").item<int64_t>(), g.at(m).at("zero_point").get<int64_t>()) << m;
+    EXPECT_TRUE(tq::testing::tensors_equal(buffer(m + ".weight_scale").to(at::kFloat),
+                                           to_tensor(g.at(m).at("weight_scales"))))
+        << m;
+  }
+  const auto y = net->forward(x);
+  const double step = g.at("fc").at("scale").get<double>();
+  EXPECT_LE((y - to_tensor(g.at("int8_out"))).abs().max().item<double>(), step + 1e-7);
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Golden data for the eager workflow, written by PyTorch's eager API (Debian's 1.13):
+
+  /usr/bin/python3 tools/gen_golden_eager.py --out tests/golden
+
+A small model (QuantStub, Conv2d+ReLU fused, Linear, DeQuantStub) with fixed weights
+(eager_float.pt, the same names tq's modules use), quantized statically with MinMax activation
+observers and per-channel weights on the onednn engine, calibrated on fixed batches. eager.json
+holds the batches, a test input, the float and int8 outputs, and every scale / zero point."""
+import argparse
+import json
+import os
+
+import torch
+import torch.ao.quantization as Q
+from torch.ao.quantization.observer import MinMaxObserver, default_per_channel_weight_observer
+
+torch.manual_seed(20261125)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = Q.QuantStub()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.fc = torch.nn.Linear(4 * 5 * 5, 3)
+        self.dequant = Q.DeQuantStub()
+
+    def forward(self, x):
+        x = self.relu(self.conv(self.quant(x)))
+        return self.dequant(self.fc(x.flatten(1)))
+
+
+def tj(t):
+    t = t.detach()
+    return {"shape": list(t.shape), "data": t.flatten().tolist(), "dtype": str(t.dtype).replace("torch.", "")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.backends.quantized.engine = "onednn"
+    model = Net().eval()
+    torch.save(dict(model.state_dict()), os.path.join(args.out, "eager_float.pt"))
+    batches = [torch.randn(8, 3, 5, 5) * s for s in (1.0, 1.5)]
+    x = torch.randn(4, 3, 5, 5)
+    float_out = model(x)
+    model.qconfig = Q.QConfig(activation=MinMaxObserver.with_args(reduce_range=False),
+                              weight=default_per_channel_weight_observer)
+    Q.fuse_modules(model, [["conv", "relu"]], inplace=True)
+    Q.prepare(model, inplace=True)
+    for b in batches:
+        model(b)
+    Q.convert(model, inplace=True)
+    int8_out = model(x)
+    out = {
+        "torch": torch.__version__, "engine": "onednn", "batches": [tj(b) for b in batches], "x": tj(x),
+        "float_out": tj(float_out), "int8_out": tj(int8_out),
+        "quant": {"scale": float(model.quant.scale), "zero_point": int(model.quant.zero_point)},
+        "conv": {"scale": model.conv.scale, "zero_point": model.conv.zero_point,
+                 "weight_scales": tj(model.conv.weight().q_per_channel_scales().float())},
+        "fc": {"scale": model.fc.scale, "zero_point": model.fc.zero_point,
+               "weight_scales": tj(model.fc.weight().q_per_channel_scales().float())},
+    }
+    path = os.path.join(args.out, "eager.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(out, f)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    main()
