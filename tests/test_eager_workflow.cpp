@@ -4,9 +4,11 @@
 #include <torch/nn/modules/linear.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "tq/fake_quant/fake_quantize.h"
 #include "tq/kernels/int8.h"
+#include "tq/nn/activations.h"
 #include "tq/nn/modules.h"
 #include "tq/quant/quantize.h"
 #include "tq/serialize/state_dict.h"
@@ -247,4 +249,82 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
   expect_error([] { kernels::int8::set_engine("tpu"); }, "not available in this LibTorch; available:");
   expect_error([] { quant::get_default_qconfig("arm"); }, "unknown backend 'arm'");
   expect_error([] { quant::fuse_modules(*Net(), {{"stem", "nope"}}); }, "no module named 'nope'");
+}
+
+TEST_F(EagerWorkflow, ActivationsAndConcatenationRunInInt8) {
+  struct M : torch::nn::Module {
+    M() {
+      quant = register_module("quant", nn::QuantStub());
+      fc = register_module("fc", nn::Linear(12, 12));
+      hs = register_module("hs", nn::Hardswish());
+      elu = register_module("elu", nn::ELU(0.5));
+      leaky = register_module("leaky", nn::LeakyReLU(0.1));
+      relu6 = register_module("relu6", nn::ReLU6());
+      sigmoid = register_module("sigmoid", nn::Sigmoid());
+      cat = register_module("cat", nn::FloatFunctional());
+      dequant = register_module("dequant", nn::DeQuantStub());
+    }
+    at::Tensor forward(const at::Tensor& x) {
+      auto y = fc(quant(x));
+      auto parts = std::vector<at::Tensor>{hs(y), elu(y), leaky(y), relu6(y), sigmoid(y)};
+      return dequant(cat->cat(parts, 1));
+    }
+    nn::QuantStub quant{nullptr};
+    nn::Linear fc{nullptr};
+    nn::Hardswish hs{nullptr};
+    nn::ELU elu{nullptr};
+    nn::LeakyReLU leaky{nullptr};
+    nn::ReLU6 relu6{nullptr};
+    nn::Sigmoid sigmoid{nullptr};
+    nn::FloatFunctional cat{nullptr};
+    nn::DeQuantStub dequant{nullptr};
+  } m;
+  m.eval();
+  const auto x = at::randn({32, 12}) * 2;
+  const auto reference = m.forward(x);
+  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  m.forward(x);
+  quant::convert(m);
+  const auto y = m.forward(x);
+  EXPECT_EQ(y.sizes(), reference.sizes());
+  EXPECT_LT(max_abs(y - reference), 0.1) << max_abs(y - reference);
+  std::ostringstream s;
+  s << *m.sigmoid;
+  EXPECT_NE(s.str().find("scale=0.00390625, zero_point=0"), std::string::npos) << s.str();  // fixed 1/256
+}
+
+TEST_F(EagerWorkflow, QatConvBnTrainsTheBatchNormThenFoldsIt) {
+  struct M : torch::nn::Module {
+    M() {
+      quant = register_module("quant", nn::QuantStub());
+      conv = register_module("conv", nn::Conv2d(torch::nn::Conv2dOptions(2, 4, 3).padding(1).bias(false)));
+      bn = register_module("bn", nn::BatchNorm2d(4));
+      relu = register_module("relu", nn::ReLU());
+      dequant = register_module("dequant", nn::DeQuantStub());
+    }
+    at::Tensor forward(const at::Tensor& x) { return dequant(relu(bn(conv(quant(x))))); }
+    nn::QuantStub quant{nullptr};
+    nn::Conv2d conv{nullptr};
+    nn::BatchNorm2d bn{nullptr};
+    nn::ReLU relu{nullptr};
+    nn::DeQuantStub dequant{nullptr};
+  } m;
+  m.train();
+  quant::fuse_modules(m, {{"conv", "bn", "relu"}}, /*is_qat=*/true);
+  EXPECT_TRUE(m.conv->has_attached_batch_norm());
+  quant::prepare_qat(m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine_)));
+  const auto x = at::randn({16, 2, 6, 6}) * 2 + 1;
+  for (int i = 0; i < 5; ++i) m.forward(x);
+  EXPECT_GT(m.bn->num_batches_tracked.item<int64_t>(), -1);
+  EXPECT_GT(m.bn->running_mean.abs().sum().item<double>(), 0.0) << "the batch norm's statistics must train";
+  quant::freeze_bn_stats(m);
+  const auto mean_before = m.bn->running_mean.clone();
+  m.forward(x);
+  EXPECT_TRUE(at::equal(m.bn->running_mean, mean_before)) << "frozen statistics must not move";
+  m.eval();
+  fake_quant::disable_observer(m);
+  const auto fake_quantized = m.forward(x).detach();
+  quant::convert(m);
+  const auto y = m.forward(x);
+  EXPECT_LT(max_abs(y - fake_quantized), 0.05 * max_abs(fake_quantized) + 0.02) << max_abs(y - fake_quantized);
 }

@@ -83,8 +83,52 @@ std::vector<int64_t> padding_of(const torch::nn::Conv2dOptions& o) {
 at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight) const {
   TQ_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), name(), "input must be (N, ", options_.in_channels(),
            ", H, W), got ", x.sizes());
-  return at::conv2d(x, weight, bias_, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
-                    options_.groups());
+  auto y = at::conv2d(x, weight, bias_, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
+                      options_.groups());
+  if (bn_) {
+    // Fused for QAT (outside QAT mode): conv then the live batch norm.
+    const bool train = bn_->is_training() && !freeze_bn_;
+    y = at::batch_norm(y, bn_->weight, bn_->bias, bn_->running_mean, bn_->running_var, train, bn_->momentum(),
+                       bn_->eps(), true);
+  }
+  return y;
+}
+
+void Conv2dImpl::attach_batch_norm(std::shared_ptr<BatchNorm2dImpl> bn) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "fuse before prepare_qat");
+  TQ_CHECK(bn->weight.numel() == options_.out_channels(), name(), "batch norm has ", bn->weight.numel(),
+           " features, the conv ", options_.out_channels(), " output channels");
+  bn_ = std::move(bn);
+}
+
+bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
+  if (!bn_) return false;
+  // PyTorch's _ConvBnNd._forward: scale the weight by gamma / running_std, fake-quantize it,
+  // convolve without bias, undo the scale, add the bias, then batch norm (batch statistics while
+  // training, running ones once frozen).
+  const auto running_std = at::sqrt(bn_->running_var + bn_->eps());
+  const auto scale_factor = bn_->weight / running_std;
+  const auto scaled_weight = run_quantizer(*weight_fake_quant_, weight_ * scale_factor.reshape({-1, 1, 1, 1}));
+  auto y = at::conv2d(x, scaled_weight, {}, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
+                      options_.groups());
+  y = y / scale_factor.reshape({1, -1, 1, 1});
+  if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});
+  const bool train = bn_->is_training() && !freeze_bn_;
+  out = at::batch_norm(y, bn_->weight, bn_->bias, bn_->running_mean, bn_->running_var, train, bn_->momentum(),
+                       bn_->eps(), true);
+  return true;
+}
+
+void Conv2dImpl::convert(const std::string& qualified_name) {
+  if (bn_) {
+    // Fold the trained batch norm's running statistics, then quantize as usual.
+    auto bn = std::move(bn_);
+    const auto saved_mode = mode_;
+    mode_ = QuantMode::Float;
+    fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+    mode_ = saved_mode;
+  }
+  WeightedModule::convert(qualified_name);
 }
 
 kernels::int8::PackedWeight Conv2dImpl::prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const {
@@ -224,6 +268,13 @@ at::Tensor FloatFunctionalImpl::mul(const at::Tensor& a, const at::Tensor& b) {
     return kernels::int8::mul(a, b, scale_.item<double>(), zero_point_.item<int64_t>());
   }
   return finish(a * b);
+}
+
+at::Tensor FloatFunctionalImpl::cat(const std::vector<at::Tensor>& xs, int64_t dim) {
+  if (mode_ == QuantMode::Quantized) {
+    return kernels::int8::cat(xs, dim, scale_.item<double>(), zero_point_.item<int64_t>());
+  }
+  return finish(at::cat(xs, dim));
 }
 
 void FloatFunctionalImpl::prepare(const QConfig& qconfig) {

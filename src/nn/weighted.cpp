@@ -32,6 +32,11 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return y;
     }
     case QuantMode::QAT: {
+      at::Tensor overridden;
+      if (qat_forward_override(x, overridden)) {
+        if (relu_) overridden = at::relu(overridden);
+        return run_quantizer(*activation_post_process_, overridden);
+      }
       auto y = float_op(x, run_quantizer(*weight_fake_quant_, weight_));
       if (relu_) y = at::relu(y);
       return run_quantizer(*activation_post_process_, y);

@@ -120,7 +120,15 @@ Summary quantize_dynamic(torch::nn::Module& model, const QConfigMapping& mapping
                       [](nn::Quantizable& q, const nn::QConfig& qc) { return q.convert_dynamic(qc); });
 }
 
-void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups) {
+void freeze_bn_stats(torch::nn::Module& model, bool freeze) {
+  for (const auto& [name, m] : walk(model)) {
+    if (auto* conv = dynamic_cast<nn::Conv2dImpl*>(m)) conv->freeze_bn_stats(freeze);
+  }
+}
+
+void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups, bool is_qat) {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> shared;
+  for (const auto& item : model.named_modules("", false)) shared[item.key()] = item.value();
   std::map<std::string, torch::nn::Module*> by_name;
   for (const auto& [name, m] : walk(model)) by_name[name] = m;
   auto find = [&](const std::string& n) {
@@ -140,7 +148,11 @@ void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::s
       if (auto* bn = dynamic_cast<nn::BatchNorm2dImpl*>(m)) {
         TQ_CHECK(conv != nullptr && i == 1, "fuse_modules", "BatchNorm2d '", group[i],
                  "' can only follow a Conv2d directly");
-        conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+        if (is_qat) {
+          conv->attach_batch_norm(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(shared.at(group[i])));
+        } else {
+          conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+        }
         bn->mark_folded();
       } else if (auto* relu = dynamic_cast<nn::ReLUImpl*>(m)) {
         TQ_CHECK(i == group.size() - 1, "fuse_modules", "ReLU '", group[i], "' must end its group");

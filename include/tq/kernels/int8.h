@@ -37,5 +37,13 @@ at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale
 
 at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu);
 at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point);
+at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point);
+
+// Activations. relu6 keeps the input's qparams; the others requantize to the given ones.
+at::Tensor relu6(const at::Tensor& x_q);
+at::Tensor hardswish(const at::Tensor& x_q, double out_scale, int64_t out_zero_point);
+at::Tensor elu(const at::Tensor& x_q, double out_scale, int64_t out_zero_point, double alpha);
+at::Tensor leaky_relu(const at::Tensor& x_q, double negative_slope, double out_scale, int64_t out_zero_point);
+at::Tensor sigmoid(const at::Tensor& x_q, double out_scale, int64_t out_zero_point);
 
 }  // namespace tq::kernels::int8

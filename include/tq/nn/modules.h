@@ -18,6 +18,8 @@
 
 namespace tq::nn {
 
+class BatchNorm2dImpl;
+
 class LinearImpl : public WeightedModule {
  public:
   explicit LinearImpl(const torch::nn::LinearOptions& options);
@@ -43,15 +45,28 @@ class Conv2dImpl : public WeightedModule {
   // Folds an eval-mode batch norm (running statistics) into this convolution's weight and bias.
   void fold_batch_norm(const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& gamma,
                        const at::Tensor& beta, double eps);
+  // QAT fusion (PyTorch's ConvBn2d / ConvBnReLU2d): the batch norm stays live and trains; in QAT
+  // mode the weight is scaled by gamma / running_std before fake quantization, and convert folds
+  // the running statistics in. freeze_bn_stats switches the batch norm to its running statistics.
+  void attach_batch_norm(std::shared_ptr<BatchNorm2dImpl> bn);
+  void freeze_bn_stats(bool freeze = true) { freeze_bn_ = freeze; }
+  bool has_attached_batch_norm() const { return bn_ != nullptr; }
+  void convert(const std::string& qualified_name) override;
 
  protected:
   at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   std::string describe() const override;
+  at::Tensor float_op_with_bn(const at::Tensor& x, const at::Tensor& weight) const;
 
  private:
   torch::nn::Conv2dOptions options_;
+  std::shared_ptr<BatchNorm2dImpl> bn_;
+  bool freeze_bn_ = false;
+
+ protected:
+  bool qat_forward_override(const at::Tensor& x, at::Tensor& out) override;
 };
 TORCH_MODULE(Conv2d);
 
@@ -63,6 +78,7 @@ class BatchNorm2dImpl : public torch::nn::Module {
   bool folded() const { return folded_; }
   void mark_folded() { folded_ = true; }
   double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
@@ -117,6 +133,7 @@ class FloatFunctionalImpl : public torch::nn::Module, public Quantizable {
   at::Tensor add(const at::Tensor& a, const at::Tensor& b);
   at::Tensor add_relu(const at::Tensor& a, const at::Tensor& b);
   at::Tensor mul(const at::Tensor& a, const at::Tensor& b);
+  at::Tensor cat(const std::vector<at::Tensor>& xs, int64_t dim = 0);
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;

@@ -15,9 +15,9 @@ namespace tq::nn {
 class WeightedModule : public torch::nn::Module, public Quantizable {
  public:
   at::Tensor forward(const at::Tensor& x);
+  void convert(const std::string& qualified_name) override;
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
-  void convert(const std::string& qualified_name) override;
   bool convert_dynamic(const QConfig& qconfig) override;
   void prepare_quantized_layout(bool dynamic) override;
   std::vector<std::string> resizable_buffers() const override;
@@ -42,6 +42,8 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   virtual at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const = 0;
   virtual bool has_dynamic_form() const { return false; }
   virtual std::string describe() const = 0;
+  // Hook for modules that compute differently in QAT mode (Conv2d with an attached batch norm).
+  virtual bool qat_forward_override(const at::Tensor& x, at::Tensor& out) { return false; }
 
   // Quantizes the weight with the given (observer or fake-quantizer) qparams and packs it.
   void quantize_weight(torch::nn::Module& weight_quantizer);

@@ -43,7 +43,11 @@ Summary quantize_dynamic(torch::nn::Module& model, const QConfigMapping& mapping
 // Fuses groups given by qualified names: Conv2d+BatchNorm2d(+ReLU), Conv2d+ReLU, Linear+ReLU.
 // The batch norm is folded into the convolution (eval statistics) and the ReLU into the module
 // before it; the folded modules then pass their input through.
-void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups);
+// With is_qat, a batch norm stays live inside the convolution (PyTorch's ConvBn2d / ConvBnReLU2d)
+// and is folded at convert; freeze_bn_stats(model) then switches them to running statistics.
+void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups,
+                  bool is_qat = false);
+void freeze_bn_stats(torch::nn::Module& model, bool freeze = true);
 
 // Observers and fake quantizers by qualified name (PyTorch's get_observer_dict).
 std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torch::nn::Module& model);

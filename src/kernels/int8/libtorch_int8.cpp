@@ -110,4 +110,38 @@ at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, i
   return call("quantized::mul", "", {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
 }
 
+at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point) {
+  TQ_CHECK(!xs_q.empty(), "int8::cat", "needs at least one tensor");
+  for (const auto& x : xs_q) check_input(x, "int8::cat");
+  return call("quantized::cat", "", {c10::List<at::Tensor>(xs_q), dim, out_scale, out_zero_point})[0].toTensor();
+}
+
+at::Tensor relu6(const at::Tensor& x_q) {
+  check_input(x_q, "int8::relu6");
+  return call("quantized::relu6", "", {x_q, false})[0].toTensor();
+}
+
+at::Tensor hardswish(const at::Tensor& x_q, double out_scale, int64_t out_zero_point) {
+  check_input(x_q, "int8::hardswish");
+  return call("quantized::hardswish", "", {x_q, out_scale, out_zero_point})[0].toTensor();
+}
+
+at::Tensor elu(const at::Tensor& x_q, double out_scale, int64_t out_zero_point, double alpha) {
+  check_input(x_q, "int8::elu");
+  return call("quantized::elu", "", {x_q, out_scale, out_zero_point, c10::Scalar(alpha), c10::Scalar(1.0),
+                                     c10::Scalar(1.0)})[0]
+      .toTensor();
+}
+
+at::Tensor leaky_relu(const at::Tensor& x_q, double negative_slope, double out_scale, int64_t out_zero_point) {
+  check_input(x_q, "int8::leaky_relu");
+  return call("quantized::leaky_relu", "", {x_q, c10::Scalar(negative_slope), false, out_scale, out_zero_point})[0]
+      .toTensor();
+}
+
+at::Tensor sigmoid(const at::Tensor& x_q, double out_scale, int64_t out_zero_point) {
+  check_input(x_q, "int8::sigmoid");
+  return call("quantized::sigmoid", "", {x_q, out_scale, out_zero_point})[0].toTensor();
+}
+
 }  // namespace tq::kernels::int8
