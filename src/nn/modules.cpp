@@ -198,7 +198,7 @@ at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
       return run_quantizer(*activation_post_process_, x);
     case QuantMode::Quantized:
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "expects float32 input, got ", x.scalar_type());
-      return at::quantize_per_tensor(x, scale_.item<double>(), zero_point_.item<int64_t>(), at::kQUInt8);
+      return at::quantize_per_tensor(x, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], at::kQUInt8);
     default:
       return x;
   }
@@ -251,14 +251,14 @@ at::Tensor FloatFunctionalImpl::finish(const at::Tensor& y) {
 
 at::Tensor FloatFunctionalImpl::add(const at::Tensor& a, const at::Tensor& b) {
   if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::add(a, b, scale_.item<double>(), zero_point_.item<int64_t>(), false);
+    return kernels::int8::add(a, b, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], false);
   }
   return finish(a + b);
 }
 
 at::Tensor FloatFunctionalImpl::add_relu(const at::Tensor& a, const at::Tensor& b) {
   if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::add(a, b, scale_.item<double>(), zero_point_.item<int64_t>(), true);
+    return kernels::int8::add(a, b, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], true);
   }
   return finish(at::relu(a + b));
 }

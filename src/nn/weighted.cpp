@@ -42,7 +42,7 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return run_quantizer(*activation_post_process_, y);
     }
     case QuantMode::Quantized:
-      return int8_op(x, out_scale_.item<double>(), out_zero_point_.item<int64_t>());
+      return int8_op(x, out_scale_value_, out_zero_point_value_);
     case QuantMode::DynamicQuantized: {
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "a dynamically quantized module takes float32 input, got ",
                x.scalar_type());
@@ -133,6 +133,8 @@ void WeightedModule::convert(const std::string& qualified_name) {
   }
   out_scale_ = register_buffer("scale", at::full({1}, act_qp.scale.item<double>(), at::kDouble));
   out_zero_point_ = register_buffer("zero_point", at::full({1}, act_qp.zero_point.item<int64_t>(), at::kLong));
+  out_scale_value_ = out_scale_.item<double>();
+  out_zero_point_value_ = out_zero_point_.item<int64_t>();
   drop_quantizers();
   mode_ = QuantMode::Quantized;
 }
@@ -183,6 +185,11 @@ void WeightedModule::validate_state() const {
   TQ_CHECK(weight_zero_point_.sizes() == weight_scale_.sizes(), name(), "weight_zero_point shape ",
            weight_zero_point_.sizes(), " differs from weight_scale shape ", weight_scale_.sizes());
   TQ_CHECK(at::all(weight_scale_ > 0).item<bool>(), name(), "weight_scale must be positive");
+  if (mode_ == QuantMode::Quantized) {
+    TQ_CHECK(out_scale_.item<double>() > 0, name(), "scale must be positive, got ", out_scale_.item<double>());
+    out_scale_value_ = out_scale_.item<double>();
+    out_zero_point_value_ = out_zero_point_.item<int64_t>();
+  }
   packed_ = prepack(quantized_weight(), bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
 }
 

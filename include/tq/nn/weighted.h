@@ -56,6 +56,9 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   std::shared_ptr<torch::nn::Module> activation_post_process_, weight_fake_quant_;
   at::Tensor weight_int8_, weight_scale_, weight_zero_point_, out_scale_, out_zero_point_;
   mutable kernels::int8::PackedWeight packed_;
+  // Plain copies of the output qparams buffers, read on every call.
+  mutable double out_scale_value_ = 1.0;
+  mutable int64_t out_zero_point_value_ = 0;
 };
 
 }  // namespace tq::nn

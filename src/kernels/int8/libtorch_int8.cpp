@@ -12,10 +12,38 @@
 namespace tq::kernels::int8 {
 namespace {
 
-std::vector<c10::IValue> call(const char* name, const char* overload, std::vector<c10::IValue> args) {
-  const auto op = c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+// Operator lookups hash the name: done once (ops() below), then each call is boxed.
+c10::OperatorHandle op(const char* name, const char* overload) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+}
+
+// Every operator tq calls, looked up on first use.
+struct Ops {
+  c10::OperatorHandle linear_prepack = op("quantized::linear_prepack", "");
+  c10::OperatorHandle linear = op("quantized::linear", "");
+  c10::OperatorHandle linear_relu = op("quantized::linear_relu", "");
+  c10::OperatorHandle linear_dynamic = op("quantized::linear_dynamic", "");
+  c10::OperatorHandle conv2d_prepack = op("quantized::conv2d_prepack", "");
+  c10::OperatorHandle conv2d = op("quantized::conv2d", "new");
+  c10::OperatorHandle conv2d_relu = op("quantized::conv2d_relu", "new");
+  c10::OperatorHandle add = op("quantized::add", "");
+  c10::OperatorHandle add_relu = op("quantized::add_relu", "");
+  c10::OperatorHandle mul = op("quantized::mul", "");
+  c10::OperatorHandle cat = op("quantized::cat", "");
+  c10::OperatorHandle relu6 = op("quantized::relu6", "");
+  c10::OperatorHandle hardswish = op("quantized::hardswish", "");
+  c10::OperatorHandle elu = op("quantized::elu", "");
+  c10::OperatorHandle leaky_relu = op("quantized::leaky_relu", "");
+  c10::OperatorHandle sigmoid = op("quantized::sigmoid", "");
+};
+const Ops& ops() {
+  static const Ops o;
+  return o;
+}
+
+std::vector<c10::IValue> call(const c10::OperatorHandle& handle, std::vector<c10::IValue> args) {
   std::vector<c10::IValue> stack = std::move(args);
-  op.callBoxed(&stack);
+  handle.callBoxed(&stack);
   return stack;
 }
 
@@ -60,7 +88,7 @@ void set_engine(const std::string& engine) {
 }
 
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) {
-  return {call("quantized::linear_prepack", "", {weight_q, bias})[0]};
+  return {call(ops().linear_prepack, {weight_q, bias})[0]};
 }
 
 at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
@@ -68,7 +96,7 @@ at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale
   // The engines take 2-D inputs; fold leading dimensions.
   const auto sizes = x_q.sizes().vec();
   const auto x2 = x_q.dim() == 2 ? x_q : x_q.reshape({-1, sizes.back()});
-  auto y = call(relu ? "quantized::linear_relu" : "quantized::linear", "",
+  auto y = call(relu ? ops().linear_relu : ops().linear,
                 {x2, w.handle, out_scale, out_zero_point})[0]
                .toTensor();
   if (x_q.dim() != 2) {
@@ -81,67 +109,69 @@ at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale
 
 at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduce_range) {
   TQ_CHECK(x.defined() && x.scalar_type() == at::kFloat, "int8::linear_dynamic", "input must be float32");
-  return call("quantized::linear_dynamic", "", {x.contiguous(), w.handle, reduce_range})[0].toTensor();
+  return call(ops().linear_dynamic, {x.contiguous(), w.handle, reduce_range})[0].toTensor();
 }
 
 PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,
                             std::vector<int64_t> dilation, int64_t groups) {
-  return {call("quantized::conv2d_prepack", "", {weight_q, bias, stride, padding, dilation, groups})[0]};
+  return {call(ops().conv2d_prepack, {weight_q, bias, stride, padding, dilation, groups})[0]};
 }
 
 at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
   check_input(x_q, "int8::conv2d");
   TQ_CHECK(x_q.dim() == 4, "int8::conv2d", "input must be 4-D (N, C, H, W), got ", x_q.sizes());
-  return call(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new",
-              {x_q.contiguous(), w.handle, out_scale, out_zero_point})[0]
+  // No .contiguous(): the engines keep activations channels-last between layers, and a copy back
+  // to NCHW before every convolution costs more than the convolution's int8 arithmetic saves.
+  return call(relu ? ops().conv2d_relu : ops().conv2d,
+              {x_q, w.handle, out_scale, out_zero_point})[0]
       .toTensor();
 }
 
 at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu) {
   check_input(a_q, "int8::add");
   check_input(b_q, "int8::add");
-  return call(relu ? "quantized::add_relu" : "quantized::add", "", {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
+  return call(relu ? ops().add_relu : ops().add, {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
 }
 
 at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point) {
   check_input(a_q, "int8::mul");
   check_input(b_q, "int8::mul");
-  return call("quantized::mul", "", {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
+  return call(ops().mul, {a_q, b_q, out_scale, out_zero_point})[0].toTensor();
 }
 
 at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point) {
   TQ_CHECK(!xs_q.empty(), "int8::cat", "needs at least one tensor");
   for (const auto& x : xs_q) check_input(x, "int8::cat");
-  return call("quantized::cat", "", {c10::List<at::Tensor>(xs_q), dim, out_scale, out_zero_point})[0].toTensor();
+  return call(ops().cat, {c10::List<at::Tensor>(xs_q), dim, out_scale, out_zero_point})[0].toTensor();
 }
 
 at::Tensor relu6(const at::Tensor& x_q) {
   check_input(x_q, "int8::relu6");
-  return call("quantized::relu6", "", {x_q, false})[0].toTensor();
+  return call(ops().relu6, {x_q, false})[0].toTensor();
 }
 
 at::Tensor hardswish(const at::Tensor& x_q, double out_scale, int64_t out_zero_point) {
   check_input(x_q, "int8::hardswish");
-  return call("quantized::hardswish", "", {x_q, out_scale, out_zero_point})[0].toTensor();
+  return call(ops().hardswish, {x_q, out_scale, out_zero_point})[0].toTensor();
 }
 
 at::Tensor elu(const at::Tensor& x_q, double out_scale, int64_t out_zero_point, double alpha) {
   check_input(x_q, "int8::elu");
-  return call("quantized::elu", "", {x_q, out_scale, out_zero_point, c10::Scalar(alpha), c10::Scalar(1.0),
+  return call(ops().elu, {x_q, out_scale, out_zero_point, c10::Scalar(alpha), c10::Scalar(1.0),
                                      c10::Scalar(1.0)})[0]
       .toTensor();
 }
 
 at::Tensor leaky_relu(const at::Tensor& x_q, double negative_slope, double out_scale, int64_t out_zero_point) {
   check_input(x_q, "int8::leaky_relu");
-  return call("quantized::leaky_relu", "", {x_q, c10::Scalar(negative_slope), false, out_scale, out_zero_point})[0]
+  return call(ops().leaky_relu, {x_q, c10::Scalar(negative_slope), false, out_scale, out_zero_point})[0]
       .toTensor();
 }
 
 at::Tensor sigmoid(const at::Tensor& x_q, double out_scale, int64_t out_zero_point) {
   check_input(x_q, "int8::sigmoid");
-  return call("quantized::sigmoid", "", {x_q, out_scale, out_zero_point})[0].toTensor();
+  return call(ops().sigmoid, {x_q, out_scale, out_zero_point})[0].toTensor();
 }
 
 }  // namespace tq::kernels::int8
