@@ -1,5 +1,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/nn/modules/container/sequential.h>
 
 #include "golden.h"
 #include "tq/kernels/int8.h"
@@ -67,4 +68,75 @@ TEST(EagerParity, StaticPtqMatchesPyTorchEager) {
   const auto y = net->forward(x);
   const double step = g.at("fc").at("scale").get<double>();
   EXPECT_LE((y - to_tensor(g.at("int8_out"))).abs().max().item<double>(), step + 1e-7);
+}
+
+// Dynamic quantization of Linear layers: PyTorch's quantize_dynamic and tq's give the same output
+// (same weight qparams, same int8 kernel).
+TEST(EagerParity, DynamicMatchesPyTorchEager) {
+  const auto& g = tq::testing::golden("eager.json").at("dynamic");
+  torch::nn::Sequential model(nn::Linear(16, 32), nn::ReLU(), nn::Linear(32, 4));
+  serialize::load_state_dict_file(*model, tq::testing::golden_path("eager_dynamic_float.pt"));
+  model->eval();
+  const auto x = to_tensor(g.at("x"));
+  EXPECT_TRUE(at::allclose(model->forward(x), to_tensor(g.at("float_y")), 1e-5, 1e-6));
+  quant::quantize_dynamic(*model);
+  EXPECT_TRUE(tq::testing::tensors_close(model->forward(x), to_tensor(g.at("y")), 0, 1e-6));
+}
+
+// QAT: three SGD steps on fixed data with the default onednn QAT qconfig (fused moving-average
+// fake quantizers), then convert: the same losses, scales, zero points and int8 outputs.
+TEST(EagerParity, QatMatchesPyTorchEager) {
+  const auto& g = tq::testing::golden("eager.json").at("qat");
+  const auto engines = kernels::int8::available_engines();
+  if (std::find(engines.begin(), engines.end(), "onednn") == engines.end()) GTEST_SKIP() << "no onednn engine";
+  kernels::int8::set_engine("onednn");
+  struct QatNet : torch::nn::Module {
+    QatNet() {
+      quant = register_module("quant", nn::QuantStub());
+      fc1 = register_module("fc1", nn::Linear(8, 16));
+      relu = register_module("relu", nn::ReLU());
+      fc2 = register_module("fc2", nn::Linear(16, 2));
+      dequant = register_module("dequant", nn::DeQuantStub());
+    }
+    at::Tensor forward(const at::Tensor& x) { return dequant(fc2(relu(fc1(quant(x))))); }
+    nn::QuantStub quant{nullptr};
+    nn::Linear fc1{nullptr};
+    nn::ReLU relu{nullptr};
+    nn::Linear fc2{nullptr};
+    nn::DeQuantStub dequant{nullptr};
+  } net;
+  serialize::load_state_dict_file(net, tq::testing::golden_path("eager_qat_float.pt"));
+  net.train();
+  quant::fuse_modules(net, {{"fc1", "relu"}});
+  quant::prepare_qat(net, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig("onednn")));
+  const auto x = to_tensor(g.at("x")), target = to_tensor(g.at("target"));
+  std::vector<at::Tensor> params;
+  for (const auto& p : net.parameters()) params.push_back(p);
+  for (size_t step = 0; step < 3; ++step) {
+    auto loss = (net.forward(x) - target).pow(2).mean();
+    EXPECT_NEAR(loss.item<double>(), g.at("losses")[step].get<double>(), 1e-6) << "step " << step;
+    for (auto& p : params) {
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    }
+    loss.backward();
+    at::NoGradGuard no_grad;
+    for (auto& p : params) {
+      if (p.grad().defined()) p.add_(p.grad(), -0.05);  // torch.optim.SGD(lr=0.05)
+    }
+  }
+  net.eval();
+  quant::convert(net);
+  const auto sd = serialize::state_dict(net);
+  auto buffer = [&](const std::string& key) {
+    for (const auto& [k, v] : sd) {
+      if (k == key) return v;
+    }
+    return at::Tensor();
+  };
+  for (const std::string m : {"quant", "fc1", "fc2"}) {
+    EXPECT_NEAR(buffer(m + ".scale").item<double>(), g.at(m).at("scale").get<double>(), 1e-7) << m;
+    EXPECT_EQ(buffer(m + ".zero_point").item<int64_t>(), g.at(m).at("zero_point").get<int64_t>()) << m;
+  }
+  const double step = g.at("fc2").at("scale").get<double>();
+  EXPECT_LE((net.forward(x) - to_tensor(g.at("y"))).abs().max().item<double>(), step + 1e-7);
 }

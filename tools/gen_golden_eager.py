@@ -64,6 +64,47 @@ def main():
         "fc": {"scale": model.fc.scale, "zero_point": model.fc.zero_point,
                "weight_scales": tj(model.fc.weight().q_per_channel_scales().float())},
     }
+    # Dynamic quantization of the Linear layers.
+    dyn = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)).eval()
+    torch.save(dict(dyn.state_dict()), os.path.join(args.out, "eager_dynamic_float.pt"))
+    xd = torch.randn(6, 16)
+    dyn_q = Q.quantize_dynamic(dyn, {torch.nn.Linear}, dtype=torch.qint8)
+    out["dynamic"] = {"x": tj(xd), "y": tj(dyn_q(xd)), "float_y": tj(dyn(xd))}
+
+    # QAT: three SGD steps with fixed data, then convert.
+    class QatNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = Q.QuantStub()
+            self.fc1 = torch.nn.Linear(8, 16)
+            self.relu = torch.nn.ReLU()
+            self.fc2 = torch.nn.Linear(16, 2)
+            self.dequant = Q.DeQuantStub()
+
+        def forward(self, x):
+            return self.dequant(self.fc2(self.relu(self.fc1(self.quant(x)))))
+
+    qat = QatNet()
+    torch.save(dict(qat.state_dict()), os.path.join(args.out, "eager_qat_float.pt"))
+    xq, target = torch.randn(32, 8), torch.randn(32, 2)
+    qat.train()
+    qat.qconfig = Q.get_default_qat_qconfig("onednn")
+    Q.fuse_modules_qat(qat, [["fc1", "relu"]], inplace=True)
+    Q.prepare_qat(qat, inplace=True)
+    sgd = torch.optim.SGD(qat.parameters(), lr=0.05)
+    losses = []
+    for _ in range(3):
+        loss = ((qat(xq) - target) ** 2).mean()
+        sgd.zero_grad()
+        loss.backward()
+        sgd.step()
+        losses.append(loss.item())
+    qat.eval()
+    Q.convert(qat, inplace=True)
+    out["qat"] = {"x": tj(xq), "target": tj(target), "losses": losses, "y": tj(qat(xq)),
+                  "quant": {"scale": float(qat.quant.scale), "zero_point": int(qat.quant.zero_point)},
+                  "fc1": {"scale": qat.fc1.scale, "zero_point": qat.fc1.zero_point},
+                  "fc2": {"scale": qat.fc2.scale, "zero_point": qat.fc2.zero_point}}
     path = os.path.join(args.out, "eager.json")
     with open(path + ".tmp", "w") as f:
         json.dump(out, f)
