@@ -9,6 +9,8 @@
 #include "tq/fake_quant/fake_quantize.h"
 #include "tq/kernels/int8.h"
 #include "tq/nn/activations.h"
+#include "tq/nn/conv_nd.h"
+#include "tq/nn/embedding.h"
 #include "tq/nn/modules.h"
 #include "tq/quant/quantize.h"
 #include "tq/serialize/state_dict.h"
@@ -63,7 +65,7 @@ TORCH_MODULE(Net);
 
 void randomize_batch_norms(torch::nn::Module& m) {
   at::NoGradGuard no_grad;
-  for (const auto& item : m.named_modules()) {
+  for (const auto& item : m.named_modules("", /*include_self=*/false)) {
     if (auto* bn = dynamic_cast<nn::BatchNorm2dImpl*>(item.value().get())) {
       bn->running_mean.uniform_(-0.2, 0.2);
       bn->running_var.uniform_(0.5, 1.5);
@@ -327,4 +329,63 @@ TEST_F(EagerWorkflow, QatConvBnTrainsTheBatchNormThenFoldsIt) {
   quant::convert(m);
   const auto y = m.forward(x);
   EXPECT_LT(max_abs(y - fake_quantized), 0.05 * max_abs(fake_quantized) + 0.02) << max_abs(y - fake_quantized);
+}
+
+TEST_F(EagerWorkflow, Conv1dConv3dAndStandaloneBatchNormRunInInt8) {
+  struct M : torch::nn::Module {
+    M() {
+      quant = register_module("quant", nn::QuantStub());
+      c1 = register_module("c1", nn::Conv1d(torch::nn::Conv1dOptions(3, 6, 3).padding(1)));
+      c3 = register_module("c3", nn::Conv3d(torch::nn::Conv3dOptions(2, 4, 3).padding(1)));
+      c2 = register_module("c2", nn::Conv2d(torch::nn::Conv2dOptions(3, 5, 3)));
+      bn = register_module("bn", nn::BatchNorm2d(5));
+      dequant = register_module("dequant", nn::DeQuantStub());
+    }
+    std::vector<at::Tensor> forward(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
+      return {dequant(c1(quant(a))), dequant(c3(quant(b))), dequant(bn(c2(quant(c))))};
+    }
+    nn::QuantStub quant{nullptr};
+    nn::Conv1d c1{nullptr};
+    nn::Conv3d c3{nullptr};
+    nn::Conv2d c2{nullptr};
+    nn::BatchNorm2d bn{nullptr};
+    nn::DeQuantStub dequant{nullptr};
+  } m;
+  randomize_batch_norms(m);
+  m.eval();
+  const auto a = at::randn({4, 3, 10}), b = at::randn({2, 2, 4, 5, 5}), c = at::randn({3, 3, 7, 7});
+  const auto reference = m.forward(a, b, c);
+  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  m.forward(a, b, c);
+  quant::convert(m);
+  const auto y = m.forward(a, b, c);
+  for (size_t i = 0; i < y.size(); ++i) {
+    EXPECT_EQ(y[i].sizes(), reference[i].sizes());
+    EXPECT_LT(max_abs(y[i] - reference[i]), 0.06 * max_abs(reference[i])) << i << ": " << max_abs(y[i] - reference[i]);
+  }
+  EXPECT_EQ(m.bn->mode(), QuantMode::Quantized);
+}
+
+TEST_F(EagerWorkflow, EmbeddingsQuantizeTo8And4Bits) {
+  for (bool four_bit : {false, true}) {
+    nn::Embedding emb(50, 16);
+    nn::EmbeddingBag bag(50, 16, nn::EmbeddingBagMode::Sum);
+    torch::nn::Module parent;
+    parent.register_module("emb", emb);
+    parent.register_module("bag", bag);
+    const auto idx = at::randint(0, 50, {7}, at::kLong);
+    const auto bags = at::randint(0, 50, {3, 4}, at::kLong);
+    const auto ref = emb->forward(idx);
+    const auto ref_bag = bag->forward(bags);
+    quant::prepare(parent, quant::QConfigMapping().set_global(four_bit ? quant::float_qparams_weight_only_qconfig_4bit()
+                                                                       : quant::float_qparams_weight_only_qconfig()));
+    quant::convert(parent);
+    EXPECT_TRUE(emb->four_bit() == four_bit);
+    // Per-row range over 255 (or 15) steps: half a step of error at most per value.
+    const double row_step = 2 * max_abs(emb->weight()) / (four_bit ? 15 : 255);
+    EXPECT_LE(max_abs(emb->forward(idx) - ref), row_step) << four_bit;
+    EXPECT_LE(max_abs(bag->forward(bags) - ref_bag), 4 * row_step) << four_bit;
+  }
+  nn::Embedding emb(10, 4);
+  EXPECT_THROW(emb->prepare(quant::minmax_qconfig(engine_)), c10::Error);  // needs float qparams
 }

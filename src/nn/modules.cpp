@@ -182,10 +182,41 @@ BatchNorm2dImpl::BatchNorm2dImpl(int64_t n, double eps, double momentum)
 
 at::Tensor BatchNorm2dImpl::forward(const at::Tensor& x) {
   if (folded_) return x;
-  TQ_CHECK(!x.is_quantized(), name(),
-           "got an int8 input: fold it into the preceding Conv2d with fuse_modules before prepare");
+  if (mode_ == QuantMode::Quantized) {
+    return kernels::int8::batch_norm2d(x, weight, bias, running_mean, running_var, eps_, scale_.data_ptr<double>()[0],
+                                       zero_point_.data_ptr<int64_t>()[0]);
+  }
+  TQ_CHECK(!x.is_quantized(), name(), "got an int8 input but was not converted: prepare and convert it, or fold "
+                                      "it into the preceding Conv2d with fuse_modules");
   if (is_training()) num_batches_tracked.add_(1);
-  return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
+  auto y = at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
+  if (mode_ == QuantMode::Observed) run_quantizer(*activation_post_process_, y.detach());
+  return y;
+}
+
+void BatchNorm2dImpl::prepare(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  mode_ = QuantMode::Observed;
+}
+
+void BatchNorm2dImpl::convert(const std::string& qualified_name) {
+  const std::string& who = qualified_name.empty() ? name() : qualified_name;
+  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared BatchNorm2d");
+  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
+           "was prepared but never calibrated: its observer saw no data");
+  const auto qp = quantizer_qparams(*activation_post_process_);
+  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+  unregister_module("activation_post_process");
+  activation_post_process_.reset();
+  mode_ = QuantMode::Quantized;
+}
+
+void BatchNorm2dImpl::prepare_quantized_layout(bool /*dynamic*/) {
+  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
+  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  mode_ = QuantMode::Quantized;
 }
 
 // ---- QuantStub ----

@@ -76,6 +76,15 @@ nn::QConfig default_dynamic_qconfig() {
   return {obs::default_dynamic_quant_observer(), obs::default_weight_observer(), "dynamic"};
 }
 
+nn::QConfig float_qparams_weight_only_qconfig() {
+  return {obs::default_placeholder_observer(), obs::default_float_qparams_observer(), "float_qparams weight-only"};
+}
+
+nn::QConfig float_qparams_weight_only_qconfig_4bit() {
+  return {obs::default_placeholder_observer(), obs::default_float_qparams_observer_4bit(),
+          "float_qparams weight-only 4-bit"};
+}
+
 nn::QConfig per_channel_dynamic_qconfig() {
   return {obs::default_dynamic_quant_observer(), obs::default_per_channel_weight_observer(), "per-channel dynamic"};
 }

@@ -27,6 +27,14 @@ std::string parent_of(const std::string& name) {
 
 bool is_leaf(torch::nn::Module& m) { return m.children().empty(); }
 
+// Modules without parameters that run on int8 tensors as they are (the engines implement them).
+bool runs_on_int8_as_is(const torch::nn::Module& m) {
+  for (const char* kind : {"ReLU", "DeQuantStub", "MaxPool", "AvgPool", "Flatten", "Dropout", "Identity"}) {
+    if (m.name().find(kind) != std::string::npos) return true;
+  }
+  return false;
+}
+
 bool is_quantizer(const torch::nn::Module& m) {
   return dynamic_cast<const observers::ObserverBase*>(&m) || dynamic_cast<const fake_quant::FakeQuantizeBase*>(&m);
 }
@@ -52,8 +60,9 @@ Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, co
     if (!qc) continue;
     any = true;
     auto* q = dynamic_cast<nn::Quantizable*>(m);
+    if (q != nullptr && !q->participates()) continue;
     if (q == nullptr) {
-      if (is_leaf(*m) && m->name() != "ReLU" && m->name() != "DeQuantStub" && m->name() != "BatchNorm2d") {
+      if (is_leaf(*m) && !runs_on_int8_as_is(*m)) {
         summary.left_float.push_back((name.empty() ? m->name() : name) + " (" + m->name() + ")");
       }
       continue;
@@ -180,7 +189,7 @@ void load_quantized_state_dict(torch::nn::Module& model, const std::string& path
   for (const auto& [k, v] : state) keys.insert(k);
   for (const auto& [name, m] : walk(model)) {
     auto* q = dynamic_cast<nn::Quantizable*>(m);
-    if (q == nullptr || q->mode() != nn::QuantMode::Float) continue;
+    if (q == nullptr || q->mode() != nn::QuantMode::Float || !q->participates()) continue;
     const std::string prefix = name.empty() ? "" : name + ".";
     // Dynamically quantized modules have int8 weights but no output qparams.
     if (keys.count(prefix + "scale")) {

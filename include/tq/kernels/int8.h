@@ -35,6 +35,24 @@ PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::
                             std::vector<int64_t> dilation, int64_t groups);
 at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);
 
+// Convolutions in 1-D and 3-D (weights [out, in/groups, k...]).
+PackedWeight prepack_conv(int dims, const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
+                          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                          int64_t groups);
+at::Tensor conv(int dims, const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point,
+                bool relu);
+
+at::Tensor batch_norm2d(const at::Tensor& x_q, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean,
+                        const at::Tensor& var, double eps, double out_scale, int64_t out_zero_point);
+
+// Embeddings with 8-bit (quint8) or 4-bit (quint4x2) rows, per-row float qparams.
+PackedWeight prepack_embedding(const at::Tensor& weight_q);
+at::Tensor embedding(const PackedWeight& w, const at::Tensor& indices, bool four_bit);
+// mode: 0 sum, 1 mean, 2 max (torch.nn.EmbeddingBag's order).
+at::Tensor embedding_bag(const PackedWeight& w, const at::Tensor& indices, const c10::optional<at::Tensor>& offsets,
+                         int64_t mode, const c10::optional<at::Tensor>& per_sample_weights, bool include_last_offset,
+                         bool four_bit);
+
 at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu);
 at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point);
 at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point);

@@ -70,11 +70,16 @@ class Conv2dImpl : public WeightedModule {
 };
 TORCH_MODULE(Conv2d);
 
-// BatchNorm2d that fuse_modules can fold into the preceding Conv2d (then it passes x through).
-class BatchNorm2dImpl : public torch::nn::Module {
+// BatchNorm2d that fuse_modules can fold into the preceding Conv2d (then it passes x through);
+// unfused, it is quantizable on its own (int8 batch norm with its own output qparams).
+class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
  public:
   explicit BatchNorm2dImpl(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x);
+  void prepare(const QConfig& qconfig) override;
+  void convert(const std::string& qualified_name) override;
+  void prepare_quantized_layout(bool dynamic) override;
+  bool participates() const override { return !folded_; }
   bool folded() const { return folded_; }
   void mark_folded() { folded_ = true; }
   double eps() const { return eps_; }
@@ -84,6 +89,8 @@ class BatchNorm2dImpl : public torch::nn::Module {
  private:
   double eps_, momentum_;
   bool folded_ = false;
+  std::shared_ptr<torch::nn::Module> activation_post_process_;
+  at::Tensor scale_, zero_point_;
 };
 TORCH_MODULE(BatchNorm2d);
 

@@ -35,6 +35,8 @@ class Quantizable : public StatefulModule {
   // For load_state_dict of a saved converted model: switch to Quantized (or DynamicQuantized)
   // with int8 buffers shaped as the module's weights, ready to receive the saved values.
   virtual void prepare_quantized_layout(bool dynamic) = 0;
+  // False for modules that take no part in quantization right now (a batch norm folded away).
+  virtual bool participates() const { return true; }
 
  protected:
   QuantMode mode_ = QuantMode::Float;

@@ -26,6 +26,18 @@ struct Ops {
   c10::OperatorHandle conv2d_prepack = op("quantized::conv2d_prepack", "");
   c10::OperatorHandle conv2d = op("quantized::conv2d", "new");
   c10::OperatorHandle conv2d_relu = op("quantized::conv2d_relu", "new");
+  c10::OperatorHandle conv1d_prepack = op("quantized::conv1d_prepack", "");
+  c10::OperatorHandle conv1d = op("quantized::conv1d", "");
+  c10::OperatorHandle conv1d_relu = op("quantized::conv1d_relu", "");
+  c10::OperatorHandle conv3d_prepack = op("quantized::conv3d_prepack", "");
+  c10::OperatorHandle conv3d = op("quantized::conv3d", "new");
+  c10::OperatorHandle conv3d_relu = op("quantized::conv3d_relu", "new");
+  c10::OperatorHandle batch_norm2d = op("quantized::batch_norm2d", "");
+  c10::OperatorHandle embedding_prepack = op("quantized::embedding_bag_prepack", "");
+  c10::OperatorHandle embedding_byte = op("quantized::embedding_byte", "");
+  c10::OperatorHandle embedding_4bit = op("quantized::embedding_4bit", "");
+  c10::OperatorHandle embedding_bag_byte = op("quantized::embedding_bag_byte", "");
+  c10::OperatorHandle embedding_bag_4bit = op("quantized::embedding_bag_4bit", "");
   c10::OperatorHandle add = op("quantized::add", "");
   c10::OperatorHandle add_relu = op("quantized::add_relu", "");
   c10::OperatorHandle mul = op("quantized::mul", "");
@@ -125,6 +137,48 @@ at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale
   // to NCHW before every convolution costs more than the convolution's int8 arithmetic saves.
   return call(relu ? ops().conv2d_relu : ops().conv2d,
               {x_q, w.handle, out_scale, out_zero_point})[0]
+      .toTensor();
+}
+
+PackedWeight prepack_conv(int dims, const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
+                          std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+                          int64_t groups) {
+  TQ_CHECK(dims == 1 || dims == 2 || dims == 3, "int8::prepack_conv", "dims must be 1, 2 or 3, got ", dims);
+  if (dims == 2) return prepack_conv2d(weight_q, bias, stride, padding, dilation, groups);
+  const auto& h = dims == 1 ? ops().conv1d_prepack : ops().conv3d_prepack;
+  return {call(h, {weight_q, bias, stride, padding, dilation, groups})[0]};
+}
+
+at::Tensor conv(int dims, const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point,
+                bool relu) {
+  if (dims == 2) return conv2d(x_q, w, out_scale, out_zero_point, relu);
+  check_input(x_q, "int8::conv");
+  TQ_CHECK(x_q.dim() == dims + 2, "int8::conv", "input must have ", dims + 2, " dimensions, got ", x_q.sizes());
+  const auto& h = dims == 1 ? (relu ? ops().conv1d_relu : ops().conv1d) : (relu ? ops().conv3d_relu : ops().conv3d);
+  return call(h, {x_q, w.handle, out_scale, out_zero_point})[0].toTensor();
+}
+
+at::Tensor batch_norm2d(const at::Tensor& x_q, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean,
+                        const at::Tensor& var, double eps, double out_scale, int64_t out_zero_point) {
+  check_input(x_q, "int8::batch_norm2d");
+  return call(ops().batch_norm2d, {x_q, weight, bias, mean, var, eps, out_scale, out_zero_point})[0].toTensor();
+}
+
+PackedWeight prepack_embedding(const at::Tensor& weight_q) { return {call(ops().embedding_prepack, {weight_q})[0]}; }
+
+at::Tensor embedding(const PackedWeight& w, const at::Tensor& indices, bool four_bit) {
+  TQ_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kInt, "int8::embedding",
+           "indices must be int64 or int32, got ", indices.scalar_type());
+  return call(four_bit ? ops().embedding_4bit : ops().embedding_byte, {w.handle, indices, false})[0].toTensor();
+}
+
+at::Tensor embedding_bag(const PackedWeight& w, const at::Tensor& indices, const c10::optional<at::Tensor>& offsets,
+                         int64_t mode, const c10::optional<at::Tensor>& per_sample_weights, bool include_last_offset,
+                         bool four_bit) {
+  TQ_CHECK(mode >= 0 && mode <= 2, "int8::embedding_bag", "mode must be 0 (sum), 1 (mean) or 2 (max), got ", mode);
+  return call(four_bit ? ops().embedding_bag_4bit : ops().embedding_bag_byte,
+              {w.handle, indices, offsets, false, mode, false, per_sample_weights, c10::optional<at::Tensor>(),
+               include_last_offset})[0]
       .toTensor();
 }
 
