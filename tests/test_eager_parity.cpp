@@ -5,6 +5,7 @@
 #include "golden.h"
 #include "tq/kernels/int8.h"
 #include "tq/nn/modules.h"
+#include "tq/nn/rnn.h"
 #include "tq/quant/quantize.h"
 #include "tq/serialize/state_dict.h"
 
@@ -139,4 +140,20 @@ TEST(EagerParity, QatMatchesPyTorchEager) {
   }
   const double step = g.at("fc2").at("scale").get<double>();
   EXPECT_LE((net.forward(x) - to_tensor(g.at("y"))).abs().max().item<double>(), step + 1e-7);
+}
+
+// Dynamic LSTM / GRU: PyTorch's quantize_dynamic and tq's, same float weights.
+TEST(EagerParity, DynamicLstmAndGruMatchPyTorch) {
+  const auto& g = tq::testing::golden("eager.json").at("rnn");
+  torch::nn::Module parent;
+  auto lstm = parent.register_module("lstm", nn::LSTM(6, 8, 2));
+  auto gru = parent.register_module("gru", nn::GRU(6, 8, 2));
+  serialize::load_state_dict_file(parent, tq::testing::golden_path("eager_rnn_float.pt"));
+  const auto x = to_tensor(g.at("x"));
+  EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(lstm->forward(x)), to_tensor(g.at("lstm_float")), 1e-5, 1e-6));
+  EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(gru->forward(x)), to_tensor(g.at("gru_float")), 1e-5, 1e-6));
+  const auto summary = quant::quantize_dynamic(parent);
+  EXPECT_EQ(summary.changed.size(), 2u) << summary.to_string();
+  EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(lstm->forward(x)), to_tensor(g.at("lstm")), 1e-5, 1e-6));
+  EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(gru->forward(x)), to_tensor(g.at("gru")), 1e-5, 1e-6));
 }

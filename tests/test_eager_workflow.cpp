@@ -12,6 +12,7 @@
 #include "tq/nn/conv_nd.h"
 #include "tq/nn/embedding.h"
 #include "tq/nn/modules.h"
+#include "tq/nn/rnn.h"
 #include "tq/quant/quantize.h"
 #include "tq/serialize/state_dict.h"
 
@@ -388,4 +389,67 @@ TEST_F(EagerWorkflow, EmbeddingsQuantizeTo8And4Bits) {
   }
   nn::Embedding emb(10, 4);
   EXPECT_THROW(emb->prepare(quant::minmax_qconfig(engine_)), c10::Error);  // needs float qparams
+}
+
+TEST_F(EagerWorkflow, RecurrentCellsQuantizeDynamically) {
+  nn::LSTMCell lstm(5, 7);
+  nn::GRUCell gru(5, 7);
+  nn::RNNCell rnn(5, 7);
+  torch::nn::Module parent;
+  parent.register_module("lstm", lstm);
+  parent.register_module("gru", gru);
+  parent.register_module("rnn", rnn);
+  const auto x = at::randn({3, 5}), h = at::randn({3, 7}), c = at::randn({3, 7});
+  const auto ref_lstm = std::get<0>(lstm->forward(x, h, c));
+  const auto ref_gru = gru->forward(x, h), ref_rnn = rnn->forward(x, h);
+  EXPECT_EQ(quant::quantize_dynamic(parent).changed.size(), 3u);
+  EXPECT_LT(max_abs(std::get<0>(lstm->forward(x, h, c)) - ref_lstm), 0.03);
+  EXPECT_LT(max_abs(gru->forward(x, h) - ref_gru), 0.03);
+  EXPECT_LT(max_abs(rnn->forward(x, h) - ref_rnn), 0.03);
+}
+
+TEST_F(EagerWorkflow, Float16DynamicLinearNeedsFbgemmOrSaysSo) {
+  torch::nn::Sequential model(nn::Linear(8, 4));
+  const auto engines = kernels::int8::available_engines();
+  const bool has_fbgemm = std::find(engines.begin(), engines.end(), "fbgemm") != engines.end() ||
+                          std::find(engines.begin(), engines.end(), "x86") != engines.end();
+  const auto x = at::randn({2, 8});
+  const auto reference = model->forward(x);
+  if (!has_fbgemm) {
+    try {
+      quant::quantize_dynamic(*model, quant::QConfigMapping().set_global(quant::float16_dynamic_qconfig()));
+      FAIL() << "expected an error";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("needs the fbgemm or x86 engine"), std::string::npos) << e.what();
+    }
+    return;
+  }
+  quant::quantize_dynamic(*model, quant::QConfigMapping().set_global(quant::float16_dynamic_qconfig()));
+  EXPECT_LT(max_abs(model->forward(x) - reference), 1e-2);
+}
+
+TEST_F(EagerWorkflow, PreparedAndQatModelsSaveAndLoad) {
+  for (bool qat : {false, true}) {
+    auto build = [&] {
+      auto m = torch::nn::Sequential(nn::QuantStub(), nn::Linear(6, 6), nn::DeQuantStub());
+      return m;
+    };
+    auto a = build();
+    auto mapping = quant::QConfigMapping().set_global(qat ? quant::get_default_qat_qconfig(engine_)
+                                                          : quant::get_default_qconfig(engine_));
+    qat ? quant::prepare_qat(*a, mapping) : quant::prepare(*a, mapping);
+    a->forward(at::randn({4, 6}));
+    const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + (qat ? "/qat.pt" : "/prepared.pt");
+    serialize::save_state_dict_file(*a, path);
+    auto b = build();
+    qat ? quant::prepare_qat(*b, mapping) : quant::prepare(*b, mapping);
+    serialize::load_state_dict_file(*b, path);
+    a->eval();
+    b->eval();
+    const auto x = at::randn({3, 6});
+    EXPECT_TRUE(at::equal(a->forward(x), b->forward(x))) << (qat ? "qat" : "prepared");
+    quant::convert(*a);
+    quant::convert(*b);
+    EXPECT_TRUE(at::equal(a->forward(x), b->forward(x))) << (qat ? "qat" : "prepared") << " after convert";
+  }
 }

@@ -105,6 +105,14 @@ def main():
                   "quant": {"scale": float(qat.quant.scale), "zero_point": int(qat.quant.zero_point)},
                   "fc1": {"scale": qat.fc1.scale, "zero_point": qat.fc1.zero_point},
                   "fc2": {"scale": qat.fc2.scale, "zero_point": qat.fc2.zero_point}}
+    # Dynamic LSTM and GRU (two layers).
+    rnns = torch.nn.ModuleDict({"lstm": torch.nn.LSTM(6, 8, num_layers=2), "gru": torch.nn.GRU(6, 8, num_layers=2)})
+    torch.save(dict(rnns.state_dict()), os.path.join(args.out, "eager_rnn_float.pt"))
+    xs = torch.randn(5, 3, 6)
+    float_lstm, float_gru = rnns["lstm"](xs)[0], rnns["gru"](xs)[0]
+    rnn_q = Q.quantize_dynamic(rnns, {torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+    out["rnn"] = {"x": tj(xs), "lstm_float": tj(float_lstm), "gru_float": tj(float_gru),
+                  "lstm": tj(rnn_q["lstm"](xs)[0]), "gru": tj(rnn_q["gru"](xs)[0])}
     path = os.path.join(args.out, "eager.json")
     with open(path + ".tmp", "w") as f:
         json.dump(out, f)

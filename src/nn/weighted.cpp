@@ -46,7 +46,8 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
     case QuantMode::DynamicQuantized: {
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "a dynamically quantized module takes float32 input, got ",
                x.scalar_type());
-      auto y = kernels::int8::linear_dynamic(x, packed_, /*reduce_range=*/true);
+      auto y = fp16_ ? kernels::int8::linear_dynamic_fp16(x, packed_)
+                     : kernels::int8::linear_dynamic(x, packed_, /*reduce_range=*/true);
       return relu_ ? at::relu(y) : y;
     }
   }
@@ -143,6 +144,13 @@ bool WeightedModule::convert_dynamic(const QConfig& qconfig) {
   if (!has_dynamic_form()) return false;
   TQ_CHECK(mode_ == QuantMode::Float, name(), "quantize_dynamic needs a float module, this one is ", to_string(mode_));
   auto wobs = qconfig.weight();
+  if (quantizer_dtype(*wobs) == QDType::Float16) {
+    packed_ = kernels::int8::prepack_linear_fp16(weight_.detach(),
+                                                 bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
+    fp16_ = true;
+    mode_ = QuantMode::DynamicQuantized;
+    return true;
+  }
   quantize_weight(*wobs);
   mode_ = QuantMode::DynamicQuantized;
   return true;

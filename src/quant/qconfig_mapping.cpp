@@ -85,6 +85,12 @@ nn::QConfig float_qparams_weight_only_qconfig_4bit() {
           "float_qparams weight-only 4-bit"};
 }
 
+nn::QConfig float16_dynamic_qconfig() {
+  auto fp16 = obs::with_args<obs::PlaceholderObserver>(
+      obs::PlaceholderObserverOptions().dtype(QDType::Float16).is_dynamic(true));
+  return {fp16, fp16, "float16 dynamic"};
+}
+
 nn::QConfig per_channel_dynamic_qconfig() {
   return {obs::default_dynamic_quant_observer(), obs::default_per_channel_weight_observer(), "per-channel dynamic"};
 }

@@ -29,6 +29,9 @@ PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::
 at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);
 // Dynamic quantization: float in, float out, activations quantized on the fly.
 at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduce_range);
+// float16 weights (fbgemm / x86 engines only; throws naming the engines otherwise).
+PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
+at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w);
 
 PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,

@@ -52,6 +52,7 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
 
   at::Tensor weight_, bias_;
   bool relu_ = false;
+  bool fp16_ = false;  // float16 dynamic weights
   std::optional<QConfig> qconfig_;
   std::shared_ptr<torch::nn::Module> activation_post_process_, weight_fake_quant_;
   at::Tensor weight_int8_, weight_scale_, weight_zero_point_, out_scale_, out_zero_point_;

@@ -39,6 +39,8 @@ nn::QConfig minmax_qconfig(const std::string& backend = "x86");
 // Dynamic quantization: int8 weights, activations quantized at run time.
 nn::QConfig default_dynamic_qconfig();
 nn::QConfig per_channel_dynamic_qconfig();
+// float16 weights for dynamic Linear (needs the fbgemm / x86 engine).
+nn::QConfig float16_dynamic_qconfig();
 // Weight-only quantization of embeddings: rows in 8 bits (or 4) with per-row float qparams.
 nn::QConfig float_qparams_weight_only_qconfig();
 nn::QConfig float_qparams_weight_only_qconfig_4bit();

@@ -124,6 +124,21 @@ at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduc
   return call(ops().linear_dynamic, {x.contiguous(), w.handle, reduce_range})[0].toTensor();
 }
 
+PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  const auto engines = available_engines();
+  const bool fbgemm = std::find(engines.begin(), engines.end(), "fbgemm") != engines.end() ||
+                      std::find(engines.begin(), engines.end(), "x86") != engines.end();
+  TQ_CHECK(fbgemm, "int8::prepack_linear_fp16", "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
+           c10::Join(", ", engines));
+  static const auto h = op("quantized::linear_prepack_fp16", "");
+  return {call(h, {weight, bias})[0]};
+}
+
+at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w) {
+  static const auto h = op("quantized::linear_dynamic_fp16", "");
+  return call(h, {x.contiguous(), w.handle})[0].toTensor();
+}
+
 PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,
                             std::vector<int64_t> dilation, int64_t groups) {
