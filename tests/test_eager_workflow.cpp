@@ -453,3 +453,24 @@ TEST_F(EagerWorkflow, PreparedAndQatModelsSaveAndLoad) {
     EXPECT_TRUE(at::equal(a->forward(x), b->forward(x))) << (qat ? "qat" : "prepared") << " after convert";
   }
 }
+
+TEST_F(EagerWorkflow, ReferenceConvertSimulatesTheInt8Model) {
+  auto build = [] { return torch::nn::Sequential(nn::QuantStub(), nn::Linear(10, 12), nn::ReLU(), nn::Linear(12, 3), nn::DeQuantStub()); };
+  auto int8 = build(), reference = build();
+  serialize::load_state_dict(*reference, serialize::state_dict(*int8));
+  const auto data = at::randn({32, 10});
+  for (auto m : std::vector<torch::nn::Sequential>{int8, reference}) {
+    m->eval();
+    quant::prepare(*m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    m->forward(data);
+  }
+  quant::convert(*int8);
+  const auto summary = quant::convert(*reference, /*is_reference=*/true);
+  EXPECT_EQ(reference[1]->as<nn::LinearImpl>()->mode(), QuantMode::Reference);
+  const auto y_ref = reference->forward(data);
+  EXPECT_EQ(y_ref.scalar_type(), at::kFloat);
+  const double step = reference[3]->as<nn::LinearImpl>()->output_scale();
+  // Same qparams; int8 kernels accumulate in int32 and requantize, the reference in float: at most
+  // a step apart.
+  EXPECT_LE(max_abs(int8->forward(data) - y_ref), 1.01 * step) << step;
+}

@@ -227,6 +227,9 @@ at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
       return x;
     case QuantMode::QAT:
       return run_quantizer(*activation_post_process_, x);
+    case QuantMode::Reference:
+      return at::fake_quantize_per_tensor_affine(x, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], 0,
+                                                 255);
     case QuantMode::Quantized:
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "expects float32 input, got ", x.scalar_type());
       return at::quantize_per_tensor(x, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], at::kQUInt8);
@@ -261,6 +264,12 @@ void QuantStubImpl::convert(const std::string& qualified_name) {
   mode_ = QuantMode::Quantized;
 }
 
+bool QuantStubImpl::convert_reference(const std::string& qualified_name) {
+  convert(qualified_name);
+  mode_ = QuantMode::Reference;
+  return true;
+}
+
 void QuantStubImpl::prepare_quantized_layout(bool /*dynamic*/) {
   scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
   zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
@@ -270,6 +279,9 @@ void QuantStubImpl::prepare_quantized_layout(bool /*dynamic*/) {
 // ---- FloatFunctional ----
 at::Tensor FloatFunctionalImpl::finish(const at::Tensor& y) {
   switch (mode_) {
+    case QuantMode::Reference:
+      return at::fake_quantize_per_tensor_affine(y, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], 0,
+                                                 255);
     case QuantMode::Observed:
       run_quantizer(*activation_post_process_, y.detach());
       return y;
@@ -332,6 +344,12 @@ void FloatFunctionalImpl::convert(const std::string& qualified_name) {
   unregister_module("activation_post_process");
   activation_post_process_.reset();
   mode_ = QuantMode::Quantized;
+}
+
+bool FloatFunctionalImpl::convert_reference(const std::string& qualified_name) {
+  convert(qualified_name);
+  mode_ = QuantMode::Reference;
+  return true;
 }
 
 void FloatFunctionalImpl::prepare_quantized_layout(bool /*dynamic*/) {

@@ -15,6 +15,7 @@ std::string to_string(QuantMode mode) {
     case QuantMode::QAT: return "qat";
     case QuantMode::Quantized: return "quantized";
     case QuantMode::DynamicQuantized: return "dynamic";
+    case QuantMode::Reference: return "reference";
   }
   return "?";
 }
@@ -43,6 +44,12 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
     }
     case QuantMode::Quantized:
       return int8_op(x, out_scale_value_, out_zero_point_value_);
+    case QuantMode::Reference: {
+      // Simulated quantization: int8 weights dequantized, float op, output quantized and back.
+      auto y = float_op(x.is_quantized() ? x.dequantize() : x, quantized_weight().dequantize());
+      if (relu_) y = at::relu(y);
+      return at::fake_quantize_per_tensor_affine(y, out_scale_value_, out_zero_point_value_, 0, 255);
+    }
     case QuantMode::DynamicQuantized: {
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "a dynamically quantized module takes float32 input, got ",
                x.scalar_type());
@@ -138,6 +145,12 @@ void WeightedModule::convert(const std::string& qualified_name) {
   out_zero_point_value_ = out_zero_point_.item<int64_t>();
   drop_quantizers();
   mode_ = QuantMode::Quantized;
+}
+
+bool WeightedModule::convert_reference(const std::string& qualified_name) {
+  convert(qualified_name);
+  mode_ = QuantMode::Reference;
+  return true;
 }
 
 bool WeightedModule::convert_dynamic(const QConfig& qconfig) {

@@ -101,13 +101,17 @@ Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping) {
                       [](nn::Quantizable& q, const nn::QConfig& qc) { return q.prepare_qat(qc); });
 }
 
-Summary convert(torch::nn::Module& model) {
+Summary convert(torch::nn::Module& model, bool is_reference) {
   Summary summary;
   for (const auto& [name, m] : walk(model)) {
     auto* q = dynamic_cast<nn::Quantizable*>(m);
     if (q == nullptr) continue;
     if (q->mode() == nn::QuantMode::Observed || q->mode() == nn::QuantMode::QAT) {
-      q->convert(name);
+      if (is_reference) {
+        if (!q->convert_reference(name)) summary.left_float.push_back(name + " (no reference form)");
+      } else {
+        q->convert(name);
+      }
       summary.changed.push_back(name);
     }
   }

@@ -116,6 +116,7 @@ class QuantStubImpl : public torch::nn::Module, public Quantizable {
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;
+  bool convert_reference(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
 
  private:
@@ -144,6 +145,7 @@ class FloatFunctionalImpl : public torch::nn::Module, public Quantizable {
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;
+  bool convert_reference(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
 
  private:

@@ -18,7 +18,7 @@
 
 namespace tq::nn {
 
-enum class QuantMode { Float, Observed, QAT, Quantized, DynamicQuantized };
+enum class QuantMode { Float, Observed, QAT, Quantized, DynamicQuantized, Reference };
 std::string to_string(QuantMode mode);
 
 class Quantizable : public StatefulModule {
@@ -30,6 +30,10 @@ class Quantizable : public StatefulModule {
   virtual bool prepare_qat(const QConfig& qconfig) { return false; }
   // Observed / QAT -> Quantized. Throws, naming the module, if it was never calibrated.
   virtual void convert(const std::string& qualified_name) = 0;
+  // Observed / QAT -> Reference (convert with is_reference): float computation on quantized-then-
+  // dequantized weights, outputs quantized and dequantized with the observed qparams (simulated
+  // quantization, what PyTorch's reference modules express). Modules without one stay as they are.
+  virtual bool convert_reference(const std::string& qualified_name) { return false; }
   // Float -> DynamicQuantized; modules without a dynamic form return false and stay float.
   virtual bool convert_dynamic(const QConfig& qconfig) { return false; }
   // For load_state_dict of a saved converted model: switch to Quantized (or DynamicQuantized)

@@ -19,6 +19,7 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
   bool convert_dynamic(const QConfig& qconfig) override;
+  bool convert_reference(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
   std::vector<std::string> resizable_buffers() const override;
   void validate_state() const override;

@@ -32,7 +32,7 @@ Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping);
 Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping);
 // Observed / QAT modules become int8. Throws if nothing was prepared, or naming a module that was
 // prepared but never calibrated.
-Summary convert(torch::nn::Module& model);
+Summary convert(torch::nn::Module& model, bool is_reference = false);
 // prepare, run_fn(model) to calibrate, convert.
 Summary quantize(torch::nn::Module& model, const QConfigMapping& mapping,
                  const std::function<void(torch::nn::Module&)>& run_fn);
