@@ -474,3 +474,27 @@ TEST_F(EagerWorkflow, ReferenceConvertSimulatesTheInt8Model) {
   // a step apart.
   EXPECT_LE(max_abs(int8->forward(data) - y_ref), 1.01 * step) << step;
 }
+
+TEST_F(EagerWorkflow, CopyingVariantsLeaveTheFloatModelUntouched) {
+  auto make = [] { return std::make_shared<NetImpl>(); };
+  auto original = make();
+  original->eval();
+  const auto x = at::randn({2, 3, 6, 6});
+  const auto before = original->forward(x);
+  auto prepared = std::dynamic_pointer_cast<NetImpl>(
+      quant::prepare_copy(*original, make, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_))));
+  ASSERT_TRUE(prepared);
+  EXPECT_EQ(original->head->mode(), QuantMode::Float);
+  EXPECT_EQ(prepared->head->mode(), QuantMode::Observed);
+  EXPECT_TRUE(at::equal(prepared->forward(x), before));  // same float weights
+  quant::convert(*prepared);
+  EXPECT_TRUE(at::equal(original->forward(x), before));
+  auto wrapped = nn::QuantWrapper(nn::Linear(4, 2));
+  quant::prepare(*wrapped, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  wrapped->forward(at::randn({3, 4}));
+  quant::convert(*wrapped);
+  EXPECT_EQ(wrapped->forward(at::randn({3, 4})).scalar_type(), at::kFloat);
+  EXPECT_THROW(quant::prepare_copy(*original, [] { return std::make_shared<torch::nn::Module>(); },
+                                   quant::QConfigMapping()),
+               c10::Error);
+}

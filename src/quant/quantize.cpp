@@ -205,6 +205,44 @@ void load_quantized_state_dict(torch::nn::Module& model, const std::string& path
   serialize::load_state_dict(model, state);
 }
 
+namespace {
+std::shared_ptr<torch::nn::Module> fresh_copy(const torch::nn::Module& model, const ModelFactory& make_model,
+                                              const char* op) {
+  TQ_CHECK(static_cast<bool>(make_model), op, "no model factory given");
+  auto copy = make_model();
+  TQ_CHECK(copy != nullptr, op, "the model factory returned no model");
+  try {
+    serialize::load_state_dict(*copy, serialize::state_dict(model));
+  } catch (const c10::Error& e) {
+    TQ_CHECK(false, op, "the factory's model does not match the given one: ", e.what_without_backtrace());
+  }
+  copy->train(model.is_training());
+  return copy;
+}
+}  // namespace
+
+std::shared_ptr<torch::nn::Module> prepare_copy(const torch::nn::Module& model, const ModelFactory& make_model,
+                                                const QConfigMapping& mapping) {
+  auto copy = fresh_copy(model, make_model, "prepare_copy");
+  prepare(*copy, mapping);
+  return copy;
+}
+
+std::shared_ptr<torch::nn::Module> prepare_qat_copy(const torch::nn::Module& model, const ModelFactory& make_model,
+                                                    const QConfigMapping& mapping) {
+  auto copy = fresh_copy(model, make_model, "prepare_qat_copy");
+  prepare_qat(*copy, mapping);
+  return copy;
+}
+
+std::shared_ptr<torch::nn::Module> quantize_dynamic_copy(const torch::nn::Module& model,
+                                                         const ModelFactory& make_model,
+                                                         const QConfigMapping& mapping) {
+  auto copy = fresh_copy(model, make_model, "quantize_dynamic_copy");
+  quantize_dynamic(*copy, mapping);
+  return copy;
+}
+
 int64_t model_size_bytes(const torch::nn::Module& model) {
   int64_t bytes = 0;
   for (const auto& [k, v] : serialize::state_dict(model)) bytes += v.numel() * static_cast<int64_t>(v.element_size());

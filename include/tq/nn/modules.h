@@ -12,6 +12,7 @@
 //   };
 #include <torch/nn/options/conv.h>
 #include <torch/nn/options/linear.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>
 
 #include "tq/nn/weighted.h"
@@ -132,6 +133,25 @@ class DeQuantStubImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x) { return x.is_quantized() ? x.dequantize() : x; }
 };
 TORCH_MODULE(DeQuantStub);
+
+// Wraps a float module between a QuantStub and a DeQuantStub (PyTorch's QuantWrapper).
+class QuantWrapperImpl : public torch::nn::Module {
+ public:
+  template <class ModuleHolder>
+  explicit QuantWrapperImpl(ModuleHolder module) : torch::nn::Module("QuantWrapper") {
+    quant = register_module("quant", QuantStub());
+    register_module("module", module.ptr());
+    module_ = torch::nn::AnyModule(module);
+    dequant = register_module("dequant", DeQuantStub());
+  }
+  at::Tensor forward(const at::Tensor& x) { return dequant(module_.forward(quant(x))); }
+  QuantStub quant{nullptr};
+  DeQuantStub dequant{nullptr};
+
+ private:
+  torch::nn::AnyModule module_;
+};
+TORCH_MODULE(QuantWrapper);
 
 // Arithmetic between activations (residual adds, ...) that needs its own output qparams, as
 // PyTorch's FloatFunctional: observed, fake-quantized or run in int8 by mode.

@@ -56,6 +56,19 @@ std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torc
 // model and call this: modules named in the file switch to their quantized layout first.
 void load_quantized_state_dict(torch::nn::Module& model, const std::string& path);
 
+// Copying variants: the user's model stays untouched. C++ has no generic deep copy of a module
+// tree, so `make_model` builds a fresh instance of the same architecture; the float state is copied
+// into it (state_dict), then it is prepared / quantized and returned.
+using ModelFactory = std::function<std::shared_ptr<torch::nn::Module>()>;
+std::shared_ptr<torch::nn::Module> prepare_copy(const torch::nn::Module& model, const ModelFactory& make_model,
+                                                const QConfigMapping& mapping);
+std::shared_ptr<torch::nn::Module> prepare_qat_copy(const torch::nn::Module& model, const ModelFactory& make_model,
+                                                    const QConfigMapping& mapping);
+std::shared_ptr<torch::nn::Module> quantize_dynamic_copy(const torch::nn::Module& model,
+                                                         const ModelFactory& make_model,
+                                                         const QConfigMapping& mapping =
+                                                             QConfigMapping().set_global(default_dynamic_qconfig()));
+
 // Bytes of parameters and buffers (what the model takes in memory, excluding engine packing).
 int64_t model_size_bytes(const torch::nn::Module& model);
 
