@@ -498,3 +498,30 @@ TEST_F(EagerWorkflow, CopyingVariantsLeaveTheFloatModelUntouched) {
                                    quant::QConfigMapping()),
                c10::Error);
 }
+
+TEST_F(EagerWorkflow, AddQuantDequantAllowListAndRemoveQconfig) {
+  // No stubs: add_quant_dequant makes each Linear an int8 island with float input and output.
+  torch::nn::Sequential model(nn::Linear(8, 16), nn::ReLU(), nn::Linear(16, 4));
+  model->eval();
+  const auto x = at::randn({10, 8});
+  const auto reference = model->forward(x);
+  const auto mapping = quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_));
+  EXPECT_EQ(quant::add_quant_dequant(*model, mapping).changed.size(), 2u);
+  quant::prepare(*model, mapping);
+  model->forward(x);
+  quant::convert(*model);
+  quant::remove_qconfig(*model);
+  const auto y = model->forward(x);
+  EXPECT_EQ(y.scalar_type(), at::kFloat);
+  EXPECT_LT(max_abs(y - reference), 0.05 * max_abs(reference) + 0.01);
+
+  // allow_list: only Conv2d modules get observers.
+  Net net;
+  const auto summary = quant::prepare(*net, mapping, {"Conv2d"});
+  EXPECT_EQ(net->head->mode(), QuantMode::Float);
+  EXPECT_EQ(net->stem->mode(), QuantMode::Observed);
+  const auto qconfigs = quant::propagate_qconfig(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_))
+                                                            .set_module_name_none("block"));
+  EXPECT_FALSE(qconfigs.at("block.conv1").has_value());
+  EXPECT_TRUE(qconfigs.at("head").has_value());
+}

@@ -27,6 +27,7 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return relu_ ? at::relu(y) : y;
     }
     case QuantMode::Observed: {
+      if (input_post_process_) run_quantizer(*input_post_process_, x.detach());
       auto y = float_op(x, weight_);
       if (relu_) y = at::relu(y);
       run_quantizer(*activation_post_process_, y.detach());
@@ -43,6 +44,11 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return run_quantizer(*activation_post_process_, y);
     }
     case QuantMode::Quantized:
+      if (wrap_io_ && !x.is_quantized()) {
+        const auto xq = at::quantize_per_tensor(x, in_scale_.data_ptr<double>()[0],
+                                                in_zero_point_.data_ptr<int64_t>()[0], at::kQUInt8);
+        return int8_op(xq, out_scale_value_, out_zero_point_value_).dequantize();
+      }
       return int8_op(x, out_scale_value_, out_zero_point_value_);
     case QuantMode::Reference: {
       // Simulated quantization: int8 weights dequantized, float op, output quantized and back.
@@ -68,8 +74,15 @@ void WeightedModule::prepare(const QConfig& qconfig) {
            "' is dynamic; use quantize_dynamic for it, not prepare");
   TQ_CHECK(!is_fake_quantize(*act), name(), "qconfig '", qconfig.name, "' holds fake quantizers; use prepare_qat");
   activation_post_process_ = register_module("activation_post_process", act);
+  if (wrap_io_) input_post_process_ = register_module("input_post_process", qconfig.activation());
   qconfig_ = qconfig;
   mode_ = QuantMode::Observed;
+}
+
+bool WeightedModule::add_quant_dequant() {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "add_quant_dequant goes before prepare");
+  wrap_io_ = true;
+  return true;
 }
 
 bool WeightedModule::prepare_qat(const QConfig& qconfig) {
@@ -143,6 +156,14 @@ void WeightedModule::convert(const std::string& qualified_name) {
   out_zero_point_ = register_buffer("zero_point", at::full({1}, act_qp.zero_point.item<int64_t>(), at::kLong));
   out_scale_value_ = out_scale_.item<double>();
   out_zero_point_value_ = out_zero_point_.item<int64_t>();
+  if (input_post_process_) {
+    TQ_CHECK(quantizer_has_observed(*input_post_process_), who, "its input observer saw no data");
+    const auto in_qp = quantizer_qparams(*input_post_process_);
+    in_scale_ = register_buffer("input_scale", at::full({1}, in_qp.scale.item<double>(), at::kDouble));
+    in_zero_point_ = register_buffer("input_zero_point", at::full({1}, in_qp.zero_point.item<int64_t>(), at::kLong));
+    unregister_module("input_post_process");
+    input_post_process_.reset();
+  }
   drop_quantizers();
   mode_ = QuantMode::Quantized;
 }

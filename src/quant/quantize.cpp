@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -50,7 +51,8 @@ std::map<std::string, std::optional<nn::QConfig>> propagate(torch::nn::Module& m
 }
 
 template <class Fn>
-Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, const char* op, Fn apply) {
+Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, const char* op, Fn apply,
+                     const std::vector<std::string>& allow_list = {}) {
   Summary summary;
   const auto qconfigs = propagate(model, mapping);
   bool any = false;
@@ -61,6 +63,7 @@ Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, co
     any = true;
     auto* q = dynamic_cast<nn::Quantizable*>(m);
     if (q != nullptr && !q->participates()) continue;
+    if (!allow_list.empty() && std::find(allow_list.begin(), allow_list.end(), m->name()) == allow_list.end()) continue;
     if (q == nullptr) {
       if (is_leaf(*m) && !runs_on_int8_as_is(*m)) {
         summary.left_float.push_back((name.empty() ? m->name() : name) + " (" + m->name() + ")");
@@ -89,11 +92,30 @@ std::string Summary::to_string() const {
   return s.str();
 }
 
-Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping) {
-  return prepare_with(model, mapping, "prepare", [](nn::Quantizable& q, const nn::QConfig& qc) {
-    q.prepare(qc);
-    return true;
-  });
+std::map<std::string, std::optional<nn::QConfig>> propagate_qconfig(torch::nn::Module& model,
+                                                                    const QConfigMapping& mapping) {
+  return propagate(model, mapping);
+}
+
+Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping, const std::vector<std::string>& allow_list) {
+  return prepare_with(
+      model, mapping, "prepare",
+      [](nn::Quantizable& q, const nn::QConfig& qc) {
+        q.prepare(qc);
+        return true;
+      },
+      allow_list);
+}
+
+Summary add_quant_dequant(torch::nn::Module& model, const QConfigMapping& mapping) {
+  return prepare_with(model, mapping, "add_quant_dequant",
+                      [](nn::Quantizable& q, const nn::QConfig&) { return q.add_quant_dequant(); });
+}
+
+void remove_qconfig(torch::nn::Module& model) {
+  for (const auto& [name, m] : walk(model)) {
+    if (auto* q = dynamic_cast<nn::Quantizable*>(m)) q->remove_qconfig();
+  }
 }
 
 Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping) {

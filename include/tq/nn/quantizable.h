@@ -41,6 +41,11 @@ class Quantizable : public StatefulModule {
   virtual void prepare_quantized_layout(bool dynamic) = 0;
   // False for modules that take no part in quantization right now (a batch norm folded away).
   virtual bool participates() const { return true; }
+  // Forgets the qconfig kept for convert (PyTorch's remove_qconfig after convert).
+  virtual void remove_qconfig() {}
+  // Makes the module quantize its own float input and dequantize its output once converted, as if
+  // wrapped in QuantStub / DeQuantStub (PyTorch's add_quant_dequant); false if it cannot.
+  virtual bool add_quant_dequant() { return false; }
 
  protected:
   QuantMode mode_ = QuantMode::Float;

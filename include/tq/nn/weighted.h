@@ -20,6 +20,8 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   bool prepare_qat(const QConfig& qconfig) override;
   bool convert_dynamic(const QConfig& qconfig) override;
   bool convert_reference(const std::string& qualified_name) override;
+  void remove_qconfig() override { qconfig_.reset(); }
+  bool add_quant_dequant() override;
   void prepare_quantized_layout(bool dynamic) override;
   std::vector<std::string> resizable_buffers() const override;
   void validate_state() const override;
@@ -54,6 +56,9 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   at::Tensor weight_, bias_;
   bool relu_ = false;
   bool fp16_ = false;  // float16 dynamic weights
+  bool wrap_io_ = false;  // add_quant_dequant: own input quantization and output dequantization
+  std::shared_ptr<torch::nn::Module> input_post_process_;
+  at::Tensor in_scale_, in_zero_point_;
   std::optional<QConfig> qconfig_;
   std::shared_ptr<torch::nn::Module> activation_post_process_, weight_fake_quant_;
   at::Tensor weight_int8_, weight_scale_, weight_zero_point_, out_scale_, out_zero_point_;

@@ -26,8 +26,19 @@ struct Summary {
   std::string to_string() const;
 };
 
+// Each module's qconfig by qualified name (PyTorch's propagate_qconfig_), after the mapping's rules.
+std::map<std::string, std::optional<nn::QConfig>> propagate_qconfig(torch::nn::Module& model,
+                                                                    const QConfigMapping& mapping);
+
 // Assigns qconfigs (propagate_qconfig) and attaches observers. Warns when no module got one.
-Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping);
+// allow_list: module type names ("Linear", "Conv2d", ...) that may be prepared; empty = all.
+Summary prepare(torch::nn::Module& model, const QConfigMapping& mapping,
+                const std::vector<std::string>& allow_list = {});
+// Modules (with a qconfig) quantize their own input and dequantize their output once converted,
+// for models without stubs (PyTorch's add_quant_dequant). Call before prepare.
+Summary add_quant_dequant(torch::nn::Module& model, const QConfigMapping& mapping);
+// Drops the qconfigs modules keep for convert (PyTorch's remove_qconfig).
+void remove_qconfig(torch::nn::Module& model);
 // The same with fake quantizers for quantization-aware training (the model should be in train mode).
 Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping);
 // Observed / QAT modules become int8. Throws if nothing was prepared, or naming a module that was
