@@ -525,3 +525,20 @@ TEST_F(EagerWorkflow, AddQuantDequantAllowListAndRemoveQconfig) {
   EXPECT_FALSE(qconfigs.at("block.conv1").has_value());
   EXPECT_TRUE(qconfigs.at("head").has_value());
 }
+
+TEST_F(EagerWorkflow, LinearBatchNorm1dFusionKeepsFloatResults) {
+  torch::nn::Sequential model(nn::Linear(6, 5), nn::BatchNorm1d(5), nn::ReLU());
+  {
+    at::NoGradGuard no_grad;
+    auto* bn = model[1]->as<nn::BatchNorm1dImpl>();
+    bn->running_mean.uniform_(-0.3, 0.3);
+    bn->running_var.uniform_(0.5, 2.0);
+    bn->weight.uniform_(0.5, 1.5);
+  }
+  model->eval();
+  const auto x = at::randn({4, 6});
+  const auto reference = model->forward(x);
+  quant::fuse_modules(*model, {{"0", "1", "2"}});
+  EXPECT_LT(max_abs(model->forward(x) - reference), 1e-5);
+  EXPECT_TRUE(model[0]->as<nn::LinearImpl>()->fused_relu());
+}

@@ -35,6 +35,24 @@ at::Tensor LinearImpl::float_op(const at::Tensor& x, const at::Tensor& weight) c
   return at::linear(x, weight, bias_);
 }
 
+void LinearImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& gamma,
+                                 const at::Tensor& beta, double eps) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "fuse before prepare");
+  TQ_CHECK(mean.numel() == options_.out_features(), name(), "batch norm has ", mean.numel(), " features, the linear ",
+           options_.out_features(), " outputs");
+  at::NoGradGuard no_grad;
+  const auto factor = gamma / at::sqrt(var + eps);
+  weight_.mul_(factor.reshape({-1, 1}));
+  const at::Tensor b = bias_.defined() ? bias_ : at::zeros({options_.out_features()});
+  const auto new_bias = (b - mean) * factor + beta;
+  if (bias_.defined()) {
+    bias_.copy_(new_bias);
+  } else {
+    bias_ = register_parameter("bias", new_bias.clone());
+    options_.bias(true);
+  }
+}
+
 kernels::int8::PackedWeight LinearImpl::prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const {
   return kernels::int8::prepack_linear(weight_q, bias);
 }
@@ -217,6 +235,23 @@ void BatchNorm2dImpl::prepare_quantized_layout(bool /*dynamic*/) {
   scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
   zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
   mode_ = QuantMode::Quantized;
+}
+
+// ---- BatchNorm1d ----
+BatchNorm1dImpl::BatchNorm1dImpl(int64_t n, double eps, double momentum)
+    : torch::nn::Module("BatchNorm1d"), eps_(eps), momentum_(momentum) {
+  weight = register_parameter("weight", at::ones({n}));
+  bias = register_parameter("bias", at::zeros({n}));
+  running_mean = register_buffer("running_mean", at::zeros({n}));
+  running_var = register_buffer("running_var", at::ones({n}));
+  num_batches_tracked = register_buffer("num_batches_tracked", at::zeros({}, at::kLong));
+}
+
+at::Tensor BatchNorm1dImpl::forward(const at::Tensor& x) {
+  if (folded_) return x;
+  TQ_CHECK(!x.is_quantized(), name(), "got an int8 input: fold it into the preceding Linear with fuse_modules");
+  if (is_training()) num_batches_tracked.add_(1);
+  return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
 }
 
 // ---- QuantStub ----

@@ -30,7 +30,7 @@ bool is_leaf(torch::nn::Module& m) { return m.children().empty(); }
 
 // Modules without parameters that run on int8 tensors as they are (the engines implement them).
 bool runs_on_int8_as_is(const torch::nn::Module& m) {
-  for (const char* kind : {"ReLU", "DeQuantStub", "MaxPool", "AvgPool", "Flatten", "Dropout", "Identity"}) {
+  for (const char* kind : {"ReLU", "DeQuantStub", "MaxPool", "AvgPool", "Flatten", "Dropout", "Identity", "BatchNorm1d"}) {
     if (m.name().find(kind) != std::string::npos) return true;
   }
   return false;
@@ -189,13 +189,20 @@ void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::s
           conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
         }
         bn->mark_folded();
+      } else if (auto* bn1 = dynamic_cast<nn::BatchNorm1dImpl*>(m)) {
+        auto* linear = dynamic_cast<nn::LinearImpl*>(first);
+        TQ_CHECK(linear != nullptr && i == 1 && !is_qat, "fuse_modules", "BatchNorm1d '", group[i],
+                 "' can only follow a Linear directly (post-training fusion)");
+        linear->fold_batch_norm(bn1->running_mean, bn1->running_var, bn1->weight, bn1->bias, bn1->eps());
+        bn1->mark_folded();
       } else if (auto* relu = dynamic_cast<nn::ReLUImpl*>(m)) {
         TQ_CHECK(i == group.size() - 1, "fuse_modules", "ReLU '", group[i], "' must end its group");
         weighted->set_fused_relu(true);
         relu->mark_folded();
       } else {
         TQ_CHECK(false, "fuse_modules", "cannot fuse '", group[i], "' (", m->name(),
-                 "); supported: Conv2d+BatchNorm2d(+ReLU), Conv2d+ReLU, Linear+ReLU with tq::nn modules");
+                 "); supported: Conv2d+BatchNorm2d(+ReLU), Conv+ReLU, Linear+BatchNorm1d, Linear+ReLU with tq::nn "
+                 "modules");
       }
     }
   }

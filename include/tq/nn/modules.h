@@ -26,6 +26,9 @@ class LinearImpl : public WeightedModule {
   explicit LinearImpl(const torch::nn::LinearOptions& options);
   LinearImpl(int64_t in_features, int64_t out_features) : LinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
   const torch::nn::LinearOptions& options() const { return options_; }
+  // Folds an eval-mode BatchNorm1d that follows this Linear into its weight and bias.
+  void fold_batch_norm(const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& gamma,
+                       const at::Tensor& beta, double eps);
 
  protected:
   at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
@@ -94,6 +97,22 @@ class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
   at::Tensor scale_, zero_point_;
 };
 TORCH_MODULE(BatchNorm2d);
+
+// BatchNorm1d that fuse_modules folds into the preceding Linear (then it passes x through).
+class BatchNorm1dImpl : public torch::nn::Module {
+ public:
+  explicit BatchNorm1dImpl(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
+  at::Tensor forward(const at::Tensor& x);
+  bool folded() const { return folded_; }
+  void mark_folded() { folded_ = true; }
+  double eps() const { return eps_; }
+  at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+
+ private:
+  double eps_, momentum_;
+  bool folded_ = false;
+};
+TORCH_MODULE(BatchNorm1d);
 
 // ReLU that fuse_modules can fold into the preceding Conv2d / Linear. Works on quantized
 // tensors as they are (ReLU keeps the input's qparams).
