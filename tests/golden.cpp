@@ -53,6 +53,15 @@ at::Tensor to_tensor(const nlohmann::json& j) {
                                        << expected.flatten()[first].item<double>();
 }
 
+void expect_error(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an error containing '" << needle << "'";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected, double rtol,
                                          double atol) {
   if (actual.sizes() != expected.sizes()) {

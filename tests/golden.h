@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 
 namespace tq::testing {
@@ -18,6 +19,9 @@ at::Tensor float_tensor(const nlohmann::json& data, const std::vector<int64_t>& 
 
 // Bit-exact comparison (after converting `actual` to expected's dtype); -0.0 equals 0.0.
 ::testing::AssertionResult tensors_equal(const at::Tensor& actual, const at::Tensor& expected);
+// Runs fn, which must throw a c10::Error whose message contains `needle`.
+void expect_error(const std::function<void()>& fn, const std::string& needle);
+
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected, double rtol,
                                          double atol);
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "golden.h"
 #include "tq/fake_quant/fake_quantize.h"
 #include "tq/kernels/int8.h"
 #include "tq/nn/activations.h"
@@ -17,6 +18,7 @@
 #include "tq/serialize/state_dict.h"
 
 using namespace tq;
+using tq::testing::expect_error;
 using tq::nn::QuantMode;
 
 namespace {
@@ -215,14 +217,6 @@ TEST_F(EagerWorkflow, ConvertedModelSavesAndLoads) {
 }
 
 TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
-  auto expect_error = [](auto fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error containing '" << needle << "'";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   {
     Net net;
     expect_error([&] { quant::convert(*net); }, "no module was prepared");

@@ -9,6 +9,7 @@
 #include "tq/kernels/fake_quantize_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 
+using tq::testing::expect_error;
 using tq::testing::tensors_equal;
 using tq::testing::to_tensor;
 
@@ -112,14 +113,6 @@ TEST(FakeQuantize, NonContiguousAndEmptyInputs) {
 
 TEST(FakeQuantize, BadArgumentsNameTheProblem) {
   auto x = at::randn({4, 3});
-  auto expect_error = [](auto fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error containing '" << needle << "'";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 0.1, 0, 10, 5); }, "quant_min (10) must be <= quant_max (5)");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 0.1, 300, 0, 255); }, "zero_point (300)");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 0.0, 0, 0, 255); }, "scale must be positive");

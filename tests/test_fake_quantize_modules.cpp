@@ -16,6 +16,7 @@ namespace obs = tq::observers;
 using tq::QDType;
 using tq::QScheme;
 using tq::testing::tensors_close;
+using tq::testing::expect_error;
 using tq::testing::tensors_equal;
 using tq::testing::to_tensor;
 
@@ -41,15 +42,6 @@ const std::map<std::string, FakeQuantizeFactory>& factories() {
 
 std::shared_ptr<LearnableFakeQuantize> golden_lsq() {
   return std::make_shared<LearnableFakeQuantize>(LearnableFakeQuantizeOptions().use_grad_scaling(true));
-}
-
-void expect_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 using namespace tq::observers;
 using tq::QDType;
 using tq::QScheme;
+using tq::testing::expect_error;
 using tq::testing::tensors_equal;
 using tq::testing::to_tensor;
 using nlohmann::json;
@@ -124,14 +125,6 @@ TEST(PerChannelMinMaxObserver, NegativeAxisCountsFromTheEnd) {
 TEST(Observers, BadInputIsRejectedAndStateIsKept) {
   MinMaxObserver ob;
   ob.forward(at::tensor({0.0f, 1.0f}));
-  auto expect_error = [](auto fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error containing '" << needle << "'";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect_error([&] { ob.forward(at::tensor({0.0f, NAN})); }, "[MinMaxObserver] input contains NaN");
   expect_error([&] { ob.forward(at::tensor({0.0f, INFINITY})); }, "input contains Inf");
   expect_error([&] { ob.forward(at::empty({0})); }, "input is empty");
@@ -146,14 +139,6 @@ TEST(Observers, BadInputIsRejectedAndStateIsKept) {
 }
 
 TEST(Observers, BadArgumentsAreRejectedWithTheirValues) {
-  auto expect_error = [](auto fn, const std::string& needle) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an error containing '" << needle << "'";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect_error([] { MinMaxObserver(MinMaxObserverOptions().quant_min(5).quant_max(3)); }, "must include 0");
   expect_error([] { MinMaxObserver(MinMaxObserverOptions().quant_min(-5).quant_max(300)); }, "outside the range of quint8");
   expect_error([] { MinMaxObserver(MinMaxObserverOptions().quant_min(0)); }, "must be given together");

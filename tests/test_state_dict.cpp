@@ -12,6 +12,7 @@
 using namespace tq::observers;
 using tq::QDType;
 using tq::QScheme;
+using tq::testing::expect_error;
 using tq::testing::tensors_equal;
 using tq::testing::to_tensor;
 
@@ -38,15 +39,6 @@ std::shared_ptr<ObserverBase> observer_for(const std::string& key) {
 }
 
 std::string out_dir() { return TQ_TEST_OUTPUT_DIR; }
-
-void expect_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 

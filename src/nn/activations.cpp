@@ -25,19 +25,13 @@ at::Tensor ActivationImpl::float_forward(const at::Tensor& x) const {
 
 at::Tensor ActivationImpl::forward(const at::Tensor& x) {
   switch (mode_) {
-    case QuantMode::Observed: {
-      auto y = float_forward(x);
-      if (activation_post_process_) run_quantizer(*activation_post_process_, y.detach());
-      return y;
-    }
-    case QuantMode::QAT: {
-      auto y = float_forward(x);
-      return activation_post_process_ ? run_quantizer(*activation_post_process_, y) : y;
-    }
+    case QuantMode::Observed:
+    case QuantMode::QAT:
+      return out_.observe(float_forward(x));
     case QuantMode::Quantized: {
       if (!x.is_quantized()) return float_forward(x);
-      const double s = scale_.defined() ? scale_.item<double>() : 0.0;
-      const int64_t z = zero_point_.defined() ? zero_point_.item<int64_t>() : 0;
+      const double s = out_.converted() ? out_.scale() : 0.0;
+      const int64_t z = out_.converted() ? out_.zero_point() : 0;
       switch (kind_) {
         case ActivationKind::ReLU6: return kernels::int8::relu6(x);
         case ActivationKind::Hardswish: return kernels::int8::hardswish(x, s, z);
@@ -60,49 +54,34 @@ QuantizerFactory ActivationImpl::observer_for(const QConfig& qconfig) const {
 void ActivationImpl::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
   // ReLU6 keeps its input's qparams: nothing to observe.
-  if (kind_ != ActivationKind::ReLU6) {
-    activation_post_process_ = register_module("activation_post_process", observer_for(qconfig)());
-  }
+  if (kind_ != ActivationKind::ReLU6) out_.attach(*this, observer_for(qconfig));
   mode_ = QuantMode::Observed;
 }
 
 bool ActivationImpl::prepare_qat(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
   if (kind_ == ActivationKind::Sigmoid) {
-    activation_post_process_ =
-        register_module("activation_post_process", fake_quant::default_fixed_qparams_range_0to1_fake_quant()());
+    out_.attach(*this, fake_quant::default_fixed_qparams_range_0to1_fake_quant());
   } else if (kind_ != ActivationKind::ReLU6) {
-    activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+    out_.attach(*this, qconfig.activation);
   }
   mode_ = QuantMode::QAT;
   return true;
 }
 
 void ActivationImpl::convert(const std::string& qualified_name) {
-  const std::string& who = qualified_name.empty() ? name() : qualified_name;
-  if (activation_post_process_) {
-    TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
-             "was prepared but never calibrated: its observer saw no data");
-    const auto qp = quantizer_qparams(*activation_post_process_);
-    scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
-    zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
-    unregister_module("activation_post_process");
-    activation_post_process_.reset();
-  }
+  if (out_.attached()) out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
   mode_ = QuantMode::Quantized;
 }
 
 void ActivationImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  if (kind_ != ActivationKind::ReLU6) {
-    scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
-    zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
-  }
+  if (kind_ != ActivationKind::ReLU6) out_.layout(*this);
   mode_ = QuantMode::Quantized;
 }
 
 void ActivationImpl::pretty_print(std::ostream& s) const {
   s << name() << "(mode=" << to_string(mode_);
-  if (scale_.defined()) s << ", scale=" << scale_.item<double>() << ", zero_point=" << zero_point_.item<int64_t>();
+  if (out_.converted()) s << ", scale=" << out_.scale() << ", zero_point=" << out_.zero_point();
   s << ")";
 }
 

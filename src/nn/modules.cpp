@@ -201,39 +201,29 @@ BatchNorm2dImpl::BatchNorm2dImpl(int64_t n, double eps, double momentum)
 at::Tensor BatchNorm2dImpl::forward(const at::Tensor& x) {
   if (folded_) return x;
   if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::batch_norm2d(x, weight, bias, running_mean, running_var, eps_, scale_.data_ptr<double>()[0],
-                                       zero_point_.data_ptr<int64_t>()[0]);
+    return kernels::int8::batch_norm2d(x, weight, bias, running_mean, running_var, eps_, out_.scale(),
+                                       out_.zero_point());
   }
   TQ_CHECK(!x.is_quantized(), name(), "got an int8 input but was not converted: prepare and convert it, or fold "
                                       "it into the preceding Conv2d with fuse_modules");
   if (is_training()) num_batches_tracked.add_(1);
   auto y = at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
-  if (mode_ == QuantMode::Observed) run_quantizer(*activation_post_process_, y.detach());
-  return y;
+  return mode_ == QuantMode::Observed ? out_.observe(y) : y;
 }
 
 void BatchNorm2dImpl::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  out_.attach(*this, qconfig.activation);
   mode_ = QuantMode::Observed;
 }
 
 void BatchNorm2dImpl::convert(const std::string& qualified_name) {
-  const std::string& who = qualified_name.empty() ? name() : qualified_name;
-  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared BatchNorm2d");
-  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
-           "was prepared but never calibrated: its observer saw no data");
-  const auto qp = quantizer_qparams(*activation_post_process_);
-  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
-  unregister_module("activation_post_process");
-  activation_post_process_.reset();
+  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
   mode_ = QuantMode::Quantized;
 }
 
 void BatchNorm2dImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  out_.layout(*this);
   mode_ = QuantMode::Quantized;
 }
 
@@ -258,16 +248,13 @@ at::Tensor BatchNorm1dImpl::forward(const at::Tensor& x) {
 at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
   switch (mode_) {
     case QuantMode::Observed:
-      run_quantizer(*activation_post_process_, x.detach());
-      return x;
     case QuantMode::QAT:
-      return run_quantizer(*activation_post_process_, x);
+      return out_.observe(x);
     case QuantMode::Reference:
-      return at::fake_quantize_per_tensor_affine(x, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], 0,
-                                                 255);
+      return out_.fake_quantize(x);
     case QuantMode::Quantized:
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "expects float32 input, got ", x.scalar_type());
-      return at::quantize_per_tensor(x, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], at::kQUInt8);
+      return at::quantize_per_tensor(x, out_.scale(), out_.zero_point(), at::kQUInt8);
     default:
       return x;
   }
@@ -275,27 +262,18 @@ at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
 
 void QuantStubImpl::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  out_.attach(*this, qconfig.activation);
   mode_ = QuantMode::Observed;
 }
 
 bool QuantStubImpl::prepare_qat(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  prepare(qconfig);
   mode_ = QuantMode::QAT;
   return true;
 }
 
 void QuantStubImpl::convert(const std::string& qualified_name) {
-  const std::string& who = qualified_name.empty() ? name() : qualified_name;
-  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared QuantStub");
-  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
-           "was prepared but never calibrated: its observer saw no data");
-  const auto qp = quantizer_qparams(*activation_post_process_);
-  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
-  unregister_module("activation_post_process");
-  activation_post_process_.reset();
+  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
   mode_ = QuantMode::Quantized;
 }
 
@@ -306,78 +284,50 @@ bool QuantStubImpl::convert_reference(const std::string& qualified_name) {
 }
 
 void QuantStubImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  out_.layout(*this);
   mode_ = QuantMode::Quantized;
 }
 
 // ---- FloatFunctional ----
 at::Tensor FloatFunctionalImpl::finish(const at::Tensor& y) {
-  switch (mode_) {
-    case QuantMode::Reference:
-      return at::fake_quantize_per_tensor_affine(y, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], 0,
-                                                 255);
-    case QuantMode::Observed:
-      run_quantizer(*activation_post_process_, y.detach());
-      return y;
-    case QuantMode::QAT:
-      return run_quantizer(*activation_post_process_, y);
-    default:
-      return y;
-  }
+  if (mode_ == QuantMode::Reference) return out_.fake_quantize(y);
+  return out_.observe(y);
 }
 
 at::Tensor FloatFunctionalImpl::add(const at::Tensor& a, const at::Tensor& b) {
-  if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::add(a, b, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], false);
-  }
+  if (mode_ == QuantMode::Quantized) return kernels::int8::add(a, b, out_.scale(), out_.zero_point(), false);
   return finish(a + b);
 }
 
 at::Tensor FloatFunctionalImpl::add_relu(const at::Tensor& a, const at::Tensor& b) {
-  if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::add(a, b, scale_.data_ptr<double>()[0], zero_point_.data_ptr<int64_t>()[0], true);
-  }
+  if (mode_ == QuantMode::Quantized) return kernels::int8::add(a, b, out_.scale(), out_.zero_point(), true);
   return finish(at::relu(a + b));
 }
 
 at::Tensor FloatFunctionalImpl::mul(const at::Tensor& a, const at::Tensor& b) {
-  if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::mul(a, b, scale_.item<double>(), zero_point_.item<int64_t>());
-  }
+  if (mode_ == QuantMode::Quantized) return kernels::int8::mul(a, b, out_.scale(), out_.zero_point());
   return finish(a * b);
 }
 
 at::Tensor FloatFunctionalImpl::cat(const std::vector<at::Tensor>& xs, int64_t dim) {
-  if (mode_ == QuantMode::Quantized) {
-    return kernels::int8::cat(xs, dim, scale_.item<double>(), zero_point_.item<int64_t>());
-  }
+  if (mode_ == QuantMode::Quantized) return kernels::int8::cat(xs, dim, out_.scale(), out_.zero_point());
   return finish(at::cat(xs, dim));
 }
 
 void FloatFunctionalImpl::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  out_.attach(*this, qconfig.activation);
   mode_ = QuantMode::Observed;
 }
 
 bool FloatFunctionalImpl::prepare_qat(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  activation_post_process_ = register_module("activation_post_process", qconfig.activation());
+  prepare(qconfig);
   mode_ = QuantMode::QAT;
   return true;
 }
 
 void FloatFunctionalImpl::convert(const std::string& qualified_name) {
-  const std::string& who = qualified_name.empty() ? name() : qualified_name;
-  TQ_CHECK(activation_post_process_ != nullptr, who, "convert needs a prepared FloatFunctional");
-  TQ_CHECK(quantizer_has_observed(*activation_post_process_), who,
-           "was prepared but never calibrated: its observer saw no data");
-  const auto qp = quantizer_qparams(*activation_post_process_);
-  scale_ = register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
-  unregister_module("activation_post_process");
-  activation_post_process_.reset();
+  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
   mode_ = QuantMode::Quantized;
 }
 
@@ -388,8 +338,7 @@ bool FloatFunctionalImpl::convert_reference(const std::string& qualified_name) {
 }
 
 void FloatFunctionalImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  scale_ = register_buffer("scale", at::ones({1}, at::kDouble));
-  zero_point_ = register_buffer("zero_point", at::zeros({1}, at::kLong));
+  out_.layout(*this);
   mode_ = QuantMode::Quantized;
 }
 

@@ -5,6 +5,7 @@
 // zero point 0), as PyTorch does for it.
 #include <torch/nn/pimpl.h>
 
+#include "tq/nn/output_qparams.h"
 #include "tq/nn/quantizable.h"
 
 namespace tq::nn {
@@ -29,8 +30,7 @@ class ActivationImpl : public torch::nn::Module, public Quantizable {
   QuantizerFactory observer_for(const QConfig& qconfig) const;
   ActivationKind kind_;
   double parameter_;  // ELU alpha, LeakyReLU negative slope
-  std::shared_ptr<torch::nn::Module> activation_post_process_;
-  at::Tensor scale_, zero_point_;
+  OutputQParams out_;
 };
 
 class ReLU6Impl : public ActivationImpl {

@@ -15,6 +15,7 @@
 #include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>
 
+#include "tq/nn/output_qparams.h"
 #include "tq/nn/weighted.h"
 
 namespace tq::nn {
@@ -93,8 +94,7 @@ class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
  private:
   double eps_, momentum_;
   bool folded_ = false;
-  std::shared_ptr<torch::nn::Module> activation_post_process_;
-  at::Tensor scale_, zero_point_;
+  OutputQParams out_;
 };
 TORCH_MODULE(BatchNorm2d);
 
@@ -140,8 +140,7 @@ class QuantStubImpl : public torch::nn::Module, public Quantizable {
   void prepare_quantized_layout(bool dynamic) override;
 
  private:
-  std::shared_ptr<torch::nn::Module> activation_post_process_;
-  at::Tensor scale_, zero_point_;
+  OutputQParams out_;
 };
 TORCH_MODULE(QuantStub);
 
@@ -189,8 +188,7 @@ class FloatFunctionalImpl : public torch::nn::Module, public Quantizable {
 
  private:
   at::Tensor finish(const at::Tensor& float_result);
-  std::shared_ptr<torch::nn::Module> activation_post_process_;
-  at::Tensor scale_, zero_point_;
+  OutputQParams out_;
 };
 TORCH_MODULE(FloatFunctional);
 

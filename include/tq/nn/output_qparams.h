@@ -1,0 +1,35 @@
+#pragma once
+// The output side shared by modules whose int8 form requantizes their result (QuantStub,
+// FloatFunctional, activations, BatchNorm2d): the observer or fake quantizer attached at prepare
+// ("activation_post_process"), and the output scale / zero point it yields at convert, kept as
+// buffers ("scale", "zero_point") so converted models save and load.
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+
+#include "tq/nn/qconfig.h"
+
+namespace tq::nn {
+
+class OutputQParams {
+ public:
+  void attach(torch::nn::Module& owner, const QuantizerFactory& make);
+  bool attached() const { return observer_ != nullptr; }
+  // Observed: records y and returns it; QAT: returns the fake-quantized y.
+  at::Tensor observe(const at::Tensor& y) const;
+  at::Tensor fake_quantize(const at::Tensor& y) const;
+  // Observer -> buffers. Throws, naming `who`, if nothing was attached or observed.
+  void convert(torch::nn::Module& owner, const std::string& who);
+  // Empty buffers, ready to receive a saved state.
+  void layout(torch::nn::Module& owner);
+  bool converted() const { return scale_.defined(); }
+  double scale() const { return scale_.data_ptr<double>()[0]; }
+  int64_t zero_point() const { return zero_point_.data_ptr<int64_t>()[0]; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> observer_;
+  at::Tensor scale_, zero_point_;
+};
+
+}  // namespace tq::nn

@@ -1,0 +1,39 @@
+#include "tq/nn/output_qparams.h"
+
+#include <ATen/ATen.h>
+
+#include "tq/core/check.h"
+
+namespace tq::nn {
+
+void OutputQParams::attach(torch::nn::Module& owner, const QuantizerFactory& make) {
+  observer_ = owner.register_module("activation_post_process", make());
+}
+
+at::Tensor OutputQParams::observe(const at::Tensor& y) const {
+  if (!observer_) return y;
+  if (is_fake_quantize(*observer_)) return run_quantizer(*observer_, y);
+  run_quantizer(*observer_, y.detach());
+  return y;
+}
+
+at::Tensor OutputQParams::fake_quantize(const at::Tensor& y) const {
+  return at::fake_quantize_per_tensor_affine(y, scale(), zero_point(), 0, 255);
+}
+
+void OutputQParams::convert(torch::nn::Module& owner, const std::string& who) {
+  TQ_CHECK(observer_ != nullptr, who, "convert needs a prepared module");
+  TQ_CHECK(quantizer_has_observed(*observer_), who, "was prepared but never calibrated: its observer saw no data");
+  const auto qp = quantizer_qparams(*observer_);
+  scale_ = owner.register_buffer("scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
+  zero_point_ = owner.register_buffer("zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+  owner.unregister_module("activation_post_process");
+  observer_.reset();
+}
+
+void OutputQParams::layout(torch::nn::Module& owner) {
+  scale_ = owner.register_buffer("scale", at::ones({1}, at::kDouble));
+  zero_point_ = owner.register_buffer("zero_point", at::zeros({1}, at::kLong));
+}
+
+}  // namespace tq::nn
