@@ -260,34 +260,6 @@ at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
   }
 }
 
-void QuantStubImpl::prepare(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  out_.attach(*this, qconfig.activation);
-  mode_ = QuantMode::Observed;
-}
-
-bool QuantStubImpl::prepare_qat(const QConfig& qconfig) {
-  prepare(qconfig);
-  mode_ = QuantMode::QAT;
-  return true;
-}
-
-void QuantStubImpl::convert(const std::string& qualified_name) {
-  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
-  mode_ = QuantMode::Quantized;
-}
-
-bool QuantStubImpl::convert_reference(const std::string& qualified_name) {
-  convert(qualified_name);
-  mode_ = QuantMode::Reference;
-  return true;
-}
-
-void QuantStubImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  out_.layout(*this);
-  mode_ = QuantMode::Quantized;
-}
-
 // ---- FloatFunctional ----
 at::Tensor FloatFunctionalImpl::finish(const at::Tensor& y) {
   if (mode_ == QuantMode::Reference) return out_.fake_quantize(y);
@@ -312,34 +284,6 @@ at::Tensor FloatFunctionalImpl::mul(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor FloatFunctionalImpl::cat(const std::vector<at::Tensor>& xs, int64_t dim) {
   if (mode_ == QuantMode::Quantized) return kernels::int8::cat(xs, dim, out_.scale(), out_.zero_point());
   return finish(at::cat(xs, dim));
-}
-
-void FloatFunctionalImpl::prepare(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  out_.attach(*this, qconfig.activation);
-  mode_ = QuantMode::Observed;
-}
-
-bool FloatFunctionalImpl::prepare_qat(const QConfig& qconfig) {
-  prepare(qconfig);
-  mode_ = QuantMode::QAT;
-  return true;
-}
-
-void FloatFunctionalImpl::convert(const std::string& qualified_name) {
-  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
-  mode_ = QuantMode::Quantized;
-}
-
-bool FloatFunctionalImpl::convert_reference(const std::string& qualified_name) {
-  convert(qualified_name);
-  mode_ = QuantMode::Reference;
-  return true;
-}
-
-void FloatFunctionalImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  out_.layout(*this);
-  mode_ = QuantMode::Quantized;
 }
 
 }  // namespace tq::nn

@@ -36,4 +36,32 @@ void OutputQParams::layout(torch::nn::Module& owner) {
   zero_point_ = owner.register_buffer("zero_point", at::zeros({1}, at::kLong));
 }
 
+void OutputQuantizedModule::prepare(const QConfig& qconfig) {
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  out_.attach(*this, qconfig.activation);
+  mode_ = QuantMode::Observed;
+}
+
+bool OutputQuantizedModule::prepare_qat(const QConfig& qconfig) {
+  prepare(qconfig);
+  mode_ = QuantMode::QAT;
+  return true;
+}
+
+void OutputQuantizedModule::convert(const std::string& qualified_name) {
+  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
+  mode_ = QuantMode::Quantized;
+}
+
+bool OutputQuantizedModule::convert_reference(const std::string& qualified_name) {
+  convert(qualified_name);
+  mode_ = QuantMode::Reference;
+  return true;
+}
+
+void OutputQuantizedModule::prepare_quantized_layout(bool /*dynamic*/) {
+  out_.layout(*this);
+  mode_ = QuantMode::Quantized;
+}
+
 }  // namespace tq::nn

@@ -129,18 +129,10 @@ class ReLUImpl : public torch::nn::Module {
 TORCH_MODULE(ReLU);
 
 // Marks where float input becomes quantized: observes it, then quantizes to quint8 once converted.
-class QuantStubImpl : public torch::nn::Module, public Quantizable {
+class QuantStubImpl : public OutputQuantizedModule {
  public:
-  QuantStubImpl() : torch::nn::Module("QuantStub") {}
+  QuantStubImpl() : OutputQuantizedModule("QuantStub") {}
   at::Tensor forward(const at::Tensor& x);
-  void prepare(const QConfig& qconfig) override;
-  bool prepare_qat(const QConfig& qconfig) override;
-  void convert(const std::string& qualified_name) override;
-  bool convert_reference(const std::string& qualified_name) override;
-  void prepare_quantized_layout(bool dynamic) override;
-
- private:
-  OutputQParams out_;
 };
 TORCH_MODULE(QuantStub);
 
@@ -173,22 +165,16 @@ TORCH_MODULE(QuantWrapper);
 
 // Arithmetic between activations (residual adds, ...) that needs its own output qparams, as
 // PyTorch's FloatFunctional: observed, fake-quantized or run in int8 by mode.
-class FloatFunctionalImpl : public torch::nn::Module, public Quantizable {
+class FloatFunctionalImpl : public OutputQuantizedModule {
  public:
-  FloatFunctionalImpl() : torch::nn::Module("FloatFunctional") {}
+  FloatFunctionalImpl() : OutputQuantizedModule("FloatFunctional") {}
   at::Tensor add(const at::Tensor& a, const at::Tensor& b);
   at::Tensor add_relu(const at::Tensor& a, const at::Tensor& b);
   at::Tensor mul(const at::Tensor& a, const at::Tensor& b);
   at::Tensor cat(const std::vector<at::Tensor>& xs, int64_t dim = 0);
-  void prepare(const QConfig& qconfig) override;
-  bool prepare_qat(const QConfig& qconfig) override;
-  void convert(const std::string& qualified_name) override;
-  bool convert_reference(const std::string& qualified_name) override;
-  void prepare_quantized_layout(bool dynamic) override;
 
  private:
   at::Tensor finish(const at::Tensor& float_result);
-  OutputQParams out_;
 };
 TORCH_MODULE(FloatFunctional);
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tq/nn/qconfig.h"
+#include "tq/nn/quantizable.h"
 
 namespace tq::nn {
 
@@ -30,6 +31,21 @@ class OutputQParams {
  private:
   std::shared_ptr<torch::nn::Module> observer_;
   at::Tensor scale_, zero_point_;
+};
+
+// A module whose whole quantized state is its output qparams (QuantStub, FloatFunctional): the
+// Quantizable modes implemented once, on OutputQParams.
+class OutputQuantizedModule : public torch::nn::Module, public Quantizable {
+ public:
+  void prepare(const QConfig& qconfig) override;
+  bool prepare_qat(const QConfig& qconfig) override;
+  void convert(const std::string& qualified_name) override;
+  bool convert_reference(const std::string& qualified_name) override;
+  void prepare_quantized_layout(bool dynamic) override;
+
+ protected:
+  explicit OutputQuantizedModule(std::string name) : torch::nn::Module(std::move(name)) {}
+  OutputQParams out_;
 };
 
 }  // namespace tq::nn
