@@ -18,21 +18,20 @@ Values are float32 written as exact decimal doubles. Only finite values are writ
 Inf/NaN); tests cover non-finite inputs with hand-derived expectations.
 """
 import argparse
-import json
 import os
+import sys
 
 import torch
 from torch.ao.quantization import observer as O
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_io import tensor_json, write_json  # noqa: E402
 
 torch.manual_seed(20261123)
 
 
 def name(v):
     return str(v).replace("torch.", "")
-
-
-def tensor_json(t):
-    return {"shape": list(t.shape), "data": t.detach().flatten().tolist(), "dtype": name(t.dtype)}
 
 
 def batches(kind, shape):
@@ -204,21 +203,15 @@ def state_files(out):
     return expected
 
 
-def write(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump({"torch": torch.__version__, **obj}, f)
-    os.replace(path + ".tmp", path)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    write(os.path.join(args.out, "observers.json"), {"cases": observer_cases()})
-    write(os.path.join(args.out, "fake_quantize.json"), {"cases": fake_quantize_cases()})
-    write(os.path.join(args.out, "quantize.json"), {"cases": quantize_cases()})
-    write(os.path.join(args.out, "state_expected.json"), {"states": state_files(args.out)})
+    write_json(os.path.join(args.out, "observers.json"), {"cases": observer_cases()})
+    write_json(os.path.join(args.out, "fake_quantize.json"), {"cases": fake_quantize_cases()})
+    write_json(os.path.join(args.out, "quantize.json"), {"cases": quantize_cases()})
+    write_json(os.path.join(args.out, "state_expected.json"), {"states": state_files(args.out)})
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ A small model (QuantStub, Conv2d+ReLU fused, Linear, DeQuantStub) with fixed wei
 observers and per-channel weights on the onednn engine, calibrated on fixed batches. eager.json
 holds the batches, a test input, the float and int8 outputs, and every scale / zero point."""
 import argparse
-import json
 import os
+import sys
 
 import torch
 import torch.ao.quantization as Q
 from torch.ao.quantization.observer import MinMaxObserver, default_per_channel_weight_observer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_io import tensor_json, write_json  # noqa: E402
 
 torch.manual_seed(20261125)
 
@@ -32,9 +35,7 @@ class Net(torch.nn.Module):
         return self.dequant(self.fc(x.flatten(1)))
 
 
-def tj(t):
-    t = t.detach()
-    return {"shape": list(t.shape), "data": t.flatten().tolist(), "dtype": str(t.dtype).replace("torch.", "")}
+tj = tensor_json
 
 
 def main():
@@ -56,7 +57,7 @@ def main():
     Q.convert(model, inplace=True)
     int8_out = model(x)
     out = {
-        "torch": torch.__version__, "engine": "onednn", "batches": [tj(b) for b in batches], "x": tj(x),
+        "engine": "onednn", "batches": [tj(b) for b in batches], "x": tj(x),
         "float_out": tj(float_out), "int8_out": tj(int8_out),
         "quant": {"scale": float(model.quant.scale), "zero_point": int(model.quant.zero_point)},
         "conv": {"scale": model.conv.scale, "zero_point": model.conv.zero_point,
@@ -113,10 +114,7 @@ def main():
     rnn_q = Q.quantize_dynamic(rnns, {torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
     out["rnn"] = {"x": tj(xs), "lstm_float": tj(float_lstm), "gru_float": tj(float_gru),
                   "lstm": tj(rnn_q["lstm"](xs)[0]), "gru": tj(rnn_q["gru"](xs)[0])}
-    path = os.path.join(args.out, "eager.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(args.out, "eager.json"), out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ adaround.json           AdaroundFakeQuantizer: PyTorch 1.13 does not ship it, so
                         tools/adaround_reference.py, the seed's formulas in PyTorch tensor ops.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -29,13 +28,12 @@ from torch.ao.quantization._learnable_fake_quantize import _LearnableFakeQuantiz
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adaround_reference import adaround_reference  # noqa: E402
+from golden_io import tensor_json, write_json  # noqa: E402
 
 torch.manual_seed(20261124)
 
 
-def tj(t):
-    t = t.detach()
-    return {"shape": list(t.shape), "data": t.flatten().tolist(), "dtype": str(t.dtype).replace("torch.", "")}
+tj = tensor_json
 
 
 def inputs(shape, spread=3.0):
@@ -159,21 +157,15 @@ def adaround_cases():
     return cases
 
 
-def write(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump({"torch": torch.__version__, **obj}, f)
-    os.replace(path + ".tmp", path)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    write(os.path.join(args.out, "learnable.json"), {"cases": learnable_cases()})
-    write(os.path.join(args.out, "fake_quant_modules.json"), {"cases": module_cases()})
-    write(os.path.join(args.out, "fq_state_expected.json"), {"states": state_files(args.out)})
-    write(os.path.join(args.out, "adaround.json"), {"cases": adaround_cases()})
+    write_json(os.path.join(args.out, "learnable.json"), {"cases": learnable_cases()})
+    write_json(os.path.join(args.out, "fake_quant_modules.json"), {"cases": module_cases()})
+    write_json(os.path.join(args.out, "fq_state_expected.json"), {"states": state_files(args.out)})
+    write_json(os.path.join(args.out, "adaround.json"), {"cases": adaround_cases()})
 
 
 if __name__ == "__main__":
