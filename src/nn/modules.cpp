@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "tq/core/check.h"
+#include "tq/numerics/batch_norm_folding.h"
 
 namespace tq::nn {
 
@@ -41,10 +42,9 @@ void LinearImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, 
   TQ_CHECK(mean.numel() == options_.out_features(), name(), "batch norm has ", mean.numel(), " features, the linear ",
            options_.out_features(), " outputs");
   at::NoGradGuard no_grad;
-  const auto factor = gamma / at::sqrt(var + eps);
-  weight_.mul_(factor.reshape({-1, 1}));
-  const at::Tensor b = bias_.defined() ? bias_ : at::zeros({options_.out_features()});
-  const auto new_bias = (b - mean) * factor + beta;
+  const auto folded = fuse_linear_bn_weights(weight_, bias_, mean, var, eps, gamma, beta);
+  weight_.copy_(folded.weight);
+  const auto& new_bias = folded.bias;
   if (bias_.defined()) {
     bias_.copy_(new_bias);
   } else {
@@ -166,11 +166,9 @@ void Conv2dImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, 
   TQ_CHECK(mean.numel() == options_.out_channels(), name(), "batch norm has ", mean.numel(), " features, the conv ",
            options_.out_channels(), " output channels");
   at::NoGradGuard no_grad;
-  // w' = w * gamma / sqrt(var + eps); b' = (b - mean) * gamma / sqrt(var + eps) + beta
-  const auto factor = gamma / at::sqrt(var + eps);
-  weight_.mul_(factor.reshape({-1, 1, 1, 1}));
-  at::Tensor b = bias_.defined() ? bias_ : at::zeros({options_.out_channels()});
-  const auto new_bias = (b - mean) * factor + beta;
+  const auto folded = fuse_conv_bn_weights(weight_, bias_, mean, var, eps, gamma, beta);
+  weight_.copy_(folded.weight);
+  const auto& new_bias = folded.bias;
   if (bias_.defined()) {
     bias_.copy_(new_bias);
   } else {

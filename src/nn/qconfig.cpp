@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"
+#include "tq/kernels/int8.h"
 #include "tq/observers/min_max_observer.h"
 #include "tq/observers/simple_observers.h"
 
@@ -73,6 +74,14 @@ bool quantizer_has_observed(torch::nn::Module& q) {
     }
   }
   return true;  // fixed-qparams and learnable quantizers always have qparams
+}
+
+at::Tensor quantize_weight(torch::nn::Module& wq, const at::Tensor& weight, const std::string& who) {
+  at::NoGradGuard no_grad;
+  run_quantizer(wq, weight.detach());
+  TQ_CHECK(quantizer_dtype(wq) == QDType::QInt8, who, "weights must be quantized to qint8, the qconfig gives ",
+           to_string(quantizer_dtype(wq)));
+  return kernels::int8::quantize_weight(weight, quantizer_qparams(wq), is_per_channel(quantizer_qscheme(wq)));
 }
 
 }  // namespace tq::nn

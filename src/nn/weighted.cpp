@@ -99,23 +99,13 @@ bool WeightedModule::prepare_qat(const QConfig& qconfig) {
 }
 
 void WeightedModule::quantize_weight(torch::nn::Module& wq) {
-  at::NoGradGuard no_grad;
-  run_quantizer(wq, weight_.detach());
-  const auto qp = quantizer_qparams(wq);
-  TQ_CHECK(quantizer_dtype(wq) == QDType::QInt8, name(), "weights must be quantized to qint8, the qconfig gives ",
-           to_string(quantizer_dtype(wq)));
-  const auto w = weight_.detach().contiguous();
-  at::Tensor wq_t;
-  if (is_per_channel(quantizer_qscheme(wq))) {
-    TQ_CHECK(qp.scale.numel() == w.size(0), name(), "per-channel weight qparams have ", qp.scale.numel(),
-             " channels, the weight has ", w.size(0), " output channels");
-    wq_t = at::quantize_per_channel(w, qp.scale.to(at::kDouble), qp.zero_point.to(at::kLong), 0, at::kQInt8);
-    weight_scale_ = register_buffer("weight_scale", qp.scale.to(at::kDouble).clone());
-    weight_zero_point_ = register_buffer("weight_zero_point", qp.zero_point.to(at::kLong).clone());
+  const auto wq_t = nn::quantize_weight(wq, weight_, name());
+  if (wq_t.qscheme() == at::kPerChannelAffine) {
+    weight_scale_ = register_buffer("weight_scale", wq_t.q_per_channel_scales().clone());
+    weight_zero_point_ = register_buffer("weight_zero_point", wq_t.q_per_channel_zero_points().clone());
   } else {
-    wq_t = at::quantize_per_tensor(w, qp.scale.item<double>(), qp.zero_point.item<int64_t>(), at::kQInt8);
-    weight_scale_ = register_buffer("weight_scale", at::full({1}, qp.scale.item<double>(), at::kDouble));
-    weight_zero_point_ = register_buffer("weight_zero_point", at::full({1}, qp.zero_point.item<int64_t>(), at::kLong));
+    weight_scale_ = register_buffer("weight_scale", at::full({1}, wq_t.q_scale(), at::kDouble));
+    weight_zero_point_ = register_buffer("weight_zero_point", at::full({1}, wq_t.q_zero_point(), at::kLong));
   }
   weight_int8_ = register_buffer("weight_int8", wq_t.int_repr().clone());
   packed_ = prepack(wq_t, bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tq/numerics/qparams.h"
+
 namespace tq::kernels::int8 {
 
 // The engine in use ("onednn", "qnnpack", "fbgemm", "x86") and those this LibTorch has.
@@ -24,6 +26,10 @@ struct PackedWeight {
   c10::IValue handle;
   bool defined() const { return !handle.isNone(); }
 };
+
+// A float weight quantized for the engines: qint8, per tensor, or per channel along axis 0 when
+// qparams.scale has one value per output channel.
+at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qparams, bool per_channel);
 
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias);
 at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);

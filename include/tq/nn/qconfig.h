@@ -38,6 +38,9 @@ QDType quantizer_dtype(torch::nn::Module& q);
 QScheme quantizer_qscheme(torch::nn::Module& q);
 bool quantizer_is_dynamic(torch::nn::Module& q);
 bool is_fake_quantize(const torch::nn::Module& q);
+// Runs the weight observer (or fake quantizer) on `weight` and returns the qint8 weight the int8
+// engines take (tq::kernels::int8::quantize_weight). `who` names the layer in errors.
+at::Tensor quantize_weight(torch::nn::Module& weight_quantizer, const at::Tensor& weight, const std::string& who);
 // True once the observer has seen data (min/max or histogram set).
 bool quantizer_has_observed(torch::nn::Module& q);
 

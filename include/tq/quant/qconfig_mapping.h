@@ -23,6 +23,8 @@ class QConfigMapping {
   std::optional<nn::QConfig> resolve(const std::string& qualified_name, const std::string& type_name,
                                      const std::optional<nn::QConfig>& parent) const;
   const std::optional<nn::QConfig>& global() const { return global_; }
+  const std::vector<std::pair<std::string, nn::QConfig>>& object_types() const { return by_type_; }
+  const std::vector<std::pair<std::string, std::optional<nn::QConfig>>>& module_names() const { return by_name_; }
 
  private:
   std::optional<nn::QConfig> global_;

@@ -99,6 +99,18 @@ void set_engine(const std::string& engine) {
            c10::Join(", ", avail));
 }
 
+at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qp, bool per_channel) {
+  const auto w = weight.detach().contiguous();
+  if (per_channel) {
+    TQ_CHECK(qp.scale.numel() == w.size(0), "int8::quantize_weight", "per-channel weight qparams have ",
+             qp.scale.numel(), " channels, the weight has ", w.size(0), " output channels");
+    return at::quantize_per_channel(w, qp.scale.to(at::kDouble), qp.zero_point.to(at::kLong), 0, at::kQInt8);
+  }
+  TQ_CHECK(qp.scale.numel() == 1, "int8::quantize_weight", "per-tensor weight qparams must hold one scale, got ",
+           qp.scale.numel());
+  return at::quantize_per_tensor(w, qp.scale.item<double>(), qp.zero_point.item<int64_t>(), at::kQInt8);
+}
+
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) {
   return {call(ops().linear_prepack, {weight_q, bias})[0]};
 }

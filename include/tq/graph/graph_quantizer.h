@@ -1,0 +1,112 @@
+#pragma once
+// Graph-mode quantization of TorchScript models (seed 004's Quantizer, on TorchScript graphs).
+//
+//   auto model = tq::graph::load_torchscript("resnet18.pt");        // torch.jit.save from Python
+//   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend("onednn"));
+//   for (const auto& batch : calibration) observed.calibrate(batch);
+//   torch::jit::Module int8 = observed.convert();                    // plain LibTorch runs it
+//   tq::graph::save_torchscript(int8, "resnet18_int8.pt");
+//   std::cout << observed.summary().to_string();
+//
+// How (src/graph/README.md has the details): prepare clones the model, freezes it (weights become
+// constants, submodule calls are inlined, eval-mode branches fold away), finds the patterns'
+// matches as the seed's _find_matches does (nodes in reverse order, inner nodes used once), and
+// inserts observers where the seed observes: matched roots' outputs and the inputs that enter
+// int8 from float. convert writes a new graph: each match becomes its int8 op, tensors are
+// quantized where they enter an int8 region and dequantized only where a float consumer needs
+// them, and everything else is copied as float. The user's module is never modified.
+#include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tq/graph/pattern.h"
+#include "tq/quant/qconfig_mapping.h"
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace tq::graph {
+
+struct GraphQuantizeOptions {
+  // Which qconfig each node gets: by the qualified name of the module whose forward produced it
+  // ("layer1.0.conv2", taken from the TorchScript module hierarchy), by module type ("Conv2d") or
+  // operator ("add", "aten::add"), then the enclosing module's, then the global one;
+  // set_module_name_none(name) leaves a module float.
+  quant::QConfigMapping mapping;
+  PatternRegistry patterns = default_patterns();
+
+  // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
+  static GraphQuantizeOptions for_backend(const std::string& backend);
+  // Seed 004's configuration: its patterns and its qparams (_minmax_scale_zeropoint in double
+  // precision, activations quint8 [0, 255], weights qint8 per tensor on [-127, 128]).
+  static GraphQuantizeOptions seed();
+};
+
+// What happened to one node of the frozen float graph.
+struct SummaryEntry {
+  std::string op;            // "aten::conv2d"
+  std::string module_path;   // innermost module ("layer1.0.conv1"; "" = the top module)
+  std::string pattern;       // the matched pattern ("" if none)
+  std::string handler;       // the handler's name
+  bool quantized = false;    // part of an int8 match
+  std::string why_float;     // when not quantized and a reason is known
+  bool has_qparams = false;  // output qparams (root of an observed match)
+  TensorQParams qparams;
+};
+
+struct Summary {
+  std::vector<SummaryEntry> nodes;
+  // A quantization point: a value observed for its qparams (a match's output or an int8 input).
+  struct Point {
+    std::string kind;         // "output" or "input"
+    std::string op;           // producer's operator ("aten::conv2d"; "input" for graph inputs)
+    std::string module_path;  // producer's innermost module
+    std::string consumer;     // for inputs: the operator that takes it quantized
+    TensorQParams qparams;
+  };
+  std::vector<Point> points;  // filled once calibrated, in graph order
+  int quantized_count() const;
+  std::string to_string() const;
+};
+
+class ObservedModel {
+ public:
+  // Runs the model on one batch (or the given inputs) and records statistics.
+  c10::IValue calibrate(const at::Tensor& batch);
+  c10::IValue calibrate(std::vector<c10::IValue> inputs);
+  int64_t batches_seen() const;
+  // The int8 model (reference = float ops between quantize / dequantize pairs). Throws if no
+  // batch was seen. The observed model is unchanged and can go on calibrating.
+  torch::jit::Module convert(bool reference = false) const;
+  // Kinds, modules, qparams and what stays float (qparams once calibrated).
+  Summary summary() const;
+  // The observed TorchScript module (for saving or inspection; tq's observe op runs inside).
+  const torch::jit::Module& module() const;
+  // Saves the observed form (graph + observer states); load_observed() continues calibrating it.
+  void save(const std::string& path) const;
+
+  struct Impl;
+  explicit ObservedModel(std::shared_ptr<Impl> impl);
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// Reads a torch.jit.save file (scripted or traced). Throws a one-line error naming the file if it
+// is missing, not TorchScript, or has no forward method.
+torch::jit::Module load_torchscript(const std::string& path);
+// Writes to a temporary name beside `path`, then renames (an existing file is replaced only once
+// the new one is complete).
+void save_torchscript(const torch::jit::Module& module, const std::string& path);
+
+ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options);
+ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions& options);
+// prepare, calibrate on every batch, convert.
+torch::jit::Module quantize(const torch::jit::Module& model, const GraphQuantizeOptions& options,
+                            const std::vector<at::Tensor>& calibration, bool reference = false);
+
+}  // namespace tq::graph

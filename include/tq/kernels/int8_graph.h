@@ -1,0 +1,46 @@
+#pragma once
+// The int8 kernel interface for graph mode: the ops an int8 TorchScript graph calls. Graph-mode
+// quantization writes int8 code only through these functions, so a tq-owned backend can replace
+// LibTorch's quantized engines by emitting its own operators here. Today each inserts a LibTorch
+// quantized:: / aten:: operator, which plain LibTorch (and Python's torch.jit.load) runs.
+//
+// Each function inserts at the graph's insertion point and returns the op's output value.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tq/kernels/int8.h"
+
+namespace torch::jit {
+struct Graph;
+struct Value;
+}  // namespace torch::jit
+
+namespace tq::kernels::int8::graph {
+
+using torch::jit::Graph;
+using torch::jit::Value;
+
+Value* quantize(Graph& g, Value* x, double scale, int64_t zero_point, bool signed_int8 = false);
+Value* dequantize(Graph& g, Value* x_q);
+// dims: 1, 2 or 3; `packed` holds prepack_conv's weights.
+Value* conv(Graph& g, int dims, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu);
+Value* linear(Graph& g, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu);
+Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
+Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
+// Tensor-scalar forms: the kernel derives the output's qparams from the input's.
+Value* add_scalar(Graph& g, Value* a_q, Value* scalar);
+Value* mul_scalar(Graph& g, Value* a_q, Value* scalar);
+Value* cat(Graph& g, const std::vector<Value*>& xs_q, Value* dim, double scale, int64_t zero_point);
+Value* hardswish(Graph& g, Value* x_q, double scale, int64_t zero_point);
+Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean, Value* var, Value* eps, double scale,
+                  int64_t zero_point);
+Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
+                  int64_t zero_point);
+
+// Operators that run on int8 tensors as they are and keep the input's qparams (relu, pooling,
+// shape ops: the seed's CopyNode), or that fix their own output qparams (sigmoid, tanh,
+// hardsigmoid). For these the graph keeps the original operator with an int8 input.
+bool runs_on_int8(const std::string& op);
+
+}  // namespace tq::kernels::int8::graph

@@ -1,0 +1,629 @@
+// Graph-mode quantization on TorchScript: prepare (freeze, match, observe) and convert (emit).
+#include "tq/graph/graph_quantizer.h"
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/freeze_module.h>
+#include <torch/csrc/jit/passes/remove_dropout.h>
+#include <torch/csrc/jit/passes/remove_mutation.h>
+#include <torch/csrc/jit/passes/shape_analysis.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "observe_op.h"
+#include "tq/core/check.h"
+#include "tq/kernels/int8_graph.h"
+#include "tq/nn/qconfig.h"
+
+namespace tq::graph {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The first line of a LibTorch error, without its backtrace.
+std::string first_line(const std::exception& e) {
+  const auto* ce = dynamic_cast<const c10::Error*>(&e);
+  std::string msg = ce ? ce->what_without_backtrace() : e.what();
+  const auto nl = msg.find('\n');
+  return nl == std::string::npos ? msg : msg.substr(0, nl);
+}
+
+std::string kind_of(const Node* n) { return n->kind().toQualString(); }
+
+// The module chain a node came from, read from its inlined call stack.
+struct Scope {
+  std::string path;  // "layer1.0.conv1"
+  std::string type;  // innermost module's class name
+  std::vector<std::pair<std::string, std::string>> chain;  // (qualified name, class name), outermost first
+};
+
+Scope scope_of(const Node* n, const std::string& top_type) {
+  Scope s;
+  s.type = top_type;
+  auto cs = n->callstack();
+  if (!cs) return s;
+  for (const auto& entry : (*cs)->vec()) {
+    const auto& info = std::get<2>(entry);
+    if (!info) continue;
+    if (info->class_type()) s.type = info->class_type()->name()->name();
+    if (info->instance_name() == "SELF") continue;  // a method called on the same module
+    s.path = s.path.empty() ? info->instance_name() : s.path + "." + info->instance_name();
+    s.chain.emplace_back(s.path, s.type);
+  }
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Loading and saving
+
+torch::jit::Module load_torchscript(const std::string& path) {
+  std::error_code ec;
+  TQ_CHECK(fs::exists(path, ec), "load_torchscript", "no such file: ", path);
+  TQ_CHECK(fs::is_regular_file(path, ec), "load_torchscript", "not a regular file: ", path);
+  torch::jit::Module m;
+  try {
+    m = torch::jit::load(path);
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", first_line(e));
+  }
+  TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
+  return m;
+}
+
+void save_torchscript(const torch::jit::Module& module, const std::string& path) {
+  std::error_code ec;
+  TQ_CHECK(!fs::is_directory(path, ec), "save_torchscript", path, " is a directory");
+  const auto parent = fs::path(path).parent_path();
+  TQ_CHECK(parent.empty() || fs::is_directory(parent, ec), "save_torchscript", "no such directory: ", parent.string());
+  // Beside the target, so the rename stays on one file system; a symlink target is followed.
+  const auto target = fs::is_symlink(path, ec) ? fs::canonical(path, ec).string() : path;
+  const std::string tmp = target + ".tmp-tq";
+  try {
+    module.save(tmp);
+  } catch (const std::exception& e) {
+    fs::remove(tmp, ec);
+    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", first_line(e));
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", ec.message());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The observed model
+
+struct ObservedModel::Impl {
+  torch::jit::Module module;  // frozen clone of the user's model, with observe ops
+  std::shared_ptr<Graph> graph;
+  GraphQuantizeOptions options;
+  std::string top_type;
+
+  struct MatchInfo {
+    Match match;
+    std::shared_ptr<const QuantizeHandler> handler;
+    std::optional<nn::QConfig> qconfig;
+    std::string why_float;  // "" = quantized
+  };
+  std::vector<MatchInfo> matches;
+  std::unordered_map<const Node*, size_t> match_of;  // every matched node -> its match
+  std::unordered_map<const Node*, Scope> scopes;
+  std::unordered_map<const Node*, std::string> unmatched_reason;
+
+  struct Point {
+    Value* value;  // the observed value (before the observe op)
+    std::shared_ptr<torch::nn::Module> observer;
+    std::string kind;      // "output" / "input"
+    std::string consumer;  // for inputs
+    int64_t slot;
+  };
+  std::vector<Point> points;
+  std::unordered_map<const Value*, size_t> point_of;
+  std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
+  int64_t batches = 0;
+  c10::optional<std::vector<int64_t>> first_shape;
+
+  ~Impl() {
+    for (const auto& p : points) detail::release_observer_slot(p.slot);
+  }
+
+  Value* unalias(Value* v) const {
+    auto it = observed_alias.find(v);
+    return it == observed_alias.end() ? v : it->second;
+  }
+};
+
+ObservedModel::ObservedModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+using Impl = ObservedModel::Impl;
+
+std::optional<nn::QConfig> qconfig_for(const quant::QConfigMapping& mapping, const Scope& s, const std::string& op,
+                                       const std::string& top_type) {
+  auto q = mapping.resolve("", top_type, std::nullopt);
+  for (const auto& [name, type] : s.chain) q = mapping.resolve(name, type, q);
+  // By operator ("add" or "aten::add"), unless the module itself is named.
+  const std::string unqualified = op.substr(op.find("::") + 2);
+  for (const auto& [name, qc] : mapping.module_names()) {
+    if (name == s.path && !s.path.empty()) return q;
+  }
+  const auto& types = mapping.object_types();
+  for (auto it = types.rbegin(); it != types.rend(); ++it) {
+    if (it->first == op || it->first == unqualified) return it->second;
+  }
+  return q;
+}
+
+// Names in the mapping must exist in the model: a typo would silently quantize everything.
+void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& impl) {
+  std::set<std::string> names{""}, types{impl.top_type};
+  for (const auto& nm : model.named_modules()) {
+    names.insert(nm.name);
+    types.insert(nm.value.type()->name()->name());
+  }
+  for (const auto* n : g.nodes()) {
+    const std::string k = kind_of(n);
+    types.insert(k);
+    types.insert(k.substr(k.find("::") + 2));
+  }
+  for (const auto& [name, q] : impl.options.mapping.module_names()) {
+    TQ_CHECK(names.count(name), "prepare", "the qconfig mapping names module '", name, "', which the model does not have");
+  }
+  for (const auto& [type, q] : impl.options.mapping.object_types()) {
+    TQ_CHECK(types.count(type), "prepare", "the qconfig mapping names module type or operator '", type,
+             "', which the model does not use");
+  }
+}
+
+// Seed 004's matches(): the node fits the pattern element, inner nodes have one user, and the
+// producers of the leading inputs fit the sub-patterns.
+bool matches(Impl& impl, const Node* node, const Pattern& p, size_t max_uses) {
+  if (node->outputs().size() != 1) return false;
+  if (node->output()->uses().size() > max_uses) return false;
+  if (impl.match_of.count(node)) return false;
+  auto sc = impl.scopes.find(node);
+  if (!p.accepts(*node, sc == impl.scopes.end() ? impl.top_type : sc->second.type)) return false;
+  if (p.inputs().size() > node->inputs().size()) return false;
+  for (size_t i = 0; i < p.inputs().size(); ++i) {
+    const Node* producer = node->input(i)->node();
+    if (producer->owningBlock() != node->owningBlock()) return false;
+    if (!matches(impl, producer, p.inputs()[i], 1)) return false;
+  }
+  return true;
+}
+
+void collect(const Node* node, const Pattern& p, std::vector<Node*>& out) {
+  out.push_back(const_cast<Node*>(node));
+  for (size_t i = 0; i < p.inputs().size(); ++i) collect(node->input(i)->node(), p.inputs()[i], out);
+}
+
+// Seed 004's _find_matches: nodes in reverse order; a node is matched once; where several
+// patterns fit, the one registered last wins.
+void find_matches(Impl& impl) {
+  const auto& entries = impl.options.patterns.entries();
+  std::vector<Node*> nodes(impl.graph->nodes().begin(), impl.graph->nodes().end());
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    Node* node = *it;
+    if (impl.match_of.count(node) || node->kind() == c10::prim::Constant) continue;
+    const auto& scope = impl.scopes[node];
+    for (auto e = entries.rbegin(); e != entries.rend(); ++e) {
+      if (!matches(impl, node, e->pattern, std::numeric_limits<size_t>::max())) continue;
+      auto qconfig = qconfig_for(impl.options.mapping, scope, kind_of(node), impl.top_type);
+      if (!qconfig) {
+        impl.unmatched_reason[node] = "its qconfig is None";
+        break;
+      }
+      Impl::MatchInfo info;
+      info.match.root = node;
+      collect(node, e->pattern, info.match.nodes);
+      info.match.module_path = scope.path;
+      info.match.pattern = &e->pattern;
+      info.handler = e->handler;
+      info.qconfig = qconfig;
+      try {
+        info.why_float = e->handler->why_float(info.match);
+      } catch (const std::exception& ex) {
+        TQ_CHECK(false, "prepare", "the handler ", e->handler->name(), " failed on ", kind_of(node), " in '",
+                 scope.path, "': ", first_line(ex));
+      }
+      if (info.why_float.empty() && !qconfig->activation) info.why_float = "its qconfig has no activation observer";
+      if (info.why_float.empty()) {
+        auto probe = qconfig->activation();
+        if (nn::quantizer_is_dynamic(*probe)) {
+          info.why_float = "dynamic qconfig (graph mode quantizes dynamically only Linear / LSTM / GRU modules)";
+        } else if (nn::quantizer_dtype(*probe) != QDType::QUInt8) {
+          info.why_float = "activation dtype " + to_string(nn::quantizer_dtype(*probe)) + " (int8 kernels take quint8)";
+        }
+      }
+      const size_t index = impl.matches.size();
+      for (auto* n : info.match.nodes) impl.match_of[n] = index;
+      impl.matches.push_back(std::move(info));
+      break;
+    }
+  }
+  std::reverse(impl.matches.begin(), impl.matches.end());
+  for (size_t i = 0; i < impl.matches.size(); ++i) {
+    for (auto* n : impl.matches[i].match.nodes) impl.match_of[n] = i;
+  }
+}
+
+bool produces_int8(const Impl& impl, const Value* v) {
+  auto it = impl.match_of.find(v->node());
+  if (it == impl.match_of.end()) return false;
+  const auto& info = impl.matches[it->second];
+  return info.why_float.empty() && info.match.root == v->node();
+}
+
+void add_point(Impl& impl, Value* v, const nn::QConfig& q, std::string kind, std::string consumer) {
+  if (impl.point_of.count(v)) return;
+  Impl::Point p;
+  p.value = v;
+  p.observer = q.activation();
+  p.kind = std::move(kind);
+  p.consumer = std::move(consumer);
+  auto obs = p.observer;
+  p.slot = detail::register_observer_slot([obs](const at::Tensor& x) { nn::run_quantizer(*obs, x); });
+  impl.point_of[v] = impl.points.size();
+  impl.points.push_back(std::move(p));
+}
+
+// Where the seed observes: each quantized match's output (unless its qparams come from its input
+// or its kernel) and each input that enters it from float.
+void insert_observers(Impl& impl) {
+  for (auto& info : impl.matches) {
+    if (!info.why_float.empty()) continue;
+    for (auto* v : info.handler->quantized_inputs(info.match)) {
+      if (!produces_int8(impl, v)) add_point(impl, v, *info.qconfig, "input", kind_of(info.match.root));
+    }
+    if (info.handler->output_qparams() == OutputQParams::kObserved) {
+      add_point(impl, info.match.root->output(), *info.qconfig, "output", "");
+    }
+  }
+  // Graph order for the summary.
+  std::unordered_map<const Node*, size_t> order;
+  size_t k = 0;
+  for (auto* n : impl.graph->nodes()) order[n] = ++k;
+  auto pos = [&](const Impl::Point& p) { return p.value->node()->kind() == c10::prim::Param ? 0 : order[p.value->node()]; };
+  std::stable_sort(impl.points.begin(), impl.points.end(),
+                   [&](const Impl::Point& a, const Impl::Point& b) { return pos(a) < pos(b); });
+  impl.point_of.clear();
+  for (size_t i = 0; i < impl.points.size(); ++i) impl.point_of[impl.points[i].value] = i;
+  for (auto& p : impl.points) {
+    auto* out = detail::insert_observe(*impl.graph, p.value, p.slot);
+    impl.observed_alias[out] = p.value;
+  }
+}
+
+TensorQParams point_qparams(const Impl& impl, const Impl::Point& p) {
+  TQ_CHECK(nn::quantizer_has_observed(*p.observer), "convert", "the observer of ", p.kind, " ",
+           p.value->node()->kind() == c10::prim::Param ? std::string("graph input") : kind_of(p.value->node()),
+           " saw no data (was that part of the model ever run?)");
+  const auto qp = nn::quantizer_qparams(*p.observer);
+  return {qp.scale.item<double>(), qp.zero_point.item<int64_t>()};
+}
+
+}  // namespace
+
+ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
+  TQ_CHECK(model.find_method("forward").has_value(), "prepare", "the module has no forward method");
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  impl->top_type = model.type()->name()->name();
+  try {
+    auto copy = model.clone();
+    copy.eval();
+    impl->module = torch::jit::freeze_module(copy);
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, "prepare", "cannot freeze the model (", impl->top_type, "): ", first_line(e));
+  }
+  impl->graph = impl->module.get_method("forward").graph();
+  auto& g = impl->graph;
+  torch::jit::removeDropout(g);
+  torch::jit::RemoveListMutation(g);
+  torch::jit::RemoveTensorMutation(g);
+  torch::jit::ConstantPropagation(g);
+  torch::jit::EliminateDeadCode(g);
+  torch::jit::EraseShapeInformation(g);
+  for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->top_type);
+  check_mapping(model, *g, *impl);
+  find_matches(*impl);
+  insert_observers(*impl);
+  return ObservedModel(impl);
+}
+
+c10::IValue ObservedModel::calibrate(const at::Tensor& batch) { return calibrate(std::vector<c10::IValue>{batch}); }
+
+c10::IValue ObservedModel::calibrate(std::vector<c10::IValue> inputs) {
+  auto& impl = *impl_;
+  const size_t expected = impl.graph->inputs().size() - 1;
+  TQ_CHECK(inputs.size() == expected, "calibrate", "the model's forward takes ", expected, " input(s), got ",
+           inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].isTensor()) continue;
+    const auto& t = inputs[i].toTensor();
+    TQ_CHECK(t.defined(), "calibrate", "input ", i, " is an undefined tensor");
+    if (i == 0) {
+      if (impl.first_shape && t.dim() >= 1) {
+        const auto& s = *impl.first_shape;
+        const bool same = t.dim() == static_cast<int64_t>(s.size()) &&
+                          std::equal(s.begin() + 1, s.end(), t.sizes().begin() + 1);
+        TQ_CHECK(same, "calibrate", "batch ", impl.batches, " has shape ", t.sizes(), ", earlier batches had ",
+                 c10::IntArrayRef(s), " (only the batch size may change)");
+      }
+      if (!impl.first_shape) impl.first_shape = t.sizes().vec();
+    }
+  }
+  at::NoGradGuard no_grad;
+  c10::IValue out;
+  try {
+    out = impl.module.forward(std::move(inputs));
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " failed in the model: ", first_line(e));
+  }
+  ++impl.batches;
+  return out;
+}
+
+int64_t ObservedModel::batches_seen() const { return impl_->batches; }
+const torch::jit::Module& ObservedModel::module() const { return impl_->module; }
+
+// ---------------------------------------------------------------------------------------------
+// Convert: seed 004's quantize(), writing a new TorchScript graph.
+
+namespace {
+
+class Emitter : public ConvertContext {
+ public:
+  Emitter(const Impl& impl, torch::jit::Module& out, bool reference)
+      : impl_(impl), out_(out), reference_(reference), g_(std::make_shared<Graph>()) {}
+
+  Graph& graph() override { return *g_; }
+  bool reference() const override { return reference_; }
+
+  Value* float_value(Value* original) override {
+    original = impl_.unalias(original);
+    if (auto it = env_f_.find(original); it != env_f_.end()) return it->second;
+    if (auto it = env_q_.find(original); it != env_q_.end()) {
+      return env_f_[original] = kernels::int8::graph::dequantize(*g_, it->second);
+    }
+    if (original->node()->kind() == c10::prim::Constant) {
+      auto* c = g_->insertNode(g_->createClone(original->node(), [](Value*) -> Value* { return nullptr; }));
+      return env_f_[original] = c->output();
+    }
+    TQ_CHECK(false, "convert", "internal: value %", original->debugName(), " used before it was computed");
+  }
+
+  Value* quantized(Value* original) override {
+    original = impl_.unalias(original);
+    if (auto it = env_q_.find(original); it != env_q_.end()) return it->second;
+    auto p = impl_.point_of.find(original);
+    TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: value %", original->debugName(),
+             " is needed in int8 but was not observed");
+    const auto qp = point_qparams(impl_, impl_.points[p->second]);
+    auto* f = float_value(original);
+    return env_q_[original] = kernels::int8::graph::quantize(*g_, f, qp.scale, qp.zero_point);
+  }
+
+  c10::IValue constant(Value* original) override {
+    auto iv = torch::jit::toIValue(impl_.unalias(original));
+    TQ_CHECK(iv.has_value(), "convert", "%", original->debugName(), " (an argument of ", kind_of(original->node()),
+             ") is not a constant");
+    return *iv;
+  }
+
+  TensorQParams output_qparams(const Match& m) override {
+    auto p = impl_.point_of.find(m.root->output());
+    TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: the output of ", kind_of(m.root), " was not observed");
+    return point_qparams(impl_, impl_.points[p->second]);
+  }
+
+  at::Tensor quantize_weight(const Match& m, const at::Tensor& weight) override {
+    const auto& info = impl_.matches[impl_.match_of.at(m.root)];
+    TQ_CHECK(static_cast<bool>(info.qconfig->weight), "convert", kind_of(m.root), " in '", m.module_path,
+             "': its qconfig has no weight observer");
+    auto obs = info.qconfig->weight();
+    return nn::quantize_weight(*obs, weight, kind_of(m.root) + " in '" + m.module_path + "'");
+  }
+
+  Value* packed_weight(const kernels::int8::PackedWeight& packed) override {
+    const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
+    out_.register_attribute(name, packed.handle.type(), packed.handle);
+    return g_->insertGetAttr(self_, name);
+  }
+
+  void run() {
+    Graph& src = *impl_.graph;
+    for (size_t i = 0; i < src.inputs().size(); ++i) {
+      auto* in = g_->addInput(src.inputs()[i]->debugName());
+      in->setType(i == 0 ? c10::TypePtr(out_.type()) : src.inputs()[i]->type());
+      env_f_[src.inputs()[i]] = in;
+    }
+    self_ = g_->inputs()[0];
+    for (auto* node : src.nodes()) {
+      if (detail::is_observe_node_kind(node->kind().toQualString())) continue;
+      auto m = impl_.match_of.find(node);
+      if (m == impl_.match_of.end() || !impl_.matches[m->second].why_float.empty()) {
+        copy_float(node);
+        continue;
+      }
+      const auto& info = impl_.matches[m->second];
+      if (info.match.root != node) continue;  // emitted with its root
+      Value* q = nullptr;
+      try {
+        q = info.handler->quantize(*this, info.match);
+      } catch (const std::exception& e) {
+        TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
+                 info.match.module_path, "': ", first_line(e));
+      }
+      if (q) {
+        q->setType(c10::TensorType::get());
+        env_q_[node->output()] = q;
+      } else {
+        // The handler chose float (the seed's NotImplemented): its nodes are copied in order.
+        for (auto* n : src.nodes()) {
+          if (impl_.match_of.count(n) && impl_.match_of.at(n) == m->second) copy_float(n);
+          if (n == node) break;
+        }
+      }
+    }
+    for (auto* out : src.outputs()) g_->registerOutput(float_value(out));
+    torch::jit::EliminateDeadCode(g_);
+  }
+
+  std::shared_ptr<Graph> result() const { return g_; }
+
+ private:
+  void copy_float(Node* node) {
+    // Shape queries read an int8 tensor as well as a float one: no dequantize for them.
+    const std::string k = kind_of(node);
+    const bool shape_only = k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::len";
+    auto* c = g_->createClone(node, [&](Value* v) {
+      v = impl_.unalias(v);
+      if (shape_only && !env_f_.count(v) && env_q_.count(v)) return env_q_.at(v);
+      return float_value(v);
+    });
+    g_->insertNode(c);
+    for (size_t i = 0; i < node->outputs().size(); ++i) env_f_[node->outputs()[i]] = c->outputs()[i];
+  }
+
+  const Impl& impl_;
+  torch::jit::Module& out_;
+  bool reference_;
+  std::shared_ptr<Graph> g_;
+  Value* self_ = nullptr;
+  std::unordered_map<const Value*, Value*> env_f_, env_q_;
+  int packed_count_ = 0;
+};
+
+void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
+  auto type = m.type();
+  auto cu = m._ivalue()->compilation_unit();
+  const auto qualname = type->getMethod("forward").qualname();
+  type->unsafeRemoveMethod("forward");
+  cu->unsafeRemoveMethod(qualname);
+  type->addMethod(cu->create_function(qualname, g));
+}
+
+}  // namespace
+
+torch::jit::Module ObservedModel::convert(bool reference) const {
+  const auto& impl = *impl_;
+  TQ_CHECK(!reference, "convert", "the reference form is not available yet");
+  TQ_CHECK(impl.batches > 0, "convert", "no calibration batch was run: call calibrate() first");
+  auto out = impl.module.clone();
+  Emitter emitter(impl, out, reference);
+  emitter.run();
+  replace_forward(out, emitter.result());
+  return out;
+}
+
+Summary ObservedModel::summary() const {
+  const auto& impl = *impl_;
+  Summary s;
+  for (auto* n : impl.graph->nodes()) {
+    const std::string k = kind_of(n);
+    if (n->kind() == c10::prim::Constant || detail::is_observe_node_kind(k.c_str())) continue;
+    SummaryEntry e;
+    e.op = k;
+    auto sc = impl.scopes.find(n);
+    if (sc != impl.scopes.end()) e.module_path = sc->second.path;
+    if (auto m = impl.match_of.find(n); m != impl.match_of.end()) {
+      const auto& info = impl.matches[m->second];
+      e.pattern = info.match.pattern->to_string();
+      e.handler = info.handler->name();
+      e.quantized = info.why_float.empty();
+      e.why_float = info.why_float;
+      if (e.quantized && info.match.root == n && impl.batches > 0) {
+        auto p = impl.point_of.find(n->output());
+        if (p != impl.point_of.end() && nn::quantizer_has_observed(*impl.points[p->second].observer)) {
+          e.has_qparams = true;
+          e.qparams = point_qparams(impl, impl.points[p->second]);
+        }
+      }
+    } else if (auto r = impl.unmatched_reason.find(n); r != impl.unmatched_reason.end()) {
+      e.why_float = r->second;
+    } else if (!n->blocks().empty()) {
+      e.why_float = "control flow: its blocks stay float";
+    }
+    s.nodes.push_back(std::move(e));
+  }
+  if (impl.batches > 0) {
+    for (const auto& p : impl.points) {
+      if (!nn::quantizer_has_observed(*p.observer)) continue;
+      Summary::Point pt;
+      pt.kind = p.kind;
+      const bool is_input = p.value->node()->kind() == c10::prim::Param;
+      pt.op = is_input ? "input" : kind_of(p.value->node());
+      if (!is_input) {
+        auto sc = impl.scopes.find(p.value->node());
+        if (sc != impl.scopes.end()) pt.module_path = sc->second.path;
+      }
+      pt.consumer = p.consumer;
+      pt.qparams = point_qparams(impl, p);
+      s.points.push_back(pt);
+    }
+  }
+  return s;
+}
+
+int Summary::quantized_count() const {
+  return static_cast<int>(std::count_if(nodes.begin(), nodes.end(), [](const SummaryEntry& e) { return e.quantized; }));
+}
+
+std::string Summary::to_string() const {
+  std::ostringstream s;
+  std::map<std::string, int> float_ops;
+  for (const auto& e : nodes) {
+    if (e.quantized) continue;
+    float_ops[e.op + (e.why_float.empty() ? "" : " (" + e.why_float + ")")]++;
+  }
+  s << quantized_count() << " of " << nodes.size() << " nodes quantized, " << points.size()
+    << " quantization points\n";
+  for (const auto& e : nodes) {
+    if (!e.quantized || !e.has_qparams) continue;
+    s << "  int8  " << e.op << "  " << (e.module_path.empty() ? "<top>" : e.module_path) << "  [" << e.handler
+      << "]  scale=" << e.qparams.scale << " zero_point=" << e.qparams.zero_point << "\n";
+  }
+  for (const auto& [op, count] : float_ops) s << "  float " << op << " x" << count << "\n";
+  return s.str();
+}
+
+torch::jit::Module quantize(const torch::jit::Module& model, const GraphQuantizeOptions& options,
+                            const std::vector<at::Tensor>& calibration, bool reference) {
+  TQ_CHECK(!calibration.empty(), "quantize", "no calibration batch given");
+  auto observed = prepare(model, options);
+  for (const auto& b : calibration) observed.calibrate(b);
+  return observed.convert(reference);
+}
+
+void ObservedModel::save(const std::string& path) const {
+  TQ_CHECK(false, "ObservedModel::save", "saving the observed form is not available yet");
+}
+
+ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions& options) {
+  TQ_CHECK(false, "load_observed", "loading the observed form is not available yet");
+}
+
+}  // namespace tq::graph

@@ -1,0 +1,333 @@
+// The handlers behind default_patterns() and seed_patterns(): what each match becomes in int8.
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include "tq/core/check.h"
+#include "tq/graph/pattern.h"
+#include "tq/kernels/int8_graph.h"
+#include "tq/numerics/batch_norm_folding.h"
+
+namespace tq::graph {
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+namespace int8g = kernels::int8::graph;
+
+const std::vector<std::string> kConvOps = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution"};
+const std::vector<std::string> kBatchNormOps = {"aten::batch_norm"};
+const std::vector<std::string> kReluOps = {"aten::relu"};
+
+bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
+bool is_constant(const Value* v) { return v->node()->kind() == c10::prim::Constant; }
+
+c10::optional<c10::IValue> constant_of(const Value* v) { return torch::jit::toIValue(v); }
+
+std::string describe(const Node* n) { return n->kind().toQualString(); }
+
+// Convolution arguments, read from aten::conv{1,2,3}d or aten::_convolution (traced graphs).
+struct ConvArgs {
+  at::Tensor weight, bias;
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+  int dims = 2;
+};
+
+// Empty string when every argument is a constant of the expected kind.
+std::string why_conv_float(const Node* conv) {
+  if (!is_tensor(conv->input(0))) return "the input is not a tensor";
+  for (size_t i = 1; i < conv->inputs().size(); ++i) {
+    if (!is_constant(conv->input(i))) return "argument " + std::to_string(i) + " is not a constant";
+  }
+  const auto w = constant_of(conv->input(1));
+  if (!w || !w->isTensor() || w->toTensor().scalar_type() != at::kFloat) return "the weight is not a float tensor";
+  const auto dims = w->toTensor().dim() - 2;
+  if (dims < 1 || dims > 3) return "the weight has " + std::to_string(dims + 2) + " dimensions";
+  if (conv->kind().toQualString() == std::string("aten::_convolution")) {
+    if (constant_of(conv->input(6))->toBool()) return "transposed convolution";
+  } else if (!constant_of(conv->input(4))->isIntList()) {
+    return "string padding ('same' / 'valid')";
+  }
+  return "";
+}
+
+ConvArgs read_conv(const Node* conv) {
+  ConvArgs a;
+  a.weight = constant_of(conv->input(1))->toTensor();
+  const auto b = constant_of(conv->input(2));
+  if (b && b->isTensor()) a.bias = b->toTensor();
+  a.stride = constant_of(conv->input(3))->toIntVector();
+  a.padding = constant_of(conv->input(4))->toIntVector();
+  a.dilation = constant_of(conv->input(5))->toIntVector();
+  const bool traced = conv->kind().toQualString() == std::string("aten::_convolution");
+  a.groups = constant_of(conv->input(traced ? 8 : 6))->toInt();
+  a.dims = static_cast<int>(a.weight.dim()) - 2;
+  return a;
+}
+
+std::string why_batch_norm_float(const Node* bn) {
+  for (size_t i = 1; i < bn->inputs().size(); ++i) {
+    if (!is_constant(bn->input(i))) return "batch norm argument " + std::to_string(i) + " is not a constant";
+  }
+  if (constant_of(bn->input(5))->toBool()) return "batch norm in training mode";
+  if (!constant_of(bn->input(3))->isTensor()) return "batch norm without running statistics";
+  return "";
+}
+
+at::Tensor optional_tensor(const Value* v) {
+  const auto iv = constant_of(v);
+  return iv && iv->isTensor() ? iv->toTensor() : at::Tensor();
+}
+
+// conv (+ batch_norm) (+ relu): one int8 convolution with the batch norm folded in.
+class ConvHandler : public QuantizeHandler {
+ public:
+  explicit ConvHandler(std::string name) : name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  std::string why_float(const Match& m) const override {
+    const auto why = why_conv_float(m.find(kConvOps));
+    if (!why.empty()) return why;
+    if (auto* bn = m.find(kBatchNormOps)) return why_batch_norm_float(bn);
+    return "";
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* conv = m.find(kConvOps);
+    auto a = read_conv(conv);
+    if (auto* bn = m.find(kBatchNormOps)) {
+      const auto folded = fuse_conv_bn_weights(a.weight, a.bias, optional_tensor(bn->input(3)),
+                                               optional_tensor(bn->input(4)), constant_of(bn->input(7))->toDouble(),
+                                               optional_tensor(bn->input(1)), optional_tensor(bn->input(2)));
+      a.weight = folded.weight;
+      a.bias = folded.bias;
+    }
+    const auto qweight = ctx.quantize_weight(m, a.weight);
+    const auto packed = kernels::int8::prepack_conv(a.dims, qweight, a.bias.defined() ? c10::optional<at::Tensor>(a.bias)
+                                                                                      : c10::nullopt,
+                                                    a.stride, a.padding, a.dilation, a.groups);
+    auto* x = ctx.quantized(conv->input(0));
+    const auto qp = ctx.output_qparams(m);
+    return int8g::conv(ctx.graph(), a.dims, x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
+                       m.find(kReluOps) != nullptr);
+  }
+
+ private:
+  std::string name_;
+};
+
+class LinearHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "Linear"; }
+  std::string why_float(const Match& m) const override {
+    auto* lin = m.find({"aten::linear"});
+    for (size_t i = 1; i < lin->inputs().size(); ++i) {
+      if (!is_constant(lin->input(i))) return "the weight or bias is not a constant";
+    }
+    const auto w = constant_of(lin->input(1));
+    if (!w->isTensor() || w->toTensor().dim() != 2) return "the weight is not a 2-D tensor";
+    return "";
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* lin = m.find({"aten::linear"});
+    const auto weight = constant_of(lin->input(1))->toTensor();
+    const auto bias = optional_tensor(lin->input(2));
+    const auto qweight = ctx.quantize_weight(m, weight);
+    const auto packed =
+        kernels::int8::prepack_linear(qweight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+    auto* x = ctx.quantized(lin->input(0));
+    const auto qp = ctx.output_qparams(m);
+    return int8g::linear(ctx.graph(), x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
+                         m.find(kReluOps) != nullptr);
+  }
+};
+
+// Tensor + tensor / tensor * tensor (+ relu). A scalar operand stays float: the seed judges Add by
+// its output and emits quantized::add(q, 1.5), which fails at run time.
+class BinaryHandler : public QuantizeHandler {
+ public:
+  BinaryHandler(std::string name, std::string op, bool is_add) : name_(std::move(name)), op_(std::move(op)), add_(is_add) {}
+  std::string name() const override { return name_; }
+  std::string why_float(const Match& m) const override {
+    auto* n = m.find({op_});
+    if (n->inputs().size() < 2 || !is_tensor(n->input(0)) || !is_tensor(n->input(1))) return "scalar operand";
+    if (n->inputs().size() == 3) {
+      const auto alpha = constant_of(n->input(2));
+      if (!alpha || !alpha->isScalar() || alpha->toScalar().toDouble() != 1.0) return "alpha is not 1";
+    }
+    return "";
+  }
+  std::vector<Value*> quantized_inputs(const Match& m) const override {
+    auto* n = m.find({op_});
+    return {n->input(0), n->input(1)};
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* n = m.find({op_});
+    auto* a = ctx.quantized(n->input(0));
+    auto* b = ctx.quantized(n->input(1));
+    const auto qp = ctx.output_qparams(m);
+    const bool relu = m.find(kReluOps) != nullptr;
+    return add_ ? int8g::add(ctx.graph(), a, b, qp.scale, qp.zero_point, relu)
+                : int8g::mul(ctx.graph(), a, b, qp.scale, qp.zero_point, relu);
+  }
+
+ private:
+  std::string name_, op_;
+  bool add_;
+};
+
+class CatHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "Cat"; }
+  std::string why_float(const Match& m) const override {
+    auto* list = m.root->input(0)->node();
+    if (list->kind() != c10::prim::ListConstruct) return "the tensor list is not built in the graph";
+    if (list->owningBlock() != m.root->owningBlock()) return "the tensor list is built in another block";
+    if (!is_constant(m.root->input(1))) return "the dimension is not a constant";
+    return "";
+  }
+  std::vector<Value*> quantized_inputs(const Match& m) const override {
+    auto ins = m.root->input(0)->node()->inputs();
+    return {ins.begin(), ins.end()};
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    std::vector<Value*> xs;
+    for (auto* v : m.root->input(0)->node()->inputs()) xs.push_back(ctx.quantized(v));
+    const auto qp = ctx.output_qparams(m);
+    return int8g::cat(ctx.graph(), xs, ctx.float_value(m.root->input(1)), qp.scale, qp.zero_point);
+  }
+};
+
+// Runs the original operator on the int8 input: relu, pooling, shape ops keep the input's qparams
+// (the seed's CopyNode); sigmoid, tanh and hardsigmoid fix their own.
+class CopyHandler : public QuantizeHandler {
+ public:
+  CopyHandler(std::string name, OutputQParams kind) : name_(std::move(name)), kind_(kind) {}
+  std::string name() const override { return name_; }
+  OutputQParams output_qparams() const override { return kind_; }
+  std::string why_float(const Match& m) const override {
+    if (m.root->outputs().size() != 1 || !is_tensor(m.root->output())) return "its output is not one tensor";
+    if (!is_tensor(m.root->input(0))) return "its first input is not a tensor";
+    return "";
+  }
+  std::vector<Value*> quantized_inputs(const Match& m) const override { return {m.root->input(0)}; }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto& g = ctx.graph();
+    auto* x = ctx.quantized(m.root->input(0));
+    auto* clone = g.createClone(m.root, [&](Value* v) { return v == m.root->input(0) ? x : ctx.float_value(v); });
+    g.insertNode(clone);
+    clone->output()->setType(c10::TensorType::get());
+    return clone->output();
+  }
+
+ private:
+  std::string name_;
+  OutputQParams kind_;
+};
+
+class HardswishHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "Hardswish"; }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    const auto qp = ctx.output_qparams(m);
+    return int8g::hardswish(ctx.graph(), ctx.quantized(m.root->input(0)), qp.scale, qp.zero_point);
+  }
+};
+
+// A batch norm that follows no convolution.
+class BatchNormHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "BatchNorm"; }
+  std::string why_float(const Match& m) const override { return why_batch_norm_float(m.root); }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* n = m.root;
+    auto* x = ctx.quantized(n->input(0));
+    const auto qp = ctx.output_qparams(m);
+    return int8g::batch_norm(ctx.graph(), x, ctx.float_value(n->input(1)), ctx.float_value(n->input(2)),
+                             ctx.float_value(n->input(3)), ctx.float_value(n->input(4)), ctx.float_value(n->input(7)),
+                             qp.scale, qp.zero_point);
+  }
+};
+
+class LayerNormHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "LayerNorm"; }
+  std::string why_float(const Match& m) const override {
+    for (size_t i = 1; i < 5; ++i) {
+      if (!is_constant(m.root->input(i))) return "layer norm argument " + std::to_string(i) + " is not a constant";
+    }
+    return "";
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* n = m.root;
+    auto* x = ctx.quantized(n->input(0));
+    const auto qp = ctx.output_qparams(m);
+    return int8g::layer_norm(ctx.graph(), x, ctx.float_value(n->input(1)), ctx.float_value(n->input(2)),
+                             ctx.float_value(n->input(3)), ctx.float_value(n->input(4)), qp.scale, qp.zero_point);
+  }
+};
+
+Pattern conv() { return Pattern(kConvOps); }
+Pattern relu_of(Pattern p) { return Pattern(kReluOps, {std::move(p)}); }
+Pattern bn_of(Pattern p) { return Pattern(kBatchNormOps, {std::move(p)}); }
+
+}  // namespace
+
+PatternRegistry default_patterns() {
+  PatternRegistry r;
+  // Registered first, so fused patterns below win where both match (see PatternRegistry).
+  for (const char* op :
+       {"aten::relu", "aten::hardtanh", "aten::relu6", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
+        "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d",
+        "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::flatten", "aten::reshape", "aten::view",
+        "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::mean",
+        "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::detach", "aten::narrow",
+        "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
+        "aten::pixel_shuffle"}) {
+    r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("SharedQParams", OutputQParams::kSharedWithInput));
+  }
+  for (const char* op : {"aten::sigmoid", "aten::tanh", "aten::hardsigmoid"}) {
+    r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("FixedQParams", OutputQParams::kFromKernel));
+  }
+  r.register_pattern(Pattern({"aten::hardswish"}), std::make_shared<HardswishHandler>());
+  r.register_pattern(Pattern(kBatchNormOps), std::make_shared<BatchNormHandler>());
+  r.register_pattern(Pattern({"aten::layer_norm"}), std::make_shared<LayerNormHandler>());
+  r.register_pattern(Pattern({"aten::cat"}), std::make_shared<CatHandler>());
+  auto add = std::make_shared<BinaryHandler>("Add", "aten::add", true);
+  auto mul = std::make_shared<BinaryHandler>("Mul", "aten::mul", false);
+  r.register_pattern(Pattern({"aten::add"}), add);
+  r.register_pattern(relu_of(Pattern({"aten::add"})), add);
+  r.register_pattern(Pattern({"aten::mul"}), mul);
+  r.register_pattern(relu_of(Pattern({"aten::mul"})), mul);
+  auto linear = std::make_shared<LinearHandler>();
+  r.register_pattern(Pattern({"aten::linear"}), linear);
+  r.register_pattern(relu_of(Pattern({"aten::linear"})), linear);
+  auto convh = std::make_shared<ConvHandler>("ConvBnRelu");
+  r.register_pattern(conv(), convh);
+  r.register_pattern(bn_of(conv()), convh);
+  r.register_pattern(relu_of(conv()), convh);
+  r.register_pattern(relu_of(bn_of(conv())), convh);
+  return r;
+}
+
+PatternRegistry seed_patterns() {
+  // The seed registers torch.nn module types; in TorchScript their forward is an aten op inside
+  // a module of that type. Order as the seed's decorators insert them (bottom-up per class).
+  auto in = [](std::vector<std::string> ops, const char* module, std::vector<Pattern> inputs = {}) {
+    return Pattern(std::move(ops), std::move(inputs)).inside(module);
+  };
+  PatternRegistry r;
+  r.register_pattern(Pattern({"aten::add"}), std::make_shared<BinaryHandler>("Add", "aten::add", true));
+  auto copy = std::make_shared<CopyHandler>("CopyNode", OutputQParams::kSharedWithInput);
+  r.register_pattern(in({"aten::adaptive_avg_pool2d"}, "AdaptiveAvgPool2d"), copy);
+  r.register_pattern(in({"aten::max_pool2d"}, "MaxPool2d"), copy);
+  r.register_pattern(in({"aten::avg_pool2d"}, "AvgPool2d"), copy);
+  r.register_pattern(in(kReluOps, "ReLU"), copy);
+  auto convh = std::make_shared<ConvHandler>("ConvNormRelu");
+  auto conv2d = [&] { return in({"aten::conv2d", "aten::_convolution"}, "Conv2d"); };
+  r.register_pattern(in(kReluOps, "ReLU", {in(kBatchNormOps, "BatchNorm2d", {conv2d()})}), convh);
+  r.register_pattern(in(kBatchNormOps, "BatchNorm2d", {conv2d()}), convh);
+  r.register_pattern(in(kReluOps, "ReLU", {conv2d()}), convh);
+  r.register_pattern(conv2d(), convh);
+  return r;
+}
+
+}  // namespace tq::graph

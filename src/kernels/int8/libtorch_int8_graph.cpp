@@ -1,0 +1,81 @@
+// Graph-mode int8 ops on LibTorch's quantized operators.
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <set>
+
+#include "tq/kernels/int8_graph.h"
+
+namespace tq::kernels::int8::graph {
+namespace {
+
+using torch::jit::NamedValue;
+
+Value* insert(Graph& g, const char* op, std::vector<NamedValue> args) {
+  return g.insert(c10::Symbol::fromQualString(op), args);
+}
+
+}  // namespace
+
+Value* quantize(Graph& g, Value* x, double scale, int64_t zero_point, bool signed_int8) {
+  const auto dtype = static_cast<int64_t>(signed_int8 ? at::kQInt8 : at::kQUInt8);
+  return insert(g, "aten::quantize_per_tensor", {x, scale, zero_point, dtype});
+}
+
+Value* dequantize(Graph& g, Value* x_q) { return insert(g, "aten::dequantize", {x_q}); }
+
+Value* conv(Graph& g, int dims, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu) {
+  static const char* plain[] = {"quantized::conv1d", "quantized::conv2d", "quantized::conv3d"};
+  static const char* fused[] = {"quantized::conv1d_relu", "quantized::conv2d_relu", "quantized::conv3d_relu"};
+  TORCH_CHECK(dims >= 1 && dims <= 3, "[int8::graph::conv] dims must be 1, 2 or 3, got ", dims);
+  return insert(g, relu ? fused[dims - 1] : plain[dims - 1], {x_q, packed, scale, zero_point});
+}
+
+Value* linear(Graph& g, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu) {
+  return insert(g, relu ? "quantized::linear_relu" : "quantized::linear", {x_q, packed, scale, zero_point});
+}
+
+Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu) {
+  return insert(g, relu ? "quantized::add_relu" : "quantized::add", {a_q, b_q, scale, zero_point});
+}
+
+Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu) {
+  return insert(g, relu ? "quantized::mul_relu" : "quantized::mul", {a_q, b_q, scale, zero_point});
+}
+
+Value* add_scalar(Graph& g, Value* a_q, Value* scalar) { return insert(g, "quantized::add_scalar", {a_q, scalar}); }
+Value* mul_scalar(Graph& g, Value* a_q, Value* scalar) { return insert(g, "quantized::mul_scalar", {a_q, scalar}); }
+
+Value* cat(Graph& g, const std::vector<Value*>& xs_q, Value* dim, double scale, int64_t zero_point) {
+  auto* list = g.insertNode(g.createList(c10::TensorType::get(), xs_q))->output();
+  return insert(g, "quantized::cat", {list, dim, scale, zero_point});
+}
+
+Value* hardswish(Graph& g, Value* x_q, double scale, int64_t zero_point) {
+  return insert(g, "quantized::hardswish", {x_q, scale, zero_point});
+}
+
+Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean, Value* var, Value* eps, double scale,
+                  int64_t zero_point) {
+  return insert(g, "quantized::batch_norm", {x_q, weight, bias, mean, var, eps, scale, zero_point});
+}
+
+Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
+                  int64_t zero_point) {
+  return insert(g, "quantized::layer_norm", {x_q, normalized_shape, weight, bias, eps, scale, zero_point});
+}
+
+bool runs_on_int8(const std::string& op) {
+  // Each has a QuantizedCPU kernel in LibTorch >= 1.13 that keeps (or fixes) the qparams.
+  static const std::set<std::string> ops = {
+      "aten::relu", "aten::hardtanh", "aten::relu6", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
+      "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d",
+      "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::adaptive_max_pool2d", "aten::flatten",
+      "aten::reshape", "aten::view", "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze",
+      "aten::unsqueeze", "aten::mean", "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
+      "aten::sigmoid", "aten::tanh", "aten::hardsigmoid", "aten::detach", "aten::chunk", "aten::split",
+      "aten::narrow", "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
+      "aten::pixel_shuffle", "aten::dropout", "aten::clone"};
+  return ops.count(op) > 0;
+}
+
+}  // namespace tq::kernels::int8::graph

@@ -1,0 +1,68 @@
+// Seed 004 conformance: tq's graph mode with the seed's configuration gives the seed Quantizer's
+// qparams at every quantization point and its int8 output (golden: tools/gen_golden_graph_seed.py).
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include "golden.h"
+#include "tq/graph/graph_quantizer.h"
+#include "tq/kernels/int8.h"
+
+namespace {
+
+using tq::testing::golden;
+using tq::testing::golden_path;
+using tq::testing::to_tensor;
+
+class GraphSeed : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { tq::kernels::int8::set_engine("qnnpack"); }
+};
+
+tq::graph::ObservedModel calibrated(const std::string& file) {
+  const auto& g = golden("graph/seed.json");
+  auto model = tq::graph::load_torchscript(golden_path("graph/" + file));
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+  for (const auto& b : g["calibration"]) observed.calibrate(to_tensor(b));
+  return observed;
+}
+
+TEST_P(GraphSeed, SameQParamsAtEveryQuantizationPoint) {
+  const auto& g = golden("graph/seed.json");
+  const auto summary = calibrated(GetParam()).summary();
+  const auto& expected = g["points"];
+  ASSERT_EQ(summary.points.size(), expected.size()) << summary.to_string();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    SCOPED_TRACE("point " + std::to_string(i) + " (" + expected[i]["node"].get<std::string>() + ")");
+    EXPECT_EQ(summary.points[i].kind, expected[i]["kind"].get<std::string>());
+    // Bit-equal doubles: the seed computes in Python floats.
+    EXPECT_EQ(summary.points[i].qparams.scale, expected[i]["scale"].get<double>());
+    EXPECT_EQ(summary.points[i].qparams.zero_point, expected[i]["zero_point"].get<int64_t>());
+  }
+}
+
+TEST_P(GraphSeed, SameInt8Output) {
+  const auto& g = golden("graph/seed.json");
+  auto int8 = calibrated(GetParam()).convert();
+  const auto out = int8.forward({to_tensor(g["input"])}).toTensor();
+  EXPECT_TRUE(tq::testing::tensors_equal(out, to_tensor(g["output"])));
+}
+
+TEST_P(GraphSeed, MatchesAsTheSeed) {
+  // conv1 alone, conv2+relu2, conv3+bn3, add, pool, conv4+bn4+relu4, avgpool, gap; flatten float.
+  const auto summary = calibrated(GetParam()).summary();
+  std::map<std::string, int> by_handler;
+  for (const auto& e : summary.nodes) {
+    if (e.quantized) by_handler[e.handler]++;
+  }
+  EXPECT_EQ(by_handler["ConvNormRelu"], 1 + 2 + 2 + 3);  // nodes of the four conv matches
+  EXPECT_EQ(by_handler["Add"], 1);
+  EXPECT_EQ(by_handler["CopyNode"], 3);  // max_pool2d, avg_pool2d, adaptive_avg_pool2d
+  for (const auto& e : summary.nodes) {
+    if (e.op == "aten::flatten") EXPECT_FALSE(e.quantized);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, GraphSeed, ::testing::Values("seed_model_script.pt", "seed_model_trace.pt"),
+                         [](const auto& info) { return info.param == "seed_model_script.pt" ? "Scripted" : "Traced"; });
+
+}  // namespace
