@@ -4,17 +4,14 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
-#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
-#include <torch/csrc/jit/passes/remove_dropout.h>
-#include <torch/csrc/jit/passes/remove_mutation.h>
-#include <torch/csrc/jit/passes/shape_analysis.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -24,6 +21,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "normalize.h"
 #include "observe_op.h"
 #include "tq/core/check.h"
 #include "tq/kernels/int8_graph.h"
@@ -39,11 +37,18 @@ namespace fs = std::filesystem;
 namespace {
 
 // The first line of a LibTorch error, without its backtrace.
+// For TorchScript interpreter errors, the line that says what failed (their last one).
 std::string first_line(const std::exception& e) {
   const auto* ce = dynamic_cast<const c10::Error*>(&e);
   std::string msg = ce ? ce->what_without_backtrace() : e.what();
-  const auto nl = msg.find('\n');
-  return nl == std::string::npos ? msg : msg.substr(0, nl);
+  std::vector<std::string> lines;
+  std::istringstream in(msg);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+  }
+  if (lines.empty()) return msg;
+  if (lines[0].rfind("The following operation failed in the TorchScript interpreter", 0) == 0) return lines.back();
+  return lines[0];
 }
 
 std::string kind_of(const Node* n) { return n->kind().toQualString(); }
@@ -125,6 +130,7 @@ struct ObservedModel::Impl {
     std::shared_ptr<const QuantizeHandler> handler;
     std::optional<nn::QConfig> qconfig;
     std::string why_float;  // "" = quantized
+    mutable std::string why_float_at_convert;  // what calibration showed (non-float data, no data)
   };
   std::vector<MatchInfo> matches;
   std::unordered_map<const Node*, size_t> match_of;  // every matched node -> its match
@@ -137,6 +143,9 @@ struct ObservedModel::Impl {
     std::string kind;      // "output" / "input"
     std::string consumer;  // for inputs
     int64_t slot;
+    // Set when a non-floating-point tensor passed (an index tensor through a shape op): the seed's
+    // all_tensors = False, the value stays float.
+    std::shared_ptr<std::atomic<bool>> saw_non_float = std::make_shared<std::atomic<bool>>(false);
   };
   std::vector<Point> points;
   std::unordered_map<const Value*, size_t> point_of;
@@ -284,7 +293,14 @@ void add_point(Impl& impl, Value* v, const nn::QConfig& q, std::string kind, std
   p.kind = std::move(kind);
   p.consumer = std::move(consumer);
   auto obs = p.observer;
-  p.slot = detail::register_observer_slot([obs](const at::Tensor& x) { nn::run_quantizer(*obs, x); });
+  auto flag = p.saw_non_float;
+  p.slot = detail::register_observer_slot([obs, flag](const at::Tensor& x) {
+    if (x.is_floating_point()) {
+      nn::run_quantizer(*obs, x);
+    } else {
+      *flag = true;
+    }
+  });
   impl.point_of[v] = impl.points.size();
   impl.points.push_back(std::move(p));
 }
@@ -340,12 +356,7 @@ ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOption
   }
   impl->graph = impl->module.get_method("forward").graph();
   auto& g = impl->graph;
-  torch::jit::removeDropout(g);
-  torch::jit::RemoveListMutation(g);
-  torch::jit::RemoveTensorMutation(g);
-  torch::jit::ConstantPropagation(g);
-  torch::jit::EliminateDeadCode(g);
-  torch::jit::EraseShapeInformation(g);
+  detail::normalize_frozen_graph(g);
   for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->top_type);
   check_mapping(model, *g, *impl);
   find_matches(*impl);
@@ -471,8 +482,9 @@ class Emitter : public ConvertContext {
       const auto& info = impl_.matches[m->second];
       if (info.match.root != node) continue;  // emitted with its root
       Value* q = nullptr;
+      info.why_float_at_convert = why_not_ready(info);
       try {
-        q = info.handler->quantize(*this, info.match);
+        if (info.why_float_at_convert.empty()) q = info.handler->quantize(*this, info.match);
       } catch (const std::exception& e) {
         TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
                  info.match.module_path, "': ", first_line(e));
@@ -495,6 +507,26 @@ class Emitter : public ConvertContext {
   std::shared_ptr<Graph> result() const { return g_; }
 
  private:
+  // "" when every value the match takes in int8 is available (or observed with float data) and
+  // its output was observed; otherwise why it stays float.
+  std::string why_not_ready(const Impl::MatchInfo& info) const {
+    auto check = [&](Value* v) -> std::string {
+      v = impl_.unalias(v);
+      if (env_q_.count(v)) return "";
+      auto p = impl_.point_of.find(v);
+      if (p == impl_.point_of.end()) return "an input is not available in int8";
+      const auto& pt = impl_.points[p->second];
+      if (*pt.saw_non_float) return "a value is not a floating-point tensor";
+      if (!nn::quantizer_has_observed(*pt.observer)) return "its observer saw no data";
+      return "";
+    };
+    for (auto* v : info.handler->quantized_inputs(info.match)) {
+      if (auto why = check(v); !why.empty()) return why;
+    }
+    if (info.handler->output_qparams() == OutputQParams::kObserved) return check(info.match.root->output());
+    return "";
+  }
+
   void copy_float(Node* node) {
     // Shape queries read an int8 tensor as well as a float one: no dequantize for them.
     const std::string k = kind_of(node);
@@ -553,8 +585,8 @@ Summary ObservedModel::summary() const {
       const auto& info = impl.matches[m->second];
       e.pattern = info.match.pattern->to_string();
       e.handler = info.handler->name();
-      e.quantized = info.why_float.empty();
-      e.why_float = info.why_float;
+      e.quantized = info.why_float.empty() && info.why_float_at_convert.empty();
+      e.why_float = info.why_float.empty() ? info.why_float_at_convert : info.why_float;
       if (e.quantized && info.match.root == n && impl.batches > 0) {
         auto p = impl.point_of.find(n->output());
         if (p != impl.point_of.end() && nn::quantizer_has_observed(*impl.points[p->second].observer)) {
@@ -571,13 +603,19 @@ Summary ObservedModel::summary() const {
   }
   if (impl.batches > 0) {
     for (const auto& p : impl.points) {
-      if (!nn::quantizer_has_observed(*p.observer)) continue;
+      if (*p.saw_non_float || !nn::quantizer_has_observed(*p.observer)) continue;
       Summary::Point pt;
       pt.kind = p.kind;
       const bool is_input = p.value->node()->kind() == c10::prim::Param;
       pt.op = is_input ? "input" : kind_of(p.value->node());
       if (!is_input) {
-        auto sc = impl.scopes.find(p.value->node());
+        // An output is named after the pattern's deepest node (conv of conv+bn+relu), as FX names it.
+        const Node* named = p.value->node();
+        if (auto m = impl.match_of.find(named); m != impl.match_of.end() && p.kind == "output") {
+          named = impl.matches[m->second].match.nodes.back();
+          pt.op = kind_of(named);
+        }
+        auto sc = impl.scopes.find(named);
         if (sc != impl.scopes.end()) pt.module_path = sc->second.path;
       }
       pt.consumer = p.consumer;

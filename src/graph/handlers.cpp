@@ -236,14 +236,14 @@ class HardswishHandler : public QuantizeHandler {
 class BatchNormHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "BatchNorm"; }
-  std::string why_float(const Match& m) const override { return why_batch_norm_float(m.root); }
+  std::string why_float(const Match& m) const override { return why_batch_norm_float(m.find(kBatchNormOps)); }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
-    auto* n = m.root;
+    auto* n = m.find(kBatchNormOps);
     auto* x = ctx.quantized(n->input(0));
     const auto qp = ctx.output_qparams(m);
     return int8g::batch_norm(ctx.graph(), x, ctx.float_value(n->input(1)), ctx.float_value(n->input(2)),
                              ctx.float_value(n->input(3)), ctx.float_value(n->input(4)), ctx.float_value(n->input(7)),
-                             qp.scale, qp.zero_point);
+                             qp.scale, qp.zero_point, m.find(kReluOps) != nullptr);
   }
 };
 
@@ -288,7 +288,9 @@ PatternRegistry default_patterns() {
     r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("FixedQParams", OutputQParams::kFromKernel));
   }
   r.register_pattern(Pattern({"aten::hardswish"}), std::make_shared<HardswishHandler>());
-  r.register_pattern(Pattern(kBatchNormOps), std::make_shared<BatchNormHandler>());
+  auto bn = std::make_shared<BatchNormHandler>();
+  r.register_pattern(Pattern(kBatchNormOps), bn);
+  r.register_pattern(relu_of(Pattern(kBatchNormOps)), bn);
   r.register_pattern(Pattern({"aten::layer_norm"}), std::make_shared<LayerNormHandler>());
   r.register_pattern(Pattern({"aten::cat"}), std::make_shared<CatHandler>());
   auto add = std::make_shared<BinaryHandler>("Add", "aten::add", true);

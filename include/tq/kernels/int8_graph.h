@@ -34,7 +34,7 @@ Value* mul_scalar(Graph& g, Value* a_q, Value* scalar);
 Value* cat(Graph& g, const std::vector<Value*>& xs_q, Value* dim, double scale, int64_t zero_point);
 Value* hardswish(Graph& g, Value* x_q, double scale, int64_t zero_point);
 Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean, Value* var, Value* eps, double scale,
-                  int64_t zero_point);
+                  int64_t zero_point, bool relu);
 Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
                   int64_t zero_point);
 

