@@ -15,6 +15,7 @@
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/quant/qconfig_mapping.h"
 
 namespace {
 
@@ -39,9 +40,10 @@ struct Quantized {
   torch::jit::Module float_model;
 };
 
-Quantized quantize(const std::string& name, const std::string& mode) {
+Quantized quantize(const std::string& name, const std::string& mode,
+                   const tq::graph::GraphQuantizeOptions& options = tq::graph::GraphQuantizeOptions::for_backend("onednn")) {
   auto model = tq::graph::load_torchscript(models_dir() + "/" + name + "_" + mode + ".pt");
-  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend("onednn"));
+  auto observed = tq::graph::prepare(model, options);
   const auto calib = load_tensor(models_dir() + "/" + name + "_calib.pt");
   for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
   auto int8 = observed.convert();
@@ -90,6 +92,84 @@ INSTANTIATE_TEST_SUITE_P(
                                          "shufflenet_v2_x1_0", "googlenet", "densenet121", "efficientnet_b0",
                                          "vit_b_16"),
                        ::testing::Values("script", "trace")),
+    [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+}  // namespace
+
+namespace {
+
+// Parity with PyTorch FX (prepare_fx / convert_fx on the same weights and calibration batches):
+// FX's default mapping for onednn ("histogram"), and the same with MinMax activation observers
+// ("minmax"). PyTorch 1.13's HistogramObserver builds its histogram over an integer-truncated
+// range (fixed in 2.x, which tq follows), so with Histogram activations tq quantizes the same
+// points with qparams a few percent apart; with MinMax they must be equal.
+class GraphFxParity : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  void SetUp() override { tq::kernels::int8::set_engine("onednn"); }
+};
+
+TEST_P(GraphFxParity, SameQuantizationPointsAndOutputs) {
+  const auto& [name, activation] = GetParam();
+  const bool minmax = activation == "minmax";
+  const auto& fx = golden("graph/fx_" + name + (minmax ? "_minmax" : "") + ".json");
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("onednn");
+  if (minmax) options.mapping.set_global(tq::quant::minmax_qconfig("onednn"));
+  auto q = quantize(name, "script", options);
+  const auto summary = q.observed.summary();
+  int compared = 0, equal = 0;
+  double worst = 0;
+  for (const auto& p : fx["points"]) {
+    const std::string kind = p["kind"];
+    if (kind != "output" && kind != "input") continue;
+    const std::string module = p["module"];
+    // Deliberate difference: torchvision's stochastic_depth is the identity in eval mode. Freezing
+    // removes it from the TorchScript graph, so tq quantizes straight through; FX keeps a float
+    // call there and quantizes its output again.
+    if (kind == "input" && module.size() >= 16 && module.substr(module.size() - 16) == "stochastic_depth") continue;
+    const tq::graph::Summary::Point* ours = nullptr;
+    for (const auto& o : summary.points) {
+      if (o.kind == kind && o.module_path == module) ours = &o;
+    }
+    if (!ours) {
+      ADD_FAILURE() << "FX quantizes " << p["op"] << " (" << kind << ") in '" << module << "', tq does not";
+      continue;
+    }
+    ++compared;
+    const double fx_scale = p["scale"].get<double>();
+    const int64_t fx_zp = p["zero_point"].get<int64_t>();
+    worst = std::max(worst, std::abs(ours->qparams.scale / fx_scale - 1.0));
+    if (ours->qparams.scale == fx_scale && ours->qparams.zero_point == fx_zp) {
+      ++equal;
+    } else if (minmax) {
+      ADD_FAILURE() << kind << " " << p["op"] << " in '" << module << "': tq " << ours->qparams.scale << " / "
+                    << ours->qparams.zero_point << ", FX " << fx_scale << " / " << fx_zp;
+    }
+  }
+  std::cout << name << " (" << activation << "): " << equal << " of " << compared
+            << " quantization points equal, largest scale difference " << worst * 100 << "%\n";
+  EXPECT_GT(compared, 0);
+  const auto input = load_tensor(models_dir() + "/" + name + "_input.pt");
+  at::NoGradGuard no_grad;
+  const auto out = first_output(q.int8.forward({input}));
+  const auto expected = to_tensor(fx["output"]);
+  // One step of the output's quantization: the last quantization point before the float output.
+  const double step = summary.points.back().qparams.scale;
+  const auto within = ((out - expected).abs() <= step * 1.0001).to(at::kFloat).mean().item<double>();
+  const auto sqnr = sqnr_db(expected, out);
+  std::cout << name << " (" << activation << "): " << within * 100 << "% of outputs within one step of FX's, SQNR "
+            << sqnr << " dB against FX's int8 output\n";
+  if (minmax) {
+    EXPECT_GE(within, 0.99);
+  } else {
+    EXPECT_GT(sqnr, 15.0);  // different histograms, same quantization points
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Torchvision, GraphFxParity,
+    ::testing::Combine(::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "googlenet",
+                                         "densenet121", "efficientnet_b0"),
+                       ::testing::Values("minmax", "histogram")),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 }  // namespace

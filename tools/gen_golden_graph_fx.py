@@ -45,7 +45,8 @@ import sys
 import time
 
 import torch
-from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization import (MinMaxObserver, QConfig, default_per_channel_weight_observer,
+                                   get_default_qconfig_mapping)
 from torch.ao.quantization.quantize_fx import convert_fx, convert_to_reference_fx, prepare_fx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -130,11 +131,28 @@ def module_of(node, scope):
     return scope[node.name][0] if node.name in scope else ""
 
 
-def quantize_model(name, size):
+def qconfig_mapping(activation):
+    """FX's default mapping for the engine; with "minmax", MinMax activation observers replace the
+    global Histogram ones (PyTorch 1.13's HistogramObserver differs from 2.x, which tq follows, so
+    only MinMax activations give qparams that must be equal bit for bit)."""
+    mapping = get_default_qconfig_mapping(ENGINE)
+    if activation == "minmax":
+        default = mapping.global_qconfig
+        minmax = QConfig(activation=MinMaxObserver.with_args(reduce_range=False),
+                         weight=default_per_channel_weight_observer)
+        mapping.set_global(minmax)
+        # The default mapping also names conv / linear types with the global qconfig.
+        for key, qconfig in list(mapping.object_type_qconfigs.items()):
+            if qconfig is default:
+                mapping.set_object_type(key, minmax)
+    return mapping
+
+
+def quantize_model(name, size, activation):
     torch.backends.quantized.engine = ENGINE
     model = graph_models.build(name, size)
     x = graph_models.eval_input(name, BATCH, size)
-    prepared = prepare_fx(model, get_default_qconfig_mapping(ENGINE), example_inputs=(x,))
+    prepared = prepare_fx(model, qconfig_mapping(activation), example_inputs=(x,))
     scope = dict(prepared._node_name_to_scope)
     prepared_targets = {n.name: (n.op, n.target) for n in prepared.graph.nodes}
     with torch.no_grad():
@@ -145,8 +163,8 @@ def quantize_model(name, size):
     return model, x, quantized, reference, scope, prepared_targets
 
 
-def describe(name, size):
-    model, x, quantized, reference, scope, prepared_targets = quantize_model(name, size)
+def describe(name, size, activation):
+    model, x, quantized, reference, scope, prepared_targets = quantize_model(name, size, activation)
     with torch.no_grad():
         float_out = model(x)
         rec = Recorder(quantized)
@@ -203,7 +221,8 @@ def describe(name, size):
                          weight_channels=int(ws.numel()), weight_scales=ws[:4].tolist())
         points.append(point)
     return {
-        "model": name, "engine": ENGINE, "qconfig": QCONFIG, "size": size, "batches": BATCHES,
+        "model": name, "engine": ENGINE, "activation": activation,
+        "qconfig": QCONFIG + ("" if activation == "histogram" else ", global activation MinMaxObserver"), "size": size, "batches": BATCHES,
         "batch": BATCH, "output": tensor_json(int8_out), "float_output": tensor_json(float_out),
         "points": points, "float_ops": float_ops,
     }
@@ -214,13 +233,16 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="directory for fx_<name>.json")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated")
     ap.add_argument("--size", type=int, default=graph_models.DEFAULT_SIZE)
+    ap.add_argument("--activation", choices=["histogram", "minmax"], default="histogram",
+                    help="histogram: FX's defaults (fx_<name>.json); minmax: fx_<name>_minmax.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # float reductions in a fixed order: the same files on any machine
     os.makedirs(args.out, exist_ok=True)
     for name in [m for m in args.models.split(",") if m]:
         t0 = time.perf_counter()
-        path = os.path.join(args.out, f"fx_{name}.json")
-        write_json(path, describe(name, args.size))
+        suffix = "" if args.activation == "histogram" else "_" + args.activation
+        path = os.path.join(args.out, f"fx_{name}{suffix}.json")
+        write_json(path, describe(name, args.size, args.activation))
         print(f"{path}: {os.path.getsize(path)} bytes, {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
 

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <limits>
 #include <set>
@@ -52,6 +53,17 @@ std::string first_line(const std::exception& e) {
 }
 
 std::string kind_of(const Node* n) { return n->kind().toQualString(); }
+
+// Reads only a tensor's shape, which an int8 tensor has as well: such uses neither need a float
+// copy nor count as users when matching (scripted BatchNorm checks input.dim() first).
+bool is_shape_query(const Node* n) {
+  const std::string k = kind_of(n);
+  return k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::len";
+}
+
+size_t value_users(const Value* v) {
+  return std::count_if(v->uses().begin(), v->uses().end(), [](const torch::jit::Use& u) { return !is_shape_query(u.user); });
+}
 
 // The module chain a node came from, read from its inlined call stack.
 struct Scope {
@@ -210,7 +222,7 @@ void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& 
 // producers of the leading inputs fit the sub-patterns.
 bool matches(Impl& impl, const Node* node, const Pattern& p, size_t max_uses) {
   if (node->outputs().size() != 1) return false;
-  if (node->output()->uses().size() > max_uses) return false;
+  if (value_users(node->output()) > max_uses) return false;
   if (impl.match_of.count(node)) return false;
   auto sc = impl.scopes.find(node);
   if (!p.accepts(*node, sc == impl.scopes.end() ? impl.top_type : sc->second.type)) return false;
@@ -273,6 +285,11 @@ void find_matches(Impl& impl) {
     }
   }
   std::reverse(impl.matches.begin(), impl.matches.end());
+  // Handlers rewrite the float graph (batch-norm folding) once every match is known.
+  for (auto& info : impl.matches) {
+    if (info.why_float.empty()) info.handler->prepare(info.match, *impl.graph);
+  }
+  impl.match_of.clear();
   for (size_t i = 0; i < impl.matches.size(); ++i) {
     for (auto* n : impl.matches[i].match.nodes) impl.match_of[n] = i;
   }
@@ -292,28 +309,37 @@ void add_point(Impl& impl, Value* v, const nn::QConfig& q, std::string kind, std
   p.observer = q.activation();
   p.kind = std::move(kind);
   p.consumer = std::move(consumer);
-  auto obs = p.observer;
-  auto flag = p.saw_non_float;
-  p.slot = detail::register_observer_slot([obs, flag](const at::Tensor& x) {
-    if (x.is_floating_point()) {
-      nn::run_quantizer(*obs, x);
-    } else {
-      *flag = true;
-    }
-  });
   impl.point_of[v] = impl.points.size();
   impl.points.push_back(std::move(p));
 }
 
+// The point whose qparams a value carries in int8: its own, or through ops that keep their
+// input's qparams, their input's. -1 if none (fixed qparams, float).
+int64_t qparams_point(const Impl& impl, const Value* v) {
+  for (;;) {
+    if (auto p = impl.point_of.find(v); p != impl.point_of.end()) return static_cast<int64_t>(p->second);
+    auto m = impl.match_of.find(v->node());
+    if (m == impl.match_of.end()) return -1;
+    const auto& info = impl.matches[m->second];
+    if (!info.why_float.empty() || info.match.root != v->node() ||
+        info.handler->output_qparams() != OutputQParams::kSharedWithInput) {
+      return -1;
+    }
+    v = info.handler->quantized_inputs(info.match).at(0);
+  }
+}
+
 // Where the seed observes: each quantized match's output (unless its qparams come from its input
-// or its kernel) and each input that enters it from float.
+// or its kernel) and each input that enters it from float. Ops whose inputs and output share
+// qparams (cat) join their inputs' observers into one, as FX does, so no input is requantized.
 void insert_observers(Impl& impl) {
   for (auto& info : impl.matches) {
     if (!info.why_float.empty()) continue;
     for (auto* v : info.handler->quantized_inputs(info.match)) {
       if (!produces_int8(impl, v)) add_point(impl, v, *info.qconfig, "input", kind_of(info.match.root));
     }
-    if (info.handler->output_qparams() == OutputQParams::kObserved) {
+    const auto out = info.handler->output_qparams();
+    if (out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) {
       add_point(impl, info.match.root->output(), *info.qconfig, "output", "");
     }
   }
@@ -326,7 +352,35 @@ void insert_observers(Impl& impl) {
                    [&](const Impl::Point& a, const Impl::Point& b) { return pos(a) < pos(b); });
   impl.point_of.clear();
   for (size_t i = 0; i < impl.points.size(); ++i) impl.point_of[impl.points[i].value] = i;
+
+  // Shared observers: union-find over points, the earliest point of a group keeps its observer.
+  std::vector<size_t> parent(impl.points.size());
+  for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
+  std::function<size_t(size_t)> find = [&](size_t i) { return parent[i] == i ? i : parent[i] = find(parent[i]); };
+  auto unite = [&](size_t a, size_t b) {
+    a = find(a), b = find(b);
+    if (a != b) parent[std::max(a, b)] = std::min(a, b);
+  };
+  for (auto& info : impl.matches) {
+    if (!info.why_float.empty() || info.handler->output_qparams() != OutputQParams::kSharedWithAllInputs) continue;
+    const size_t out = impl.point_of.at(info.match.root->output());
+    for (auto* v : info.handler->quantized_inputs(info.match)) {
+      const auto p = qparams_point(impl, v);
+      if (p >= 0) unite(out, static_cast<size_t>(p));
+    }
+  }
+  for (size_t i = 0; i < impl.points.size(); ++i) impl.points[i].observer = impl.points[find(i)].observer;
+
   for (auto& p : impl.points) {
+    auto obs = p.observer;
+    auto flag = p.saw_non_float;
+    p.slot = detail::register_observer_slot([obs, flag](const at::Tensor& x) {
+      if (x.is_floating_point()) {
+        nn::run_quantizer(*obs, x);
+      } else {
+        *flag = true;
+      }
+    });
     auto* out = detail::insert_observe(*impl.graph, p.value, p.slot);
     impl.observed_alias[out] = p.value;
   }
@@ -476,7 +530,7 @@ class Emitter : public ConvertContext {
       if (detail::is_observe_node_kind(node->kind().toQualString())) continue;
       auto m = impl_.match_of.find(node);
       if (m == impl_.match_of.end() || !impl_.matches[m->second].why_float.empty()) {
-        copy_float(node);
+        copy_float_when_ready(node);
         continue;
       }
       const auto& info = impl_.matches[m->second];
@@ -492,6 +546,10 @@ class Emitter : public ConvertContext {
       if (q) {
         q->setType(c10::TensorType::get());
         env_q_[node->output()] = q;
+        // Inner nodes feed only the match and shape queries; their shape is the output's.
+        for (auto* n : info.match.nodes) {
+          if (n != node) shape_alias_[n->output()] = q;
+        }
       } else {
         // The handler chose float (the seed's NotImplemented): its nodes are copied in order.
         for (auto* n : src.nodes()) {
@@ -499,7 +557,12 @@ class Emitter : public ConvertContext {
           if (n == node) break;
         }
       }
+      flush_deferred();
     }
+    flush_deferred();
+    TQ_CHECK(deferred_.empty(), "convert", "internal: ", kind_of(deferred_.front()), " in '",
+             impl_.scopes.count(deferred_.front()) ? impl_.scopes.at(deferred_.front()).path : "",
+             "' reads a value that was never computed");
     for (auto* out : src.outputs()) g_->registerOutput(float_value(out));
     torch::jit::EliminateDeadCode(g_);
   }
@@ -523,17 +586,62 @@ class Emitter : public ConvertContext {
     for (auto* v : info.handler->quantized_inputs(info.match)) {
       if (auto why = check(v); !why.empty()) return why;
     }
-    if (info.handler->output_qparams() == OutputQParams::kObserved) return check(info.match.root->output());
+    const auto out = info.handler->output_qparams();
+    if (out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) {
+      return check(info.match.root->output());
+    }
     return "";
+  }
+
+  bool available(Value* v) const {
+    v = impl_.unalias(v);
+    return env_f_.count(v) || env_q_.count(v) || shape_alias_.count(v) || v->node()->kind() == c10::prim::Constant;
+  }
+  // Every value the node reads, in its blocks too, is already written.
+  bool ready(Node* node) const {
+    std::unordered_set<const Value*> inner;
+    std::function<bool(Node*)> visit = [&](Node* n) {
+      for (auto* v : n->inputs()) {
+        if (!inner.count(v) && !available(v)) return false;
+      }
+      for (auto* b : n->blocks()) {
+        for (auto* p : b->inputs()) inner.insert(p);
+        for (auto* inner_node : b->nodes()) {
+          if (!visit(inner_node)) return false;
+          for (auto* o : inner_node->outputs()) inner.insert(o);
+        }
+        for (auto* o : b->outputs()) {
+          if (!inner.count(o) && !available(o)) return false;
+        }
+      }
+      return true;
+    };
+    return visit(node);
+  }
+  // A float node that reads an inner value of a match not written yet (scripted BatchNorm's
+  // input.dim() check sits between a convolution and the batch norm folded into it) waits for it.
+  void copy_float_when_ready(Node* node) {
+    if (deferred_.empty() && ready(node)) {
+      copy_float(node);
+    } else {
+      deferred_.push_back(node);
+      flush_deferred();
+    }
+  }
+  void flush_deferred() {
+    while (!deferred_.empty() && ready(deferred_.front())) {
+      copy_float(deferred_.front());
+      deferred_.erase(deferred_.begin());
+    }
   }
 
   void copy_float(Node* node) {
     // Shape queries read an int8 tensor as well as a float one: no dequantize for them.
-    const std::string k = kind_of(node);
-    const bool shape_only = k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::len";
+    const bool shape_only = is_shape_query(node);
     auto* c = g_->createClone(node, [&](Value* v) {
       v = impl_.unalias(v);
       if (shape_only && !env_f_.count(v) && env_q_.count(v)) return env_q_.at(v);
+      if (shape_only && !env_f_.count(v) && shape_alias_.count(v)) return shape_alias_.at(v);
       return float_value(v);
     });
     g_->insertNode(c);
@@ -545,7 +653,8 @@ class Emitter : public ConvertContext {
   bool reference_;
   std::shared_ptr<Graph> g_;
   Value* self_ = nullptr;
-  std::unordered_map<const Value*, Value*> env_f_, env_q_;
+  std::unordered_map<const Value*, Value*> env_f_, env_q_, shape_alias_;
+  std::vector<Node*> deferred_;
   int packed_count_ = 0;
 };
 

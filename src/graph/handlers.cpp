@@ -2,6 +2,8 @@
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <algorithm>
+
 #include "tq/core/check.h"
 #include "tq/graph/pattern.h"
 #include "tq/kernels/int8_graph.h"
@@ -82,8 +84,25 @@ at::Tensor optional_tensor(const Value* v) {
 // conv (+ batch_norm) (+ relu): one int8 convolution with the batch norm folded in.
 class ConvHandler : public QuantizeHandler {
  public:
-  explicit ConvHandler(std::string name) : name_(std::move(name)) {}
+  // fold_before_observing: FX folds batch norm before calibration; the seed observes the float
+  // model as it is and folds only when it quantizes.
+  ConvHandler(std::string name, bool fold_before_observing)
+      : name_(std::move(name)), fold_early_(fold_before_observing) {}
   std::string name() const override { return name_; }
+  void prepare(Match& m, torch::jit::Graph& g) const override {
+    auto* bn = m.find(kBatchNormOps);
+    if (!fold_early_ || !bn) return;
+    auto* conv = m.find(kConvOps);
+    const auto a = read_conv(conv);
+    const auto folded = fold(a, bn);
+    torch::jit::WithInsertPoint guard(conv);
+    conv->replaceInput(1, g.insertConstant(folded.weight));
+    conv->replaceInput(2, g.insertConstant(folded.bias));
+    bn->output()->replaceAllUsesWith(conv->output());
+    m.nodes.erase(std::find(m.nodes.begin(), m.nodes.end(), bn));
+    if (m.root == bn) m.root = conv;
+    bn->destroy();
+  }
   std::string why_float(const Match& m) const override {
     const auto why = why_conv_float(m.find(kConvOps));
     if (!why.empty()) return why;
@@ -94,9 +113,7 @@ class ConvHandler : public QuantizeHandler {
     auto* conv = m.find(kConvOps);
     auto a = read_conv(conv);
     if (auto* bn = m.find(kBatchNormOps)) {
-      const auto folded = fuse_conv_bn_weights(a.weight, a.bias, optional_tensor(bn->input(3)),
-                                               optional_tensor(bn->input(4)), constant_of(bn->input(7))->toDouble(),
-                                               optional_tensor(bn->input(1)), optional_tensor(bn->input(2)));
+      const auto folded = fold(a, bn);
       a.weight = folded.weight;
       a.bias = folded.bias;
     }
@@ -111,7 +128,13 @@ class ConvHandler : public QuantizeHandler {
   }
 
  private:
+  static FoldedWeights fold(const ConvArgs& a, const Node* bn) {
+    return fuse_conv_bn_weights(a.weight, a.bias, optional_tensor(bn->input(3)), optional_tensor(bn->input(4)),
+                                constant_of(bn->input(7))->toDouble(), optional_tensor(bn->input(1)),
+                                optional_tensor(bn->input(2)));
+  }
   std::string name_;
+  bool fold_early_;
 };
 
 class LinearHandler : public QuantizeHandler {
@@ -177,6 +200,7 @@ class BinaryHandler : public QuantizeHandler {
 class CatHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "Cat"; }
+  OutputQParams output_qparams() const override { return OutputQParams::kSharedWithAllInputs; }
   std::string why_float(const Match& m) const override {
     auto* list = m.root->input(0)->node();
     if (list->kind() != c10::prim::ListConstruct) return "the tensor list is not built in the graph";
@@ -302,7 +326,7 @@ PatternRegistry default_patterns() {
   auto linear = std::make_shared<LinearHandler>();
   r.register_pattern(Pattern({"aten::linear"}), linear);
   r.register_pattern(relu_of(Pattern({"aten::linear"})), linear);
-  auto convh = std::make_shared<ConvHandler>("ConvBnRelu");
+  auto convh = std::make_shared<ConvHandler>("ConvBnRelu", true);
   r.register_pattern(conv(), convh);
   r.register_pattern(bn_of(conv()), convh);
   r.register_pattern(relu_of(conv()), convh);
@@ -323,7 +347,7 @@ PatternRegistry seed_patterns() {
   r.register_pattern(in({"aten::max_pool2d"}, "MaxPool2d"), copy);
   r.register_pattern(in({"aten::avg_pool2d"}, "AvgPool2d"), copy);
   r.register_pattern(in(kReluOps, "ReLU"), copy);
-  auto convh = std::make_shared<ConvHandler>("ConvNormRelu");
+  auto convh = std::make_shared<ConvHandler>("ConvNormRelu", false);
   auto conv2d = [&] { return in({"aten::conv2d", "aten::_convolution"}, "Conv2d"); };
   r.register_pattern(in(kReluOps, "ReLU", {in(kBatchNormOps, "BatchNorm2d", {conv2d()})}), convh);
   r.register_pattern(in(kBatchNormOps, "BatchNorm2d", {conv2d()}), convh);

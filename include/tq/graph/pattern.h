@@ -79,6 +79,9 @@ enum class OutputQParams {
   kObserved,         // an activation observer on the output (conv, linear, add, ...)
   kSharedWithInput,  // the input's qparams pass through (relu, max_pool2d, flatten, ...: the seed's CopyNode)
   kFromKernel,       // the int8 kernel fixes them (sigmoid: 1/256, tanh: 2/256 and 128, ...)
+  // The inputs and the output share one observer (cat), as FX shares them: the int8 op then
+  // needs no requantization.
+  kSharedWithAllInputs,
 };
 
 class ConvertContext;
@@ -91,6 +94,10 @@ class QuantizeHandler {
   // Why this match stays float ("" if it can be quantized), judged on the float graph before
   // calibration (the seed's NotImplemented, decided early so nothing is observed for nothing).
   virtual std::string why_float(const Match& match) const { return ""; }
+  // Rewrites the float graph before observers go in, as FX's fusion does before calibration (conv
+  // + batch norm folded, so the observer sees the folded convolution's output). It may remove
+  // nodes of the match (updating match.nodes and match.root). Default: nothing.
+  virtual void prepare(Match& match, torch::jit::Graph& graph) const {}
   // The values the int8 code takes quantized: they are observed where they enter an int8 region.
   // Default: the non-constant tensor inputs of the deepest matched node.
   virtual std::vector<torch::jit::Value*> quantized_inputs(const Match& match) const;
