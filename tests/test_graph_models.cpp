@@ -173,3 +173,39 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 }  // namespace
+
+namespace {
+
+// Writes tq's int8 models with an input and tq's output, for tests that run them without tq:
+// plain_libtorch_runner (LibTorch only) and check_int8_in_pytorch.py (Python's torch.jit.load).
+void write_tensor(const at::Tensor& t, const std::string& path) {
+  const auto bytes = torch::jit::pickle_save(t);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(GraphInterop, WritesInt8Models) {
+  const std::string dir = TQ_TEST_OUTPUT_DIR;
+  at::NoGradGuard no_grad;
+  {
+    tq::kernels::int8::set_engine("qnnpack");
+    const auto& g = golden("graph/seed.json");
+    auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
+    std::vector<at::Tensor> calib;
+    for (const auto& b : g["calibration"]) calib.push_back(to_tensor(b));
+    auto int8 = tq::graph::quantize(model, tq::graph::GraphQuantizeOptions::seed(), calib);
+    tq::graph::save_torchscript(int8, dir + "/seed_int8.pt");
+    const auto x = to_tensor(g["input"]);
+    write_tensor(x, dir + "/seed_int8_input.pt");
+    write_tensor(int8.forward({x}).toTensor(), dir + "/seed_int8_output.pt");
+  }
+  {
+    tq::kernels::int8::set_engine("onednn");
+    auto q = quantize("resnet18", "trace");
+    tq::graph::save_torchscript(q.int8, dir + "/resnet18_int8.pt");
+    const auto x = load_tensor(models_dir() + "/resnet18_input.pt");
+    write_tensor(x, dir + "/resnet18_int8_input.pt");
+    write_tensor(q.int8.forward({x}).toTensor(), dir + "/resnet18_int8_output.pt");
+  }
+}
+
+}  // namespace

@@ -163,7 +163,6 @@ struct ObservedModel::Impl {
   std::unordered_map<const Value*, size_t> point_of;
   std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
   int64_t batches = 0;
-  c10::optional<std::vector<int64_t>> first_shape;
 
   ~Impl() {
     for (const auto& p : points) detail::release_observer_slot(p.slot);
@@ -425,27 +424,21 @@ c10::IValue ObservedModel::calibrate(std::vector<c10::IValue> inputs) {
   const size_t expected = impl.graph->inputs().size() - 1;
   TQ_CHECK(inputs.size() == expected, "calibrate", "the model's forward takes ", expected, " input(s), got ",
            inputs.size());
+  std::string described;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].isTensor()) continue;
     const auto& t = inputs[i].toTensor();
-    TQ_CHECK(t.defined(), "calibrate", "input ", i, " is an undefined tensor");
-    if (i == 0) {
-      if (impl.first_shape && t.dim() >= 1) {
-        const auto& s = *impl.first_shape;
-        const bool same = t.dim() == static_cast<int64_t>(s.size()) &&
-                          std::equal(s.begin() + 1, s.end(), t.sizes().begin() + 1);
-        TQ_CHECK(same, "calibrate", "batch ", impl.batches, " has shape ", t.sizes(), ", earlier batches had ",
-                 c10::IntArrayRef(s), " (only the batch size may change)");
-      }
-      if (!impl.first_shape) impl.first_shape = t.sizes().vec();
-    }
+    TQ_CHECK(t.defined(), "calibrate", "input ", i, " of batch ", impl.batches, " is an undefined tensor");
+    std::ostringstream d;
+    d << (described.empty() ? "" : ", ") << "shape " << t.sizes() << " " << t.scalar_type();
+    described += d.str();
   }
   at::NoGradGuard no_grad;
   c10::IValue out;
   try {
     out = impl.module.forward(std::move(inputs));
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " failed in the model: ", first_line(e));
+    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " (", described, ") failed in the model: ", first_line(e));
   }
   ++impl.batches;
   return out;
