@@ -86,6 +86,23 @@ TEST_P(GraphModels, QuantizesAndRunsAtChangingBatchSizes) {
   }
 }
 
+TEST(GraphReference, AgreesWithInt8OnTorchvisionModels) {
+  tq::kernels::int8::set_engine("onednn");
+  for (const std::string name : {"resnet18", "mobilenet_v2"}) {
+    auto q = quantize(name, "script");
+    auto reference = q.observed.convert(/*reference=*/true);
+    const auto input = load_tensor(models_dir() + "/" + name + "_input.pt");
+    at::NoGradGuard no_grad;
+    const auto int8 = first_output(q.int8.forward({input}));
+    const auto ref = first_output(reference.forward({input}));
+    const double step = q.observed.summary().points.back().qparams.scale;
+    const double within = ((ref - int8).abs() <= step * 1.0001).to(at::kFloat).mean().item<double>();
+    std::cout << name << ": reference form within one step of int8 on " << within * 100 << "% of outputs, SQNR "
+              << sqnr_db(int8, ref) << " dB\n";
+    EXPECT_GT(sqnr_db(int8, ref), 25.0) << name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Torchvision, GraphModels,
     ::testing::Combine(::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large",

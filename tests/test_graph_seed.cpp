@@ -2,6 +2,7 @@
 // qparams at every quantization point and its int8 output (golden: tools/gen_golden_graph_seed.py).
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
 
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
@@ -64,5 +65,32 @@ TEST_P(GraphSeed, MatchesAsTheSeed) {
 
 INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, GraphSeed, ::testing::Values("seed_model_script.pt", "seed_model_trace.pt"),
                          [](const auto& info) { return info.param == "seed_model_script.pt" ? "Scripted" : "Traced"; });
+
+}  // namespace
+
+namespace {
+
+// The reference form: float ops between quantize / dequantize pairs, no int8 kernels, and
+// (almost) the int8 model's numbers: the kernels round their int32 accumulators once, the
+// reference form computes in float, so an output may differ by one step.
+TEST_P(GraphSeed, ReferenceFormIsFloatOpsBetweenQuantizeDequantize) {
+  const auto& g = golden("graph/seed.json");
+  auto observed = calibrated(GetParam());
+  auto reference = observed.convert(/*reference=*/true);
+  int quantize_ops = 0;
+  for (auto* n : reference.get_method("forward").graph()->nodes()) {
+    const std::string k = n->kind().toQualString();
+    EXPECT_NE(k.rfind("quantized::", 0), 0u) << k;
+    if (k == "aten::quantize_per_tensor") ++quantize_ops;
+  }
+  EXPECT_GE(quantize_ops, 6);
+  at::NoGradGuard no_grad;
+  const auto x = to_tensor(g["input"]);
+  const auto ref = reference.forward({x}).toTensor();
+  const auto int8 = to_tensor(g["output"]);
+  const double step = observed.summary().points.back().qparams.scale;
+  const double within = ((ref - int8).abs() <= step * 1.0001).to(at::kFloat).mean().item<double>();
+  EXPECT_GE(within, 0.99) << "max difference " << (ref - int8).abs().max().item<double>() << ", step " << step;
+}
 
 }  // namespace

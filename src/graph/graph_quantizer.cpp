@@ -316,6 +316,7 @@ void add_point(Impl& impl, Value* v, const nn::QConfig& q, std::string kind, std
 // input's qparams, their input's. -1 if none (fixed qparams, float).
 int64_t qparams_point(const Impl& impl, const Value* v) {
   for (;;) {
+    v = impl.unalias(const_cast<Value*>(v));
     if (auto p = impl.point_of.find(v); p != impl.point_of.end()) return static_cast<int64_t>(p->second);
     auto m = impl.match_of.find(v->node());
     if (m == impl.match_of.end()) return -1;
@@ -531,7 +532,9 @@ class Emitter : public ConvertContext {
       Value* q = nullptr;
       info.why_float_at_convert = why_not_ready(info);
       try {
-        if (info.why_float_at_convert.empty()) q = info.handler->quantize(*this, info.match);
+        if (info.why_float_at_convert.empty()) {
+          q = reference_ ? emit_reference(info) : info.handler->quantize(*this, info.match);
+        }
       } catch (const std::exception& e) {
         TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
                  info.match.module_path, "': ", first_line(e));
@@ -562,7 +565,61 @@ class Emitter : public ConvertContext {
 
   std::shared_ptr<Graph> result() const { return g_; }
 
+  Value* fake_quantized(Value* original) override {
+    original = impl_.unalias(original);
+    if (auto it = env_fq_.find(original); it != env_fq_.end()) return it->second;
+    return env_fq_[original] = kernels::int8::graph::dequantize(*g_, quantized(original));
+  }
+
+  Value* copy_float(const Match& m, const std::function<Value*(Value*)>& input_map) override {
+    std::vector<Node*> nodes(m.nodes.begin(), m.nodes.end());
+    std::sort(nodes.begin(), nodes.end(), [](Node* a, Node* b) { return a->isBefore(b); });
+    std::unordered_map<const Value*, Value*> local;
+    Value* out = nullptr;
+    for (auto* n : nodes) {
+      auto* c = g_->insertNode(g_->createClone(n, [&](Value* v) {
+        v = impl_.unalias(v);
+        if (auto it = local.find(v); it != local.end()) return it->second;
+        if (auto* mapped = input_map(v)) return mapped;
+        return float_value(v);
+      }));
+      local[n->output()] = c->output();
+      if (n == m.root) out = c->output();
+    }
+    return out;
+  }
+
  private:
+  // The reference form of a match: its float ops, then its output quantized and dequantized with
+  // the qparams the int8 op would give it.
+  Value* emit_reference(const Impl::MatchInfo& info) {
+    auto* y = info.handler->reference(*this, info.match);
+    if (!y) return nullptr;
+    y->setType(c10::TensorType::get());
+    TensorQParams qp;
+    switch (info.handler->output_qparams()) {
+      case OutputQParams::kObserved:
+      case OutputQParams::kSharedWithAllInputs:
+        qp = output_qparams(info.match);
+        break;
+      case OutputQParams::kSharedWithInput: {
+        const auto p = qparams_point(impl_, info.handler->quantized_inputs(info.match).at(0));
+        TQ_CHECK(p >= 0, "convert", "internal: no qparams for the input of ", kind_of(info.match.root));
+        qp = point_qparams(impl_, impl_.points[static_cast<size_t>(p)]);
+        break;
+      }
+      case OutputQParams::kFromKernel: {
+        // The int8 kernels' fixed output qparams (quint8).
+        const std::string k = kind_of(info.match.root);
+        qp = k == "aten::tanh" ? TensorQParams{2.0 / 256.0, 128} : TensorQParams{1.0 / 256.0, 0};
+        break;
+      }
+    }
+    auto* q = kernels::int8::graph::quantize(*g_, y, qp.scale, qp.zero_point);
+    env_f_[info.match.root->output()] = kernels::int8::graph::dequantize(*g_, q);
+    return q;
+  }
+
   // "" when every value the match takes in int8 is available (or observed with float data) and
   // its output was observed; otherwise why it stays float.
   std::string why_not_ready(const Impl::MatchInfo& info) const {
@@ -646,7 +703,7 @@ class Emitter : public ConvertContext {
   bool reference_;
   std::shared_ptr<Graph> g_;
   Value* self_ = nullptr;
-  std::unordered_map<const Value*, Value*> env_f_, env_q_, shape_alias_;
+  std::unordered_map<const Value*, Value*> env_f_, env_q_, env_fq_, shape_alias_;
   std::vector<Node*> deferred_;
   int packed_count_ = 0;
 };
@@ -664,7 +721,6 @@ void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 
 torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
-  TQ_CHECK(!reference, "convert", "the reference form is not available yet");
   TQ_CHECK(impl.batches > 0, "convert", "no calibration batch was run: call calibrate() first");
   auto out = impl.module.clone();
   Emitter emitter(impl, out, reference);

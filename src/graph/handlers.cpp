@@ -126,6 +126,24 @@ class ConvHandler : public QuantizeHandler {
     return int8g::conv(ctx.graph(), a.dims, x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
                        m.find(kReluOps) != nullptr);
   }
+  Value* reference(ConvertContext& ctx, const Match& m) const override {
+    auto* conv = m.find(kConvOps);
+    auto a = read_conv(conv);
+    auto* bn = m.find(kBatchNormOps);
+    if (bn) {
+      const auto folded = fold(a, bn);
+      a.weight = folded.weight;
+      a.bias = folded.bias;
+    }
+    auto& g = ctx.graph();
+    const auto w = ctx.quantize_weight(m, a.weight).dequantize();
+    auto* x = ctx.fake_quantized(conv->input(0));
+    Value* y = g.insert(c10::Symbol::fromQualString(a.dims == 1 ? "aten::conv1d" : a.dims == 2 ? "aten::conv2d" : "aten::conv3d"),
+                        {x, w, a.bias.defined() ? c10::IValue(a.bias) : c10::IValue(), a.stride, a.padding, a.dilation,
+                         a.groups});
+    if (m.find(kReluOps)) y = g.insert(c10::Symbol::fromQualString("aten::relu"), {y});
+    return y;
+  }
 
  private:
   static FoldedWeights fold(const ConvArgs& a, const Node* bn) {
@@ -160,6 +178,16 @@ class LinearHandler : public QuantizeHandler {
     const auto qp = ctx.output_qparams(m);
     return int8g::linear(ctx.graph(), x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
                          m.find(kReluOps) != nullptr);
+  }
+  Value* reference(ConvertContext& ctx, const Match& m) const override {
+    auto* lin = m.find({"aten::linear"});
+    const auto w = ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor()).dequantize();
+    auto& g = ctx.graph();
+    return ctx.copy_float(m, [&](Value* v) -> Value* {
+      if (v == lin->input(0)) return ctx.fake_quantized(v);
+      if (v == lin->input(1)) return g.insertConstant(w);
+      return nullptr;
+    });
   }
 };
 

@@ -64,6 +64,13 @@ std::vector<torch::jit::Value*> QuantizeHandler::quantized_inputs(const Match& m
   return out;
 }
 
+torch::jit::Value* QuantizeHandler::reference(ConvertContext& ctx, const Match& match) const {
+  const auto ins = quantized_inputs(match);
+  return ctx.copy_float(match, [&](torch::jit::Value* v) -> torch::jit::Value* {
+    return std::find(ins.begin(), ins.end(), v) != ins.end() ? ctx.fake_quantized(v) : nullptr;
+  });
+}
+
 PatternRegistry& PatternRegistry::register_pattern(Pattern pattern, std::shared_ptr<const QuantizeHandler> handler) {
   TQ_CHECK(handler != nullptr, "register_pattern", "no handler given for ", pattern.to_string());
   entries_.push_back({std::move(pattern), std::move(handler)});

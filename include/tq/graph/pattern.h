@@ -104,6 +104,11 @@ class QuantizeHandler {
   // Emits the int8 code at ctx.graph()'s insertion point and returns its quantized output, or
   // nullptr to leave the match float.
   virtual torch::jit::Value* quantize(ConvertContext& ctx, const Match& match) const = 0;
+  // The reference form of the match: its float ops between quantize / dequantize pairs, weights
+  // quantized and dequantized (what PT2E's reference representation expresses). Returns the float
+  // output before the output's quantize / dequantize, which the caller adds. Default: the
+  // matched nodes copied as they are, reading dequantized inputs.
+  virtual torch::jit::Value* reference(ConvertContext& ctx, const Match& match) const;
 };
 
 // What a handler can do while the int8 graph is written.
@@ -125,6 +130,12 @@ class ConvertContext {
   virtual torch::jit::Value* packed_weight(const kernels::int8::PackedWeight& packed) = 0;
   // Reference form (float ops between quantize / dequantize pairs) rather than int8 kernels.
   virtual bool reference() const = 0;
+  // In the reference form: the value quantized and dequantized again (a float value).
+  virtual torch::jit::Value* fake_quantized(torch::jit::Value* original) = 0;
+  // Copies the match's nodes in graph order as float ops, each input read through `input_map`
+  // (which may return nullptr for "as usual"); returns the copy of the root's output.
+  virtual torch::jit::Value* copy_float(const Match& match,
+                                        const std::function<torch::jit::Value*(torch::jit::Value*)>& input_map) = 0;
 };
 
 // Patterns in priority order. As in the seed, where several patterns match a node the one
