@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   dataset-fashion-mnist   # real data for the demo
   python3-torch           # the executable reference: golden data and the Python side of benchmarks
+  python3-torchvision     # real architectures for graph mode (rebuilt from a seed; no downloads)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -94,3 +94,48 @@ TEST_P(GraphSeed, ReferenceFormIsFloatOpsBetweenQuantizeDequantize) {
 }
 
 }  // namespace
+
+namespace {
+
+// The observed form saves, reloads and goes on calibrating: two batches before saving and two
+// after give the seed's qparams and output for all four.
+TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
+  tq::kernels::int8::set_engine("qnnpack");
+  const auto& g = golden("graph/seed.json");
+  const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed.pt";
+  {
+    auto model = tq::graph::load_torchscript(golden_path("graph/seed_model_script.pt"));
+    auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+    observed.calibrate(to_tensor(g["calibration"][0]));
+    observed.calibrate(to_tensor(g["calibration"][1]));
+    observed.save(path);
+  }
+  auto observed = tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::seed());
+  EXPECT_EQ(observed.batches_seen(), 2);
+  observed.calibrate(to_tensor(g["calibration"][2]));
+  observed.calibrate(to_tensor(g["calibration"][3]));
+  const auto summary = observed.summary();
+  ASSERT_EQ(summary.points.size(), g["points"].size());
+  for (size_t i = 0; i < summary.points.size(); ++i) {
+    EXPECT_EQ(summary.points[i].qparams.scale, g["points"][i]["scale"].get<double>());
+  }
+  at::NoGradGuard no_grad;
+  const auto out = observed.convert().forward({to_tensor(g["input"])}).toTensor();
+  EXPECT_TRUE(tq::testing::tensors_equal(out, to_tensor(g["output"])));
+}
+
+TEST(GraphObservedForm, RefusesOtherOptionsAndPlainModels) {
+  const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed_other.pt";
+  auto model = tq::graph::load_torchscript(golden_path("graph/seed_model_script.pt"));
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+  observed.calibrate(to_tensor(golden("graph/seed.json")["calibration"][0]));
+  observed.save(path);
+  tq::testing::expect_error(
+      [&] { tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::for_backend("qnnpack")); },
+      "was observed with other options");
+  tq::testing::expect_error(
+      [&] { tq::graph::load_observed(golden_path("graph/seed_model_script.pt"), tq::graph::GraphQuantizeOptions::seed()); },
+      "is not an observed model");
+}
+
+}  // namespace

@@ -10,10 +10,14 @@
 
 #include <ATen/ATen.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <map>
 #include <limits>
@@ -27,6 +31,7 @@
 #include "tq/core/check.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/nn/qconfig.h"
+#include "tq/serialize/state_dict.h"
 
 namespace tq::graph {
 
@@ -107,7 +112,14 @@ torch::jit::Module load_torchscript(const std::string& path) {
   return m;
 }
 
-void save_torchscript(const torch::jit::Module& module, const std::string& path) {
+namespace {
+void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra);
+}
+
+void save_torchscript(const torch::jit::Module& module, const std::string& path) { save_module(module, path, {}); }
+
+namespace {
+void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra) {
   std::error_code ec;
   TQ_CHECK(!fs::is_directory(path, ec), "save_torchscript", path, " is a directory");
   const auto parent = fs::path(path).parent_path();
@@ -116,7 +128,7 @@ void save_torchscript(const torch::jit::Module& module, const std::string& path)
   const auto target = fs::is_symlink(path, ec) ? fs::canonical(path, ec).string() : path;
   const std::string tmp = target + ".tmp-tq";
   try {
-    module.save(tmp);
+    module.save(tmp, extra);
   } catch (const std::exception& e) {
     fs::remove(tmp, ec);
     TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", first_line(e));
@@ -127,12 +139,14 @@ void save_torchscript(const torch::jit::Module& module, const std::string& path)
     TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", ec.message());
   }
 }
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // The observed model
 
 struct ObservedModel::Impl {
-  torch::jit::Module module;  // frozen clone of the user's model, with observe ops
+  torch::jit::Module source;  // the user's model as given (a clone), for saving the observed form
+  torch::jit::Module module;  // frozen clone of it, with observe ops
   std::shared_ptr<Graph> graph;
   GraphQuantizeOptions options;
   std::string top_type;
@@ -402,7 +416,8 @@ ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOption
   impl->options = options;
   impl->top_type = model.type()->name()->name();
   try {
-    auto copy = model.clone();
+    impl->source = model.clone();
+    auto copy = impl->source.clone();
     copy.eval();
     impl->module = torch::jit::freeze_module(copy);
   } catch (const std::exception& e) {
@@ -510,6 +525,16 @@ class Emitter : public ConvertContext {
     const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
     out_.register_attribute(name, packed.handle.type(), packed.handle);
     return g_->insertGetAttr(self_, name);
+  }
+
+  Value* packed_conv_weight(const kernels::int8::PackedWeight& packed, Value* x_q,
+                            const kernels::int8::graph::ConvPacking& packing) override {
+    if (!kernels::int8::graph::conv_weights_follow_input_shape()) return packed_weight(packed);
+    const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
+    out_.register_attribute(name, packed.handle.type(), packed.handle);
+    const std::string shape_name = name + "_input_shape";
+    out_.register_attribute(shape_name, c10::ListType::ofInts(), c10::List<int64_t>());
+    return kernels::int8::graph::repack_conv_on_shape_change(*g_, self_, name, shape_name, x_q, packing);
   }
 
   void run() {
@@ -814,12 +839,90 @@ torch::jit::Module quantize(const torch::jit::Module& model, const GraphQuantize
   return observed.convert(reference);
 }
 
+// The observed form on disk: the user's model as prepare() received it, and in extra files the
+// observers' states and a fingerprint of where they sit. load_observed prepares the model again
+// with the caller's options (deterministic), checks the fingerprint and restores the states.
+namespace {
+
+const char* const kObserversFile = "tq_observers.pt";
+const char* const kObservedFile = "tq_observed.json";
+
+std::string fingerprint(const Impl& impl) {
+  std::ostringstream s;
+  for (const auto& p : impl.points) {
+    s << p.kind << ":" << (p.value->node()->kind() == c10::prim::Param ? "input" : kind_of(p.value->node())) << ";";
+  }
+  return s.str();
+}
+
+std::string temp_file(const std::string& stem) {
+  static std::atomic<int> counter{0};
+  return (fs::temp_directory_path() / (stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
+      .string();
+}
+
+}  // namespace
+
 void ObservedModel::save(const std::string& path) const {
-  TQ_CHECK(false, "ObservedModel::save", "saving the observed form is not available yet");
+  const auto& impl = *impl_;
+  serialize::StateDict state;
+  for (size_t i = 0; i < impl.points.size(); ++i) {
+    for (auto& [name, t] : serialize::state_dict(*impl.points[i].observer)) {
+      state.emplace_back("points." + std::to_string(i) + "." + name, t);
+    }
+  }
+  const auto tmp = temp_file("tq-observers");
+  serialize::save_state_dict_file(state, tmp);
+  std::ifstream f(tmp, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  f.close();
+  fs::remove(tmp);
+  std::ostringstream meta;
+  meta << "{\"format\": 1, \"batches\": " << impl.batches << ", \"points\": \"" << fingerprint(impl) << "\"}";
+  torch::jit::ExtraFilesMap extra{{kObserversFile, bytes}, {kObservedFile, meta.str()}};
+  save_module(impl.source, path, extra);
 }
 
 ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions& options) {
-  TQ_CHECK(false, "load_observed", "loading the observed form is not available yet");
+  std::error_code ec;
+  TQ_CHECK(fs::is_regular_file(path, ec), "load_observed", "no such file: ", path);
+  torch::jit::ExtraFilesMap extra{{kObserversFile, ""}, {kObservedFile, ""}};
+  torch::jit::Module model;
+  try {
+    model = torch::jit::load(path, c10::nullopt, extra);
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, "load_observed", path, " is not a TorchScript file: ", first_line(e));
+  }
+  TQ_CHECK(!extra[kObservedFile].empty() && !extra[kObserversFile].empty(), "load_observed", path,
+           " is not an observed model (ObservedModel::save writes those)");
+  auto observed = prepare(model, options);
+  auto& impl = *observed.impl_;
+  const auto& meta = extra[kObservedFile];
+  const auto fp = fingerprint(impl);
+  TQ_CHECK(meta.find("\"points\": \"" + fp + "\"") != std::string::npos, "load_observed", path,
+           " was observed with other options: its observers do not sit where these options put them");
+  const auto tmp = temp_file("tq-observers");
+  std::ofstream(tmp, std::ios::binary).write(extra[kObserversFile].data(),
+                                             static_cast<std::streamsize>(extra[kObserversFile].size()));
+  serialize::StateDict state;
+  try {
+    state = serialize::read_state_dict_file(tmp);
+  } catch (...) {
+    fs::remove(tmp);
+    throw;
+  }
+  fs::remove(tmp);
+  for (size_t i = 0; i < impl.points.size(); ++i) {
+    const std::string prefix = "points." + std::to_string(i) + ".";
+    serialize::StateDict mine;
+    for (const auto& [name, t] : state) {
+      if (name.rfind(prefix, 0) == 0) mine.emplace_back(name.substr(prefix.size()), t);
+    }
+    serialize::load_state_dict(*impl.points[i].observer, mine, /*strict=*/true);
+  }
+  const auto b = meta.find("\"batches\": ");
+  impl.batches = std::stoll(meta.substr(b + 11));
+  return observed;
 }
 
 }  // namespace tq::graph

@@ -123,8 +123,8 @@ class ConvHandler : public QuantizeHandler {
                                                     a.stride, a.padding, a.dilation, a.groups);
     auto* x = ctx.quantized(conv->input(0));
     const auto qp = ctx.output_qparams(m);
-    return int8g::conv(ctx.graph(), a.dims, x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
-                       m.find(kReluOps) != nullptr);
+    auto* w = ctx.packed_conv_weight(packed, x, {a.dims, a.stride, a.padding, a.dilation, a.groups});
+    return int8g::conv(ctx.graph(), a.dims, x, w, qp.scale, qp.zero_point, m.find(kReluOps) != nullptr);
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
     auto* conv = m.find(kConvOps);

@@ -86,13 +86,15 @@ class ObservedModel {
   Summary summary() const;
   // The observed TorchScript module (for saving or inspection; tq's observe op runs inside).
   const torch::jit::Module& module() const;
-  // Saves the observed form (graph + observer states); load_observed() continues calibrating it.
+  // Saves the observed form: the model as prepare() received it, with the observers' states (a
+  // TorchScript file with extra entries). load_observed() with the same options goes on from there.
   void save(const std::string& path) const;
 
   struct Impl;
   explicit ObservedModel(std::shared_ptr<Impl> impl);
 
  private:
+  friend ObservedModel load_observed(const std::string& path, const struct GraphQuantizeOptions& options);
   std::shared_ptr<Impl> impl_;
 };
 
@@ -104,6 +106,7 @@ torch::jit::Module load_torchscript(const std::string& path);
 void save_torchscript(const torch::jit::Module& module, const std::string& path);
 
 ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options);
+// Throws if the file is not an observed model, or if `options` would put observers elsewhere.
 ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions& options);
 // prepare, calibrate on every batch, convert.
 torch::jit::Module quantize(const torch::jit::Module& model, const GraphQuantizeOptions& options,

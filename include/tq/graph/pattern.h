@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tq/kernels/int8.h"
+#include "tq/kernels/int8_graph.h"
 
 namespace torch::jit {
 struct Graph;
@@ -128,6 +129,10 @@ class ConvertContext {
   virtual at::Tensor quantize_weight(const Match& match, const at::Tensor& weight) = 0;
   // Stores packed weights on the model and returns their value in the graph.
   virtual torch::jit::Value* packed_weight(const kernels::int8::PackedWeight& packed) = 0;
+  // The same for a convolution's weights, read by the int8 convolution of x_q: packed again when
+  // x_q's shape changes, on engines that need it (see int8_graph.h).
+  virtual torch::jit::Value* packed_conv_weight(const kernels::int8::PackedWeight& packed, torch::jit::Value* x_q,
+                                                const kernels::int8::graph::ConvPacking& packing) = 0;
   // Reference form (float ops between quantize / dequantize pairs) rather than int8 kernels.
   virtual bool reference() const = 0;
   // In the reference form: the value quantized and dequantized again (a float value).

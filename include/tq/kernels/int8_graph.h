@@ -38,6 +38,21 @@ Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean,
 Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
                   int64_t zero_point);
 
+// LibTorch 1.13's onednn convolutions keep their weights reordered for the first input shape and
+// then fail on another ("could not create a primitive descriptor for a reorder primitive" when
+// the batch size changes). With such an engine, graph mode packs a convolution's weights again
+// whenever its input shape changes (a shape check per call, a repack per change).
+bool conv_weights_follow_input_shape();
+struct ConvPacking {
+  int dims = 2;
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+};
+// Emits: if x_q's shape differs from self.<shape_attr>, repack self.<weight_attr> and remember the
+// shape; returns the (possibly new) packed weights.
+Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& weight_attr,
+                                   const std::string& shape_attr, Value* x_q, const ConvPacking& packing);
+
 // Operators that run on int8 tensors as they are and keep the input's qparams (relu, pooling,
 // shape ops: the seed's CopyNode), or that fix their own output qparams (sigmoid, tanh,
 // hardsigmoid). For these the graph keeps the original operator with an int8 input.

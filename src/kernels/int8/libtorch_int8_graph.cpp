@@ -1,6 +1,8 @@
 // Graph-mode int8 ops on LibTorch's quantized operators.
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <ATen/Context.h>
+
 #include <set>
 
 #include "tq/kernels/int8_graph.h"
@@ -63,6 +65,34 @@ Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean,
 Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
                   int64_t zero_point) {
   return insert(g, "quantized::layer_norm", {x_q, normalized_shape, weight, bias, eps, scale, zero_point});
+}
+
+bool conv_weights_follow_input_shape() { return at::globalContext().qEngine() == at::QEngine::ONEDNN; }
+
+Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& weight_attr,
+                                   const std::string& shape_attr, Value* x_q, const ConvPacking& p) {
+  static const char* unpack[] = {"quantized::conv1d_unpack", "quantized::conv2d_unpack", "quantized::conv3d_unpack"};
+  static const char* prepack[] = {"quantized::conv1d_prepack", "quantized::conv2d_prepack",
+                                  "quantized::conv3d_prepack"};
+  auto* shape = insert(g, "aten::size", {x_q});
+  auto* last = g.insertGetAttr(self, shape_attr);
+  auto* changed = insert(g, "aten::ne", {shape, last});
+  auto* if_node = g.insertNode(g.create(c10::prim::If, {changed}, 0));
+  auto* then_block = if_node->addBlock();
+  if_node->addBlock();  // else: nothing
+  {
+    torch::jit::WithInsertPoint guard(then_block);
+    auto* old_packed = g.insertGetAttr(self, weight_attr);
+    // The unpack op's two results come back as a tuple.
+    auto* unpacked = g.insert(c10::Symbol::fromQualString(unpack[p.dims - 1]), {old_packed});
+    auto* tup = g.insertNode(g.createTupleUnpack(unpacked));
+    Value* w = tup->output(0);
+    Value* b = tup->output(1);
+    auto* fresh = insert(g, prepack[p.dims - 1], {w, b, p.stride, p.padding, p.dilation, p.groups});
+    g.insertNode(g.create(c10::prim::SetAttr, {self, fresh}, 0))->s_(c10::attr::name, weight_attr);
+    g.insertNode(g.create(c10::prim::SetAttr, {self, shape}, 0))->s_(c10::attr::name, shape_attr);
+  }
+  return g.insertGetAttr(self, weight_attr);
 }
 
 bool runs_on_int8(const std::string& op) {
