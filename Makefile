@@ -34,6 +34,7 @@ golden:
 	@/usr/bin/python3 tools/gen_golden_graph_seed.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph --activation minmax
+	@PYTHONHASHSEED=0 /usr/bin/python3 tools/gen_golden_graph_dynamic.py --out tests/golden/graph
 
 clean:
 	@rm -rf $(BUILD_DIR)

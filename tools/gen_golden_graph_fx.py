@@ -141,10 +141,13 @@ def qconfig_mapping(activation):
         minmax = QConfig(activation=MinMaxObserver.with_args(reduce_range=False),
                          weight=default_per_channel_weight_observer)
         mapping.set_global(minmax)
-        # The default mapping also names conv / linear types with the global qconfig.
+        # The default mapping also names conv / linear types with the global qconfig, and
+        # LayerNorm with the global activation observer and float weights.
         for key, qconfig in list(mapping.object_type_qconfigs.items()):
             if qconfig is default:
                 mapping.set_object_type(key, minmax)
+            elif qconfig.activation is default.activation:
+                mapping.set_object_type(key, QConfig(activation=minmax.activation, weight=qconfig.weight))
     return mapping
 
 

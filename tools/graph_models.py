@@ -36,7 +36,45 @@ MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shuffle
 DEFAULT_SIZE = 64
 
 
+class OpsZoo(torch.nn.Module):
+    """Not torchvision: one small net with every op family of tq's default patterns that the
+    torchvision set lacks (ELU, LeakyReLU, GroupNorm, InstanceNorm, LayerNorm, Hardsigmoid,
+    Sigmoid, Tanh, Softmax, a broadcasting mul, a depthwise-grouped conv, cat)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        self.relu = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.elu = torch.nn.ELU()
+        self.gn = torch.nn.GroupNorm(4, 16)
+        self.lrelu = torch.nn.LeakyReLU(0.1)
+        self.inorm = torch.nn.InstanceNorm2d(16, affine=True)
+        self.hswish = torch.nn.Hardswish()
+        self.hsig = torch.nn.Hardsigmoid()
+        self.ln = torch.nn.LayerNorm(32)
+        self.fc1 = torch.nn.Linear(32, 32)
+        self.fc2 = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        y = self.lrelu(self.gn(self.elu(self.conv2(x))))
+        z = self.inorm(x)
+        x = self.hswish(torch.cat([y, z], 1))
+        x = x * self.hsig(torch.nn.functional.adaptive_avg_pool2d(x, 1))
+        x = torch.nn.functional.max_pool2d(x, 2).mean([2, 3])
+        x = self.fc1(self.ln(x))
+        x = torch.sigmoid(x) + torch.tanh(x)
+        return torch.softmax(self.fc2(x), 1)
+
+
+EXTRA_MODELS = ["ops_zoo"]
+
+
 def _construct(name, size):
+    if name == "ops_zoo":
+        return OpsZoo()
     m = torchvision.models
     if name == "googlenet":
         return m.googlenet(weights=None, aux_logits=False, init_weights=False)
@@ -119,7 +157,7 @@ def write_model(out, name, size=DEFAULT_SIZE, modes=("script", "trace"), batches
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: all)")
+    ap.add_argument("--models", default=",".join(MODELS + EXTRA_MODELS), help="comma-separated (default: all)")
     ap.add_argument("--size", type=int, default=DEFAULT_SIZE)
     ap.add_argument("--mode", default="script,trace", help="comma-separated subset of script,trace")
     ap.add_argument("--batches", type=int, default=4)

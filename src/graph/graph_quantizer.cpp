@@ -235,6 +235,9 @@ void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& 
 // producers of the leading inputs fit the sub-patterns.
 bool matches(Impl& impl, const Node* node, const Pattern& p, size_t max_uses) {
   if (node->outputs().size() != 1) return false;
+  // Tensor overloads only: aten::add and aten::mul also add and multiply ints.
+  const auto& type = node->output()->type();
+  if (!type->isSubtypeOf(*c10::TensorType::get()) && !type->isSubtypeOf(*c10::ListType::ofTensors())) return false;
   if (value_users(node->output()) > max_uses) return false;
   if (impl.match_of.count(node)) return false;
   auto sc = impl.scopes.find(node);
@@ -282,8 +285,11 @@ void find_matches(Impl& impl) {
         TQ_CHECK(false, "prepare", "the handler ", e->handler->name(), " failed on ", kind_of(node), " in '",
                  scope.path, "': ", first_line(ex));
       }
-      if (info.why_float.empty() && !qconfig->activation) info.why_float = "its qconfig has no activation observer";
-      if (info.why_float.empty()) {
+      const bool float_io = e->handler->output_qparams() == OutputQParams::kFloat;
+      if (info.why_float.empty() && !float_io && !qconfig->activation) {
+        info.why_float = "its qconfig has no activation observer";
+      }
+      if (info.why_float.empty() && !float_io) {
         auto probe = qconfig->activation();
         if (nn::quantizer_is_dynamic(*probe)) {
           info.why_float = "dynamic qconfig (graph mode quantizes dynamically only Linear / LSTM / GRU modules)";
@@ -513,6 +519,10 @@ class Emitter : public ConvertContext {
     return point_qparams(impl_, impl_.points[p->second]);
   }
 
+  const nn::QConfig& qconfig(const Match& m) const override {
+    return *impl_.matches[impl_.match_of.at(m.root)].qconfig;
+  }
+
   at::Tensor quantize_weight(const Match& m, const at::Tensor& weight) override {
     const auto& info = impl_.matches[impl_.match_of.at(m.root)];
     TQ_CHECK(static_cast<bool>(info.qconfig->weight), "convert", kind_of(m.root), " in '", m.module_path,
@@ -564,7 +574,9 @@ class Emitter : public ConvertContext {
         TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
                  info.match.module_path, "': ", first_line(e));
       }
-      if (q) {
+      if (q && info.handler->output_qparams() == OutputQParams::kFloat) {
+        env_f_[node->output()] = q;  // dynamic / weight-only: float out
+      } else if (q) {
         q->setType(c10::TensorType::get());
         env_q_[node->output()] = q;
         // Inner nodes feed only the match and shape queries; their shape is the output's.
@@ -623,6 +635,8 @@ class Emitter : public ConvertContext {
     y->setType(c10::TensorType::get());
     TensorQParams qp;
     switch (info.handler->output_qparams()) {
+      case OutputQParams::kFloat:
+        return y;
       case OutputQParams::kObserved:
       case OutputQParams::kSharedWithAllInputs:
         qp = output_qparams(info.match);
@@ -636,6 +650,7 @@ class Emitter : public ConvertContext {
       case OutputQParams::kFromKernel: {
         // The int8 kernels' fixed output qparams (quint8).
         const std::string k = kind_of(info.match.root);
+        // sigmoid, hardsigmoid, softmax: [0, 1]; tanh: [-1, 1].
         qp = k == "aten::tanh" ? TensorQParams{2.0 / 256.0, 128} : TensorQParams{1.0 / 256.0, 0};
         break;
       }
@@ -746,7 +761,7 @@ void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 
 torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
-  TQ_CHECK(impl.batches > 0, "convert", "no calibration batch was run: call calibrate() first");
+  TQ_CHECK(impl.batches > 0 || impl.points.empty(), "convert", "no calibration batch was run: call calibrate() first");
   auto out = impl.module.clone();
   Emitter emitter(impl, out, reference);
   emitter.run();

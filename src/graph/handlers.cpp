@@ -3,11 +3,13 @@
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "tq/core/check.h"
 #include "tq/graph/pattern.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/numerics/batch_norm_folding.h"
+#include "tq/quant/qconfig_mapping.h"
 
 namespace tq::graph {
 namespace {
@@ -191,6 +193,71 @@ class LinearHandler : public QuantizeHandler {
   }
 };
 
+// Dynamic Linear: int8 weights, the input quantized inside the op at run time (PyTorch's
+// dynamic Linear passes reduce_range=True).
+class DynamicLinearHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "DynamicLinear"; }
+  OutputQParams output_qparams() const override { return OutputQParams::kFloat; }
+  std::vector<Value*> quantized_inputs(const Match&) const override { return {}; }
+  std::string why_float(const Match& m) const override { return LinearHandler().why_float(m); }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* lin = m.root;
+    const auto bias = optional_tensor(lin->input(2));
+    const auto qweight = ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor());
+    const auto packed =
+        kernels::int8::prepack_linear(qweight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
+    return int8g::linear_dynamic(ctx.graph(), ctx.float_value(lin->input(0)), ctx.packed_weight(packed), true);
+  }
+  Value* reference(ConvertContext& ctx, const Match& m) const override {
+    const auto w = ctx.quantize_weight(m, constant_of(m.root->input(1))->toTensor()).dequantize();
+    auto& g = ctx.graph();
+    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(1) ? g.insertConstant(w) : nullptr; });
+  }
+};
+
+// Weight-only Embedding: 8-bit rows with per-row float qparams.
+class EmbeddingHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "Embedding"; }
+  OutputQParams output_qparams() const override { return OutputQParams::kFloat; }
+  std::vector<Value*> quantized_inputs(const Match&) const override { return {}; }
+  std::string why_float(const Match& m) const override {
+    if (!is_constant(m.root->input(0))) return "the weight is not a constant";
+    const auto w = constant_of(m.root->input(0));
+    if (!w->isTensor() || w->toTensor().dim() != 2) return "the weight is not a 2-D tensor";
+    return "";
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    const auto qweight = rows(ctx, m);
+    TORCH_CHECK(qweight.scalar_type() == at::kQUInt8, "graph mode quantizes embeddings to 8-bit rows, the qconfig gives ",
+                qweight.scalar_type());
+    return int8g::embedding(ctx.graph(), ctx.packed_weight(kernels::int8::prepack_embedding(qweight)),
+                            ctx.float_value(m.root->input(1)));
+  }
+  Value* reference(ConvertContext& ctx, const Match& m) const override {
+    const auto w = rows(ctx, m).dequantize();
+    auto& g = ctx.graph();
+    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(0) ? g.insertConstant(w) : nullptr; });
+  }
+
+ private:
+  // Per-row float qparams: the qconfig's weight observer when it gives them, otherwise
+  // float_qparams_weight_only's (a per-tensor int8 weight observer does not fit embedding rows;
+  // PyTorch's quantize_dynamic also gives embeddings float-qparams weights).
+  static at::Tensor rows(ConvertContext& ctx, const Match& m) {
+    const auto& q = ctx.qconfig(m);
+    auto obs = q.weight ? q.weight() : nullptr;
+    if (!obs || nn::quantizer_qscheme(*obs) != QScheme::PerChannelAffineFloatQParams) {
+      obs = quant::float_qparams_weight_only_qconfig().weight();
+    }
+    const auto w = constant_of(m.root->input(0))->toTensor();
+    nn::run_quantizer(*obs, w);
+    return kernels::int8::quantize_embedding_weight(w, nn::quantizer_qparams(*obs),
+                                                    nn::quantizer_dtype(*obs) == QDType::QUInt4x2);
+  }
+};
+
 // Tensor + tensor / tensor * tensor (+ relu). A scalar operand stays float: the seed judges Add by
 // its output and emits quantized::add(q, 1.5), which fails at run time.
 class BinaryHandler : public QuantizeHandler {
@@ -275,6 +342,101 @@ class CopyHandler : public QuantizeHandler {
   OutputQParams kind_;
 };
 
+// An op whose int8 form is one quantized:: operator on the int8 input and some of the original
+// arguments, with the output qparams (observed, or fixed as FX fixes softmax's).
+class RequantizingHandler : public QuantizeHandler {
+ public:
+  using Emit = std::function<Value*(ConvertContext&, const Match&, Value* x_q, TensorQParams)>;
+  RequantizingHandler(std::string name, Emit emit, std::function<std::string(const Match&)> why = nullptr,
+                      OutputQParams kind = OutputQParams::kObserved, TensorQParams fixed = {})
+      : name_(std::move(name)), emit_(std::move(emit)), why_(std::move(why)), kind_(kind), fixed_(fixed) {}
+  std::string name() const override { return name_; }
+  OutputQParams output_qparams() const override { return kind_; }
+  std::string why_float(const Match& m) const override {
+    if (!is_tensor(m.root->input(0))) return "its first input is not a tensor";
+    return why_ ? why_(m) : "";
+  }
+  std::vector<Value*> quantized_inputs(const Match& m) const override { return {m.root->input(0)}; }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    const auto qp = kind_ == OutputQParams::kObserved ? ctx.output_qparams(m) : fixed_;
+    return emit_(ctx, m, ctx.quantized(m.root->input(0)), qp);
+  }
+
+ private:
+  std::string name_;
+  Emit emit_;
+  std::function<std::string(const Match&)> why_;
+  OutputQParams kind_;
+  TensorQParams fixed_;
+};
+
+std::string constant_args(const Match& m, std::vector<size_t> indices) {
+  for (auto i : indices) {
+    if (i >= m.root->inputs().size() || !is_constant(m.root->input(i))) {
+      return "argument " + std::to_string(i) + " is not a constant";
+    }
+  }
+  return "";
+}
+
+void register_requantizing_ops(PatternRegistry& r) {
+  using torch::jit::NamedValue;
+  auto op = [](ConvertContext& ctx, const char* name, std::vector<NamedValue> args) {
+    return ctx.graph().insert(c10::Symbol::fromQualString(name), args);
+  };
+  auto arg = [](ConvertContext& ctx, const Match& m, size_t i) { return ctx.float_value(m.root->input(i)); };
+  r.register_pattern(Pattern({"aten::elu"}),
+                     std::make_shared<RequantizingHandler>(
+                         "ELU",
+                         [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
+                           return op(ctx, "quantized::elu", {x, qp.scale, qp.zero_point, arg(ctx, m, 1), arg(ctx, m, 2),
+                                                             arg(ctx, m, 3)});
+                         },
+                         [](const Match& m) { return constant_args(m, {1, 2, 3}); }));
+  r.register_pattern(Pattern({"aten::leaky_relu"}),
+                     std::make_shared<RequantizingHandler>(
+                         "LeakyReLU",
+                         [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
+                           return op(ctx, "quantized::leaky_relu", {x, arg(ctx, m, 1), false, qp.scale, qp.zero_point});
+                         },
+                         [](const Match& m) { return constant_args(m, {1}); }));
+  r.register_pattern(Pattern({"aten::group_norm"}),
+                     std::make_shared<RequantizingHandler>(
+                         "GroupNorm",
+                         [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
+                           return op(ctx, "quantized::group_norm", {x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 3),
+                                                                    arg(ctx, m, 4), qp.scale, qp.zero_point});
+                         },
+                         [](const Match& m) { return constant_args(m, {1, 2, 3, 4}); }));
+  r.register_pattern(Pattern({"aten::instance_norm"}),
+                     std::make_shared<RequantizingHandler>(
+                         "InstanceNorm",
+                         [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
+                           return op(ctx, "quantized::instance_norm",
+                                     {x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 7), qp.scale, qp.zero_point});
+                         },
+                         [](const Match& m) {
+                           auto why = constant_args(m, {1, 2, 5, 7});
+                           if (why.empty() && !constant_of(m.root->input(5))->toBool()) {
+                             why = "instance norm with running statistics";
+                           }
+                           return why;
+                         }));
+  // FX gives softmax fixed qparams (1/256, 0): its output lies in [0, 1].
+  r.register_pattern(Pattern({"aten::softmax"}),
+                     std::make_shared<RequantizingHandler>(
+                         "Softmax",
+                         [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
+                           return op(ctx, "quantized::softmax", {x, arg(ctx, m, 1), qp.scale, qp.zero_point});
+                         },
+                         [](const Match& m) {
+                           auto why = constant_args(m, {1, 2});
+                           if (why.empty() && !constant_of(m.root->input(2))->isNone()) why = "softmax with a dtype";
+                           return why;
+                         },
+                         OutputQParams::kFromKernel, TensorQParams{1.0 / 256.0, 0}));
+}
+
 class HardswishHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "Hardswish"; }
@@ -340,6 +502,7 @@ PatternRegistry default_patterns() {
     r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("FixedQParams", OutputQParams::kFromKernel));
   }
   r.register_pattern(Pattern({"aten::hardswish"}), std::make_shared<HardswishHandler>());
+  register_requantizing_ops(r);
   auto bn = std::make_shared<BatchNormHandler>();
   r.register_pattern(Pattern(kBatchNormOps), bn);
   r.register_pattern(relu_of(Pattern(kBatchNormOps)), bn);
@@ -359,6 +522,13 @@ PatternRegistry default_patterns() {
   r.register_pattern(bn_of(conv()), convh);
   r.register_pattern(relu_of(conv()), convh);
   r.register_pattern(relu_of(bn_of(conv())), convh);
+  return r;
+}
+
+PatternRegistry dynamic_patterns() {
+  PatternRegistry r;
+  r.register_pattern(Pattern({"aten::linear"}), std::make_shared<DynamicLinearHandler>());
+  r.register_pattern(Pattern({"aten::embedding"}), std::make_shared<EmbeddingHandler>());
   return r;
 }
 

@@ -63,6 +63,13 @@ GraphQuantizeOptions GraphQuantizeOptions::for_backend(const std::string& backen
   return o;
 }
 
+GraphQuantizeOptions GraphQuantizeOptions::dynamic() {
+  GraphQuantizeOptions o;
+  o.mapping.set_global(quant::default_dynamic_qconfig());
+  o.patterns = dynamic_patterns();
+  return o;
+}
+
 GraphQuantizeOptions GraphQuantizeOptions::seed() {
   GraphQuantizeOptions o;
   nn::QConfig q;

@@ -35,8 +35,7 @@ void EmbeddingBase::convert(const std::string& qualified_name) {
   run_quantizer(*obs, weight_.detach());
   const auto qp = quantizer_qparams(*obs);
   four_bit_ = quantizer_dtype(*obs) == QDType::QUInt4x2;
-  const auto wq = at::quantize_per_channel(weight_.detach().contiguous(), qp.scale.to(at::kDouble),
-                                           qp.zero_point.to(at::kFloat), 0, four_bit_ ? at::kQUInt4x2 : at::kQUInt8);
+  const auto wq = kernels::int8::quantize_embedding_weight(weight_, qp, four_bit_);
   packed_ = kernels::int8::prepack_embedding(wq);
   mode_ = QuantMode::Quantized;
 }

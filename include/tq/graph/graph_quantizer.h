@@ -41,6 +41,9 @@ struct GraphQuantizeOptions {
 
   // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
   static GraphQuantizeOptions for_backend(const std::string& backend);
+  // Dynamic quantization of Linear (default_dynamic_qconfig) and weight-only 8-bit Embedding
+  // (float_qparams_weight_only_qconfig): no calibration needed.
+  static GraphQuantizeOptions dynamic();
   // Seed 004's configuration: its patterns and its qparams (_minmax_scale_zeropoint in double
   // precision, activations quint8 [0, 255], weights qint8 per tensor on [-127, 128]).
   static GraphQuantizeOptions seed();
@@ -80,7 +83,7 @@ class ObservedModel {
   c10::IValue calibrate(std::vector<c10::IValue> inputs);
   int64_t batches_seen() const;
   // The int8 model (reference = float ops between quantize / dequantize pairs). Throws if no
-  // batch was seen. The observed model is unchanged and can go on calibrating.
+  // batch was seen while some value needs observing (dynamic quantization needs none). The observed model is unchanged and can go on calibrating.
   torch::jit::Module convert(bool reference = false) const;
   // Kinds, modules, qparams and what stays float (qparams once calibrated).
   Summary summary() const;

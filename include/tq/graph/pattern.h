@@ -26,6 +26,7 @@
 
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_graph.h"
+#include "tq/nn/qconfig.h"
 
 namespace torch::jit {
 struct Graph;
@@ -83,6 +84,9 @@ enum class OutputQParams {
   // The inputs and the output share one observer (cat), as FX shares them: the int8 op then
   // needs no requantization.
   kSharedWithAllInputs,
+  // Float in, float out (dynamic quantization: activations quantized inside the op at run time;
+  // weight-only: int8 weights, float activations). Nothing is observed.
+  kFloat,
 };
 
 class ConvertContext;
@@ -127,6 +131,8 @@ class ConvertContext {
   virtual TensorQParams output_qparams(const Match& match) = 0;
   // The weight quantized with the match's weight observer (qint8, per tensor or per channel).
   virtual at::Tensor quantize_weight(const Match& match, const at::Tensor& weight) = 0;
+  // The match's qconfig.
+  virtual const nn::QConfig& qconfig(const Match& match) const = 0;
   // Stores packed weights on the model and returns their value in the graph.
   virtual torch::jit::Value* packed_weight(const kernels::int8::PackedWeight& packed) = 0;
   // The same for a convolution's weights, read by the int8 convolution of x_q: packed again when
@@ -164,6 +170,9 @@ class PatternRegistry {
 // batch_norm, hardswish, sigmoid, hardsigmoid, tanh, layer_norm, and the shape and pooling ops
 // that run on int8 tensors with their input's qparams.
 PatternRegistry default_patterns();
+// Dynamic quantization: Linear with int8 weights, activations quantized at run time (FX's
+// default_dynamic_qconfig); and weight-only Embedding with 8-bit rows (float_qparams_weight_only).
+PatternRegistry dynamic_patterns();
 // Seed 004's own: Add, CopyNode (ReLU, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d modules) and
 // ConvNormRelu (Conv2d (+ BatchNorm2d) (+ ReLU) modules), in the seed's registration order.
 PatternRegistry seed_patterns();

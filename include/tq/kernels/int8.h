@@ -31,6 +31,9 @@ struct PackedWeight {
 // qparams.scale has one value per output channel.
 at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qparams, bool per_channel);
 
+// Embedding rows quantized with per-row float qparams (quint8, or quint4x2 when four_bit).
+at::Tensor quantize_embedding_weight(const at::Tensor& weight, const QParams& qparams, bool four_bit);
+
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias);
 at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu);
 // Dynamic quantization: float in, float out, activations quantized on the fly.

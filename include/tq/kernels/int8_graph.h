@@ -26,6 +26,10 @@ Value* dequantize(Graph& g, Value* x_q);
 // dims: 1, 2 or 3; `packed` holds prepack_conv's weights.
 Value* conv(Graph& g, int dims, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu);
 Value* linear(Graph& g, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu);
+// Dynamic: float x, int8 weights, float out.
+Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range);
+// Weight-only: rows from 8-bit packed embeddings, float out.
+Value* embedding(Graph& g, Value* packed, Value* indices);
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
 Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
 // Tensor-scalar forms: the kernel derives the output's qparams from the input's.

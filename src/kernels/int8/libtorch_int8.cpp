@@ -111,6 +111,11 @@ at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qp, bool per
   return at::quantize_per_tensor(w, qp.scale.item<double>(), qp.zero_point.item<int64_t>(), at::kQInt8);
 }
 
+at::Tensor quantize_embedding_weight(const at::Tensor& weight, const QParams& qp, bool four_bit) {
+  return at::quantize_per_channel(weight.detach().contiguous(), qp.scale.to(at::kDouble), qp.zero_point.to(at::kFloat),
+                                  0, four_bit ? at::kQUInt4x2 : at::kQUInt8);
+}
+
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) {
   return {call(ops().linear_prepack, {weight_q, bias})[0]};
 }

@@ -36,6 +36,14 @@ Value* linear(Graph& g, Value* x_q, Value* packed, double scale, int64_t zero_po
   return insert(g, relu ? "quantized::linear_relu" : "quantized::linear", {x_q, packed, scale, zero_point});
 }
 
+Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range) {
+  return insert(g, "quantized::linear_dynamic", {x, packed, reduce_range});
+}
+
+Value* embedding(Graph& g, Value* packed, Value* indices) {
+  return insert(g, "quantized::embedding_byte", {packed, indices, false});
+}
+
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu) {
   return insert(g, relu ? "quantized::add_relu" : "quantized::add", {a_q, b_q, scale, zero_point});
 }
