@@ -315,6 +315,8 @@ void find_matches(Impl& impl) {
 }
 
 bool produces_int8(const Impl& impl, const Value* v) {
+  // Elements of an int8 list (x.chunk(2, 1) unpacked) are int8 too.
+  if (v->node()->kind() == c10::prim::ListUnpack) v = v->node()->input();
   auto it = impl.match_of.find(v->node());
   if (it == impl.match_of.end()) return false;
   const auto& info = impl.matches[it->second];
@@ -338,6 +340,10 @@ int64_t qparams_point(const Impl& impl, const Value* v) {
   for (;;) {
     v = impl.unalias(const_cast<Value*>(v));
     if (auto p = impl.point_of.find(v); p != impl.point_of.end()) return static_cast<int64_t>(p->second);
+    if (v->node()->kind() == c10::prim::ListUnpack) {
+      v = v->node()->input();
+      continue;
+    }
     auto m = impl.match_of.find(v->node());
     if (m == impl.match_of.end()) return -1;
     const auto& info = impl.matches[m->second];
@@ -726,6 +732,18 @@ class Emitter : public ConvertContext {
   }
 
   void copy_float(Node* node) {
+    // An int8 list is unpacked into int8 tensors.
+    if (node->kind() == c10::prim::ListUnpack) {
+      auto* list = impl_.unalias(node->input());
+      if (!env_f_.count(list) && env_q_.count(list)) {
+        auto* c = g_->insertNode(g_->createClone(node, [&](Value*) { return env_q_.at(list); }));
+        for (size_t i = 0; i < node->outputs().size(); ++i) {
+          c->outputs()[i]->setType(c10::TensorType::get());
+          env_q_[node->outputs()[i]] = c->outputs()[i];
+        }
+        return;
+      }
+    }
     // Shape queries read an int8 tensor as well as a float one: no dequantize for them.
     const bool shape_only = is_shape_query(node);
     auto* c = g_->createClone(node, [&](Value* v) {

@@ -323,7 +323,9 @@ class CopyHandler : public QuantizeHandler {
   std::string name() const override { return name_; }
   OutputQParams output_qparams() const override { return kind_; }
   std::string why_float(const Match& m) const override {
-    if (m.root->outputs().size() != 1 || !is_tensor(m.root->output())) return "its output is not one tensor";
+    const auto& out = m.root->output()->type();
+    const bool tensors = out->isSubtypeOf(*c10::TensorType::get()) || out->isSubtypeOf(*c10::ListType::ofTensors());
+    if (m.root->outputs().size() != 1 || !tensors) return "its output is not a tensor or a list of tensors";
     if (!is_tensor(m.root->input(0))) return "its first input is not a tensor";
     return "";
   }
@@ -333,7 +335,7 @@ class CopyHandler : public QuantizeHandler {
     auto* x = ctx.quantized(m.root->input(0));
     auto* clone = g.createClone(m.root, [&](Value* v) { return v == m.root->input(0) ? x : ctx.float_value(v); });
     g.insertNode(clone);
-    clone->output()->setType(c10::TensorType::get());
+    if (is_tensor(clone->output())) clone->output()->setType(c10::TensorType::get());
     return clone->output();
   }
 
@@ -495,7 +497,7 @@ PatternRegistry default_patterns() {
         "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::mean",
         "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::detach", "aten::narrow",
         "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
-        "aten::pixel_shuffle"}) {
+        "aten::pixel_shuffle", "aten::chunk", "aten::split", "aten::unbind"}) {
     r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("SharedQParams", OutputQParams::kSharedWithInput));
   }
   for (const char* op : {"aten::sigmoid", "aten::tanh", "aten::hardsigmoid"}) {
