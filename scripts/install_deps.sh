@@ -8,6 +8,7 @@ PACKAGES=(
   libopenblas0-pthread    # fast BLAS for honest fp32 baselines (the default reference BLAS is ~40x slower)
   googletest libgtest-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  libstb-dev              # PNG / JPEG decoding for the tq tool's image folders
   dataset-fashion-mnist   # real data for the demo
   python3-torch           # the executable reference: golden data and the Python side of benchmarks
   python3-torchvision     # real architectures for graph mode (rebuilt from a seed; no downloads)

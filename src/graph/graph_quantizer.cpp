@@ -29,6 +29,7 @@
 #include "normalize.h"
 #include "observe_op.h"
 #include "tq/core/check.h"
+#include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/nn/qconfig.h"
 #include "tq/serialize/state_dict.h"
@@ -43,19 +44,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // The first line of a LibTorch error, without its backtrace.
-// For TorchScript interpreter errors, the line that says what failed (their last one).
-std::string first_line(const std::exception& e) {
-  const auto* ce = dynamic_cast<const c10::Error*>(&e);
-  std::string msg = ce ? ce->what_without_backtrace() : e.what();
-  std::vector<std::string> lines;
-  std::istringstream in(msg);
-  for (std::string line; std::getline(in, line);) {
-    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
-  }
-  if (lines.empty()) return msg;
-  if (lines[0].rfind("The following operation failed in the TorchScript interpreter", 0) == 0) return lines.back();
-  return lines[0];
-}
+std::string first_line(const std::exception& e) { return error_message(e); }
 
 std::string kind_of(const Node* n) { return n->kind().toQualString(); }
 

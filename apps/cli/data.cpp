@@ -1,0 +1,198 @@
+#include "data.h"
+
+#include <ATen/ATen.h>
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "idx_reader.h"
+
+namespace tq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+bool is_image(const fs::path& p) {
+  const auto ext = lower(p.extension().string());
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+Samples load_pt(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  c10::IValue v;
+  try {
+    v = torch::jit::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    throw BadInput(path + ": not a torch.save file of tensors (" + e.what_without_backtrace() + ")");
+  }
+  Samples s;
+  if (v.isTensor()) {
+    s.inputs = v.toTensor();
+  } else if (v.isList() || v.isTuple()) {
+    std::vector<at::Tensor> parts;
+    const auto elems = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
+    for (const auto& e : elems) {
+      if (!e.isTensor()) throw BadInput(path + ": the list holds something other than tensors");
+      parts.push_back(e.toTensor());
+    }
+    if (parts.empty()) throw BadInput(path + ": the list of tensors is empty");
+    try {
+      s.inputs = at::cat(parts, 0);
+    } catch (const c10::Error&) {
+      throw BadInput(path + ": the tensors in the list have different shapes");
+    }
+  } else {
+    throw BadInput(path + ": holds neither a tensor nor a list of tensors");
+  }
+  if (s.inputs.dim() == 0 || s.inputs.size(0) == 0) throw BadInput(path + ": no samples");
+  if (s.inputs.is_floating_point()) s.inputs = s.inputs.to(at::kFloat);
+  return s;
+}
+
+Samples load_idx(const std::string& path, const DataOptions& o) {
+  Samples s;
+  at::Tensor raw;
+  try {
+    raw = apps::read_idx(path);
+  } catch (const std::exception& e) {
+    throw BadInput(e.what());
+  }
+  if (raw.dim() != 3) throw BadInput(path + ": expected an IDX file of images [N, rows, cols]");
+  s.inputs = raw.to(at::kFloat).div_(255.0).unsqueeze(1);
+  if (o.normalize_idx) s.inputs = (s.inputs - o.mean.at(0)) / o.std.at(0);
+  if (!o.labels.empty()) {
+    try {
+      s.labels = apps::read_idx(o.labels).to(at::kLong);
+    } catch (const std::exception& e) {
+      throw BadInput(e.what());
+    }
+    if (s.labels.dim() != 1 || s.labels.size(0) != s.inputs.size(0)) {
+      throw BadInput(o.labels + ": " + std::to_string(s.labels.numel()) + " labels for " +
+                     std::to_string(s.inputs.size(0)) + " images");
+    }
+  }
+  return s;
+}
+
+// HWC uint8 -> CHW float, resized (shorter side), center-cropped, normalized.
+at::Tensor decode_image(const fs::path& p, const DataOptions& o) {
+  int w = 0, h = 0, c = 0;
+  const int want = static_cast<int>(o.channels);
+  unsigned char* pixels = stbi_load(p.string().c_str(), &w, &h, &c, want);
+  if (!pixels) throw BadInput(p.string() + ": cannot decode image (" + stbi_failure_reason() + ")");
+  std::vector<unsigned char> buf(pixels, pixels + static_cast<size_t>(w) * h * want);
+  stbi_image_free(pixels);
+  if (o.resize > 0) {
+    const double f = static_cast<double>(o.resize) / std::min(w, h);
+    const int nw = std::max(1, static_cast<int>(std::lround(w * f))), nh = std::max(1, static_cast<int>(std::lround(h * f)));
+    std::vector<unsigned char> out(static_cast<size_t>(nw) * nh * want);
+    stbir_resize_uint8(buf.data(), w, h, 0, out.data(), nw, nh, 0, want);
+    buf.swap(out);
+    w = nw;
+    h = nh;
+  }
+  auto t = at::from_blob(buf.data(), {h, w, want}, at::kByte).clone().permute({2, 0, 1}).to(at::kFloat).div_(255.0);
+  if (o.center_crop > 0) {
+    const int64_t cs = o.center_crop;
+    if (cs > h || cs > w) throw BadInput(p.string() + ": smaller than the center crop");
+    t = t.narrow(1, (h - cs) / 2, cs).narrow(2, (w - cs) / 2, cs);
+  }
+  for (int64_t ch = 0; ch < want; ++ch) {
+    const size_t k = std::min<size_t>(static_cast<size_t>(ch), o.mean.size() - 1);
+    t[ch].sub_(o.mean[k]).div_(o.std[std::min<size_t>(static_cast<size_t>(ch), o.std.size() - 1)]);
+  }
+  return t.contiguous();
+}
+
+Samples load_images(const std::string& dir, const DataOptions& o) {
+  if (o.channels != 1 && o.channels != 3) throw std::invalid_argument("--channels must be 1 or 3");
+  std::vector<std::pair<fs::path, int64_t>> files;
+  std::vector<fs::path> classes;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.is_directory()) classes.push_back(e.path());
+  }
+  std::sort(classes.begin(), classes.end());
+  if (classes.empty()) {
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.is_regular_file() && is_image(e.path())) files.emplace_back(e.path(), -1);
+    }
+  } else {
+    for (size_t k = 0; k < classes.size(); ++k) {
+      for (const auto& e : fs::directory_iterator(classes[k])) {
+        if (e.is_regular_file() && is_image(e.path())) files.emplace_back(e.path(), static_cast<int64_t>(k));
+      }
+    }
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw BadInput(dir + ": no PNG or JPEG images");
+  Samples s;
+  std::vector<at::Tensor> images;
+  std::vector<int64_t> labels;
+  for (const auto& [path, label] : files) {
+    if (o.limit > 0 && static_cast<int64_t>(images.size()) >= o.limit) break;
+    try {
+      images.push_back(decode_image(path, o));
+    } catch (const BadInput&) {
+      if (!o.skip_bad) throw;
+      ++s.skipped;
+      continue;
+    }
+    labels.push_back(label);
+  }
+  if (images.empty()) throw BadInput(dir + ": every image failed to decode");
+  try {
+    s.inputs = at::stack(images);
+  } catch (const c10::Error&) {
+    throw BadInput(dir + ": images of different sizes (use --resize and --center-crop)");
+  }
+  if (!classes.empty()) s.labels = at::tensor(labels, at::kLong);
+  return s;
+}
+
+}  // namespace
+
+Samples load_samples(const std::string& path, const DataOptions& o) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw BadInput("no such file or directory: " + path);
+  Samples s;
+  if (fs::is_directory(path, ec)) {
+    s = load_images(path, o);
+  } else if (ends_with(path, ".pt") || ends_with(path, ".pth")) {
+    s = load_pt(path);
+  } else if (path.find("idx") != std::string::npos || ends_with(path, ".gz")) {
+    s = load_idx(path, o);
+  } else {
+    throw BadInput(path + ": unknown data format (expected .pt, an IDX file, or a directory of images)");
+  }
+  if (o.limit > 0 && s.inputs.size(0) > o.limit) {
+    s.inputs = s.inputs.narrow(0, 0, o.limit);
+    if (s.labels.defined()) s.labels = s.labels.narrow(0, 0, o.limit);
+  }
+  return s;
+}
+
+std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, int64_t max_batches) {
+  std::vector<at::Tensor> out;
+  for (int64_t i = 0; i < inputs.size(0); i += batch_size) {
+    if (max_batches > 0 && static_cast<int64_t>(out.size()) >= max_batches) break;
+    out.push_back(inputs.narrow(0, i, std::min(batch_size, inputs.size(0) - i)));
+  }
+  return out;
+}
+
+}  // namespace tq::cli

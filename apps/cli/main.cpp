@@ -1,0 +1,422 @@
+// tq: quantize, inspect, benchmark and compare TorchScript models from the command line.
+// Exit codes: 0 success, 1 usage error, 2 bad input file, 3 runtime failure.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "data.h"
+#include "tq/core/error_message.h"
+#include "progress.h"
+#include "tq/graph/graph_quantizer.h"
+#include "tq/kernels/int8.h"
+#include "tq/observers/default_observers.h"
+#include "tq/observers/histogram_observer.h"
+#include "tq/observers/min_max_observer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using tq::cli::BadInput;
+using clock_type = std::chrono::steady_clock;
+
+// A usage problem found after parsing (paths, conflicting flags): exit code 1.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string clean(const std::exception& e) { return tq::error_message(e); }
+
+torch::jit::Module load_model(const std::string& path) {
+  try {
+    return tq::graph::load_torchscript(path);
+  } catch (const std::exception& e) {
+    throw BadInput(clean(e));
+  }
+}
+
+void check_output_path(const std::string& out, const std::vector<std::string>& inputs, bool force) {
+  std::error_code ec;
+  if (fs::is_directory(out, ec)) throw UsageError("output " + out + " is a directory");
+  for (const auto& in : inputs) {
+    if (fs::exists(out, ec) && fs::equivalent(out, in, ec)) throw UsageError("output " + out + " is the input model");
+  }
+  if (fs::exists(out, ec) && !force) throw UsageError("output " + out + " exists (use --force to replace it)");
+  const auto parent = fs::path(out).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec)) throw UsageError("no such directory: " + parent.string());
+}
+
+void write_json(const nlohmann::json& j, const std::string& path) {
+  const std::string tmp = path + ".tmp-tq";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw UsageError("cannot write " + path);
+    f << j.dump(2) << "\n";
+  }
+  fs::rename(tmp, path);
+}
+
+nlohmann::json summary_json(const tq::graph::Summary& s) {
+  nlohmann::json nodes = nlohmann::json::array(), points = nlohmann::json::array();
+  for (const auto& e : s.nodes) {
+    nlohmann::json n = {{"op", e.op}, {"module", e.module_path}, {"quantized", e.quantized}};
+    if (!e.handler.empty()) n["handler"] = e.handler;
+    if (!e.why_float.empty()) n["why_float"] = e.why_float;
+    if (e.has_qparams) n["qparams"] = {{"scale", e.qparams.scale}, {"zero_point", e.qparams.zero_point}};
+    nodes.push_back(n);
+  }
+  for (const auto& p : s.points) {
+    points.push_back({{"kind", p.kind}, {"op", p.op}, {"module", p.module_path}, {"scale", p.qparams.scale},
+                      {"zero_point", p.qparams.zero_point}});
+  }
+  return {{"quantized_nodes", s.quantized_count()}, {"nodes", nodes}, {"quantization_points", points}};
+}
+
+at::Tensor first_tensor(const c10::IValue& v) {
+  if (v.isTensor()) return v.toTensor();
+  if (v.isTuple() && !v.toTupleRef().elements().empty()) return first_tensor(v.toTupleRef().elements()[0]);
+  if (v.isList() && !v.toListRef().empty()) return first_tensor(v.toListRef()[0]);
+  throw std::runtime_error("the model's output is not a tensor");
+}
+
+c10::IValue run(torch::jit::Module& m, const at::Tensor& x, const std::string& what) {
+  try {
+    return m.forward({x});
+  } catch (const std::exception& e) {
+    std::ostringstream s;
+    s << what << ": the model failed on input of shape " << x.sizes() << ": " << clean(e);
+    throw BadInput(s.str());
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+
+struct QuantizeArgs {
+  std::string model, out, calib, mode = "static", engine = "onednn", observer = "histogram", report;
+  std::vector<std::string> exclude;
+  bool per_tensor = false, seed = false, reference = false, force = false;
+  int64_t batches = 32, batch_size = 32;
+  tq::cli::DataOptions data;
+};
+
+int quantize(const QuantizeArgs& a) {
+  if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty())) {
+    throw UsageError("--seed-config is seed 004's fixed configuration: it takes no --mode, --per-tensor-weights or --exclude");
+  }
+  if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
+  check_output_path(a.out, {a.model}, a.force);
+  if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
+  tq::kernels::int8::set_engine(a.seed ? "qnnpack" : a.engine);
+  auto model = load_model(a.model);
+  tq::graph::GraphQuantizeOptions options;
+  if (a.seed) {
+    options = tq::graph::GraphQuantizeOptions::seed();
+  } else if (a.mode == "dynamic") {
+    options = tq::graph::GraphQuantizeOptions::dynamic();
+  } else {
+    options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
+    auto q = tq::quant::get_default_qconfig(a.engine);
+    const bool reduce = a.engine == "x86" || a.engine == "fbgemm";
+    namespace obs = tq::observers;
+    if (a.observer == "minmax") {
+      q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce));
+    } else if (a.observer == "moving-average") {
+      q.activation = obs::with_args<obs::MovingAverageMinMaxObserver>(
+          obs::MovingAverageMinMaxObserverOptions().reduce_range(reduce));
+    }
+    if (a.per_tensor) q.weight = obs::default_weight_observer();
+    options.mapping.set_global(q);
+  }
+  for (const auto& name : a.exclude) options.mapping.set_module_name_none(name);
+  tq::graph::ObservedModel observed = [&] {
+    try {
+      return tq::graph::prepare(model, options);
+    } catch (const c10::Error& e) {
+      const std::string msg = clean(e);
+      if (msg.find("qconfig mapping names") != std::string::npos) throw UsageError(msg);
+      throw;
+    }
+  }();
+  if (!a.calib.empty() && a.mode == "static") {
+    const auto samples = tq::cli::load_samples(a.calib, a.data);
+    const auto bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
+    tq::apps::ProgressBar bar("calibrating", static_cast<int64_t>(bs.size()));
+    for (size_t i = 0; i < bs.size(); ++i) {
+      try {
+        observed.calibrate(bs[i]);
+      } catch (const std::exception& e) {
+        throw BadInput(a.calib + ": " + clean(e));
+      }
+      bar.update(static_cast<int64_t>(i) + 1);
+    }
+    bar.finish();
+    if (samples.skipped > 0) std::cerr << "tq: skipped " << samples.skipped << " unreadable images\n";
+  }
+  auto int8 = observed.convert(a.reference);
+  tq::graph::save_torchscript(int8, a.out);
+  const auto summary = observed.summary();
+  std::cout << summary.to_string() << "wrote " << a.out << "\n";
+  if (!a.report.empty()) {
+    auto j = summary_json(summary);
+    j["model"] = a.model;
+    j["output"] = a.out;
+    j["engine"] = a.seed ? "qnnpack" : a.engine;
+    j["mode"] = a.seed ? "seed" : a.mode;
+    write_json(j, a.report);
+  }
+  return 0;
+}
+
+int inspect(const std::string& path, const std::string& engine) {
+  auto model = load_model(path);
+  int64_t params = 0, bytes = 0;
+  for (const auto& p : model.named_parameters()) {
+    params += p.value.numel();
+    bytes += p.value.numel() * static_cast<int64_t>(p.value.element_size());
+  }
+  for (const auto& b : model.named_buffers()) bytes += b.value.numel() * static_cast<int64_t>(b.value.element_size());
+  std::map<std::string, int> ops;
+  for (auto* n : model.get_method("forward").graph()->nodes()) ops[n->kind().toQualString()]++;
+  std::cout << path << ": " << params << " parameters, " << bytes << " bytes of parameters and buffers\n";
+  tq::kernels::int8::set_engine(engine);
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend(engine));
+  const auto summary = observed.summary();
+  std::map<std::string, int> ops_frozen;
+  for (const auto& e : summary.nodes) ops_frozen[e.op]++;
+  std::cout << "operators (frozen forward graph):\n";
+  for (const auto& [op, count] : ops_frozen) std::cout << "  " << op << " x" << count << "\n";
+  std::map<std::string, int> patterns;
+  for (const auto& e : summary.nodes) {
+    if (e.quantized) patterns[e.handler + " " + e.pattern]++;
+  }
+  std::cout << "patterns that match (" << engine << " defaults):\n";
+  for (const auto& [p, count] : patterns) std::cout << "  " << p << ": " << count << " nodes\n";
+  std::map<std::string, int> left;
+  for (const auto& e : summary.nodes) {
+    if (!e.quantized) left[e.op + (e.why_float.empty() ? "" : " (" + e.why_float + ")")]++;
+  }
+  std::cout << "would stay float:\n";
+  for (const auto& [p, count] : left) std::cout << "  " << p << " x" << count << "\n";
+  return 0;
+}
+
+struct BenchArgs {
+  std::string model, vs, shape = "1,3,224,224", engine = "onednn";
+  int threads = 2, warmup = 5, iters = 50;
+};
+
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+nlohmann::json stats(std::vector<double> ms, int64_t batch) {
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * (ms.size() - 1) + 0.5))]; };
+  return {{"min_ms", ms.front()}, {"median_ms", pct(0.5)}, {"p90_ms", pct(0.9)}, {"p99_ms", pct(0.99)},
+          {"throughput_per_s", 1000.0 * batch / pct(0.5)}};
+}
+
+int bench(const BenchArgs& a) {
+  std::vector<int64_t> shape;
+  std::stringstream ss(a.shape);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      shape.push_back(std::stoll(item));
+    } catch (...) {
+      throw UsageError("--input-shape must be comma-separated integers, got '" + a.shape + "'");
+    }
+    if (shape.back() <= 0) throw UsageError("--input-shape values must be positive, got '" + a.shape + "'");
+  }
+  at::set_num_threads(a.threads);
+  tq::kernels::int8::set_engine(a.engine);
+  std::vector<torch::jit::Module> models{load_model(a.model)};
+  if (!a.vs.empty()) models.push_back(load_model(a.vs));
+  at::NoGradGuard no_grad;
+  const auto x = at::randn(shape);
+  for (auto& m : models) {
+    for (int i = 0; i < a.warmup; ++i) run(m, x, "bench");
+  }
+  std::vector<std::vector<double>> times(models.size());
+  tq::apps::ProgressBar bar("benchmarking", a.iters);
+  for (int i = 0; i < a.iters; ++i) {
+    for (size_t k = 0; k < models.size(); ++k) {  // interleaved
+      const auto t0 = clock_type::now();
+      models[k].forward({x});
+      times[k].push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+    }
+    bar.update(i + 1);
+  }
+  bar.finish();
+  nlohmann::json j = {{"input_shape", shape}, {"threads", a.threads}, {"peak_rss_mb", peak_rss_mb()}};
+  j["model"] = stats(times[0], shape[0]);
+  std::cout << a.model << ": median " << j["model"]["median_ms"].get<double>() << " ms, p90 "
+            << j["model"]["p90_ms"].get<double>() << " ms, min " << j["model"]["min_ms"].get<double>() << " ms, "
+            << j["model"]["throughput_per_s"].get<double>() << " samples/s\n";
+  if (models.size() == 2) {
+    j["vs"] = stats(times[1], shape[0]);
+    const double ratio = j["vs"]["median_ms"].get<double>() / j["model"]["median_ms"].get<double>();
+    std::cout << a.vs << ": median " << j["vs"]["median_ms"].get<double>() << " ms; " << a.model << " is " << ratio
+              << "x as fast\n";
+    j["speedup"] = ratio;
+  }
+  std::cout << "peak RSS " << j["peak_rss_mb"].get<double>() << " MB\n" << j.dump() << "\n";
+  return 0;
+}
+
+struct CompareArgs {
+  std::string float_model, quant_model, data, engine = "onednn", report;
+  int64_t batch_size = 32, batches = 0;
+  tq::cli::DataOptions data_options;
+};
+
+double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
+  const double signal = ref.pow(2).sum().item<double>();
+  const double noise = (ref - x).pow(2).sum().item<double>();
+  return 10.0 * std::log10(signal / std::max(noise, 1e-30));
+}
+
+int compare(const CompareArgs& a) {
+  tq::kernels::int8::set_engine(a.engine);
+  auto fm = load_model(a.float_model);
+  auto qm = load_model(a.quant_model);
+  const auto samples = tq::cli::load_samples(a.data, a.data_options);
+  const auto bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> fo, qo;
+  tq::apps::ProgressBar bar("comparing", static_cast<int64_t>(bs.size()));
+  for (size_t i = 0; i < bs.size(); ++i) {
+    fo.push_back(first_tensor(run(fm, bs[i], a.float_model)));
+    qo.push_back(first_tensor(run(qm, bs[i], a.quant_model)));
+    bar.update(static_cast<int64_t>(i) + 1);
+  }
+  bar.finish();
+  const auto f = at::cat(fo), q = at::cat(qo);
+  if (!f.sizes().equals(q.sizes())) throw BadInput("the two models' outputs have different shapes");
+  nlohmann::json j = {{"float_model", a.float_model}, {"quantized_model", a.quant_model}, {"samples", f.size(0)},
+                      {"output_sqnr_db", sqnr_db(f, q)}};
+  std::cout << "samples " << f.size(0) << ", output SQNR " << j["output_sqnr_db"].get<double>() << " dB";
+  if (f.dim() == 2) {
+    const auto ft = f.argmax(1), qt = q.argmax(1);
+    j["top1_agreement"] = ft.eq(qt).to(at::kDouble).mean().item<double>();
+    std::cout << ", top-1 agreement " << 100 * j["top1_agreement"].get<double>() << "%";
+    if (samples.labels.defined()) {
+      const auto labels = samples.labels.narrow(0, 0, f.size(0));
+      j["float_accuracy"] = ft.eq(labels).to(at::kDouble).mean().item<double>();
+      j["quantized_accuracy"] = qt.eq(labels).to(at::kDouble).mean().item<double>();
+      std::cout << ", accuracy " << 100 * j["float_accuracy"].get<double>() << "% float, "
+                << 100 * j["quantized_accuracy"].get<double>() << "% quantized";
+    }
+  }
+  std::cout << "\n";
+  if (!a.report.empty()) write_json(j, a.report);
+  return 0;
+}
+
+void add_data_options(CLI::App* cmd, tq::cli::DataOptions& d) {
+  cmd->add_option("--labels", d.labels, "IDX labels file (image folders give labels by sub-folder)");
+  cmd->add_option("--resize", d.resize, "images: resize the shorter side to this")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--center-crop", d.center_crop, "images: square center crop")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--channels", d.channels, "images: 1 (grey) or 3 (RGB)")->check(CLI::IsMember({1, 3}));
+  cmd->add_option("--mean", d.mean, "per-channel mean (images: ImageNet's by default)");
+  cmd->add_option("--std", d.std, "per-channel std (images: ImageNet's by default)");
+  cmd->add_flag("--normalize-idx", d.normalize_idx, "IDX: apply --mean / --std after scaling to [0, 1]");
+  cmd->add_flag("--skip-bad", d.skip_bad, "skip unreadable images (counted) instead of failing");
+  cmd->add_option("--limit", d.limit, "use at most this many samples")->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tq: quantize, inspect, benchmark and compare TorchScript models (PyTorch's quantization in C++)"};
+  app.require_subcommand(1);
+  app.footer("Exit codes: 0 success, 1 usage error, 2 bad input file, 3 runtime failure.");
+  const std::vector<std::string> engines = {"onednn", "qnnpack", "x86", "fbgemm"};
+
+  QuantizeArgs q;
+  auto* qc = app.add_subcommand("quantize", "Quantize a TorchScript model to int8 TorchScript.\n"
+                                            "  tq quantize resnet18.pt -o resnet18_int8.pt --calib images/ --resize 256 --center-crop 224");
+  qc->add_option("model", q.model, "TorchScript file (torch.jit.save)")->required();
+  qc->add_option("-o,--output", q.out, "where to write the int8 model")->required();
+  qc->add_option("--calib", q.calib, "calibration data: .pt, IDX file or image directory");
+  qc->add_option("--mode", q.mode, "static (calibrated) or dynamic (Linear, Embedding)")
+      ->check(CLI::IsMember({"static", "dynamic"}));
+  qc->add_option("--engine", q.engine, "int8 engine")->check(CLI::IsMember(engines));
+  qc->add_option("--activation-observer", q.observer, "histogram, minmax or moving-average")
+      ->check(CLI::IsMember({"histogram", "minmax", "moving-average"}));
+  qc->add_flag("--per-tensor-weights", q.per_tensor, "per-tensor weight qparams (default: per channel)");
+  qc->add_option("--exclude", q.exclude, "keep this module (qualified name, e.g. layer1.0.conv2) float");
+  qc->add_flag("--seed-config", q.seed, "seed 004's own patterns and qparams (engine qnnpack)");
+  qc->add_flag("--reference", q.reference, "write the reference form (float ops between quantize / dequantize)");
+  qc->add_option("--batches", q.batches, "calibration batches")->check(CLI::PositiveNumber);
+  qc->add_option("--batch-size", q.batch_size, "calibration batch size")->check(CLI::PositiveNumber);
+  qc->add_option("--report", q.report, "write the summary as JSON");
+  qc->add_flag("--force", q.force, "replace existing output files");
+  add_data_options(qc, q.data);
+
+  std::string inspect_model, inspect_engine = "onednn";
+  auto* ic = app.add_subcommand("inspect", "Operators, matching patterns, what would stay float and why.\n"
+                                           "  tq inspect resnet18.pt");
+  ic->add_option("model", inspect_model, "TorchScript file")->required();
+  ic->add_option("--engine", inspect_engine, "int8 engine whose defaults to apply")->check(CLI::IsMember(engines));
+
+  BenchArgs b;
+  auto* bc = app.add_subcommand("bench", "Latency (min / median / p90 / p99), throughput, peak memory.\n"
+                                         "  tq bench resnet18_int8.pt --input-shape 1,3,224,224 --vs resnet18.pt");
+  bc->add_option("model", b.model, "TorchScript file")->required();
+  bc->add_option("--input-shape", b.shape, "comma-separated input shape");
+  bc->add_option("--threads", b.threads, "intra-op threads")->check(CLI::PositiveNumber);
+  bc->add_option("--warmup", b.warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
+  bc->add_option("--iters", b.iters, "timed runs")->check(CLI::PositiveNumber);
+  bc->add_option("--vs", b.vs, "a second model, timed interleaved with the first");
+  bc->add_option("--engine", b.engine, "int8 engine")->check(CLI::IsMember(engines));
+
+  CompareArgs c;
+  auto* cc = app.add_subcommand("compare", "Output SQNR, top-1 agreement and accuracy of a quantized model against its float model.\n"
+                                           "  tq compare resnet18.pt resnet18_int8.pt --data val/ --resize 256 --center-crop 224");
+  cc->add_option("float_model", c.float_model, "float TorchScript file")->required();
+  cc->add_option("quantized_model", c.quant_model, "quantized TorchScript file")->required();
+  cc->add_option("--data", c.data, "evaluation data: .pt, IDX file or image directory")->required();
+  cc->add_option("--batch-size", c.batch_size, "batch size")->check(CLI::PositiveNumber);
+  cc->add_option("--batches", c.batches, "at most this many batches (0: all)")->check(CLI::NonNegativeNumber);
+  cc->add_option("--engine", c.engine, "int8 engine")->check(CLI::IsMember(engines));
+  cc->add_option("--report", c.report, "write the figures as JSON");
+  add_data_options(cc, c.data_options);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 1;
+  }
+  try {
+    if (*qc) return quantize(q);
+    if (*ic) return inspect(inspect_model, inspect_engine);
+    if (*bc) return bench(b);
+    if (*cc) return compare(c);
+  } catch (const UsageError& e) {
+    std::cerr << "tq: " << e.what() << "\n";
+    return 1;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "tq: " << e.what() << "\n";
+    return 1;
+  } catch (const BadInput& e) {
+    std::cerr << "tq: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "tq: " << clean(e) << "\n";
+    return 3;
+  }
+  return 1;
+}

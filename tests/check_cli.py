@@ -1,0 +1,108 @@
+"""Runs the real `tq` binary (ctest): exit codes, one-line messages, outputs and their absence.
+usage: check_cli.py TQ_BINARY SEED_MODEL WORK_DIR"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+import torch
+
+FAILURES = []
+
+
+def run(args, code, needle=None):
+    p = subprocess.run([TQ] + args, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    ok = p.returncode == code and (needle is None or needle in out)
+    if code != 0 and ok:
+        # Errors are one clean line: no LibTorch backtrace.
+        ok = "Exception raised from" not in out and "frame #" not in out
+    print(("ok  " if ok else "FAIL") + f"  tq {' '.join(args)} -> {p.returncode}" + ("" if ok else f"\n{out}"))
+    if not ok:
+        FAILURES.append(args)
+    return out
+
+
+def png(path, w, h, seed):
+    """A small RGB PNG written with zlib (no imaging library needed)."""
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
+    raw = b"".join(b"\x00" + bytes(pixels[y].flatten().tolist()) for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def main():
+    global TQ
+    TQ, model, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    w = lambda name: os.path.join(work, name)  # noqa: E731
+    torch.manual_seed(0)
+    torch.save(torch.randn(8, 3, 16, 16), w("calib.pt"))
+    torch.save(torch.randn(4, 5, 16, 16), w("wrong_shape.pt"))
+    with open(w("not_a_model.pt"), "w") as f:
+        f.write("not a zip archive")
+    os.makedirs(w("empty_dir"))
+    for k, cls in enumerate(["cat", "dog"]):
+        os.makedirs(w(f"images/{cls}"))
+        for i in range(3):
+            png(w(f"images/{cls}/{i}.png"), 20, 18, 10 * k + i)
+    os.makedirs(w("bad_images"))
+    png(w("bad_images/good.png"), 16, 16, 99)
+    with open(w("bad_images/corrupt.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\nnot really")
+
+    run(["--help"], 0, "quantize")
+    run(["quantize", "--help"], 0, "--calib")
+    out = run(["quantize", model, "-o", w("int8.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack",
+               "--batch-size", "4", "--report", w("report.json")], 0, "quantization points")
+    torch.backends.quantized.engine = "qnnpack"
+    int8 = torch.jit.load(w("int8.pt"))
+    y = int8(torch.randn(2, 3, 16, 16))
+    assert y.shape == (2, 32), y.shape
+    report = json.load(open(w("report.json")))
+    if report["quantized_nodes"] <= 0 or not report["quantization_points"]:
+        FAILURES.append("report")
+    run(["quantize", model, "-o", w("int8.pt"), "--calib", w("calib.pt")], 1, "exists (use --force")
+    run(["quantize", model, "-o", model, "--calib", w("calib.pt"), "--force"], 1, "is the input model")
+    run(["quantize", model, "-o", work, "--calib", w("calib.pt")], 1, "is a directory")
+    run(["quantize", model, "-o", w("x.pt")], 1, "--mode static needs --calib")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--mode", "dynamic"], 1,
+        "--seed-config")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--exclude", "no.such.module"], 1,
+        "names module 'no.such.module'")
+    run(["quantize", w("missing.pt"), "-o", w("x.pt"), "--calib", w("calib.pt")], 2, "no such file")
+    run(["quantize", w("not_a_model.pt"), "-o", w("x.pt"), "--calib", w("calib.pt")], 2, "is not a TorchScript file")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("wrong_shape.pt")], 2, "shape [4, 5, 16, 16]")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("empty_dir")], 2, "no PNG or JPEG images")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("bad_images"), "--resize", "16", "--center-crop", "16"], 2,
+        "corrupt.png: cannot decode image")
+    if os.path.exists(w("x.pt")):
+        FAILURES.append("a failed quantize left an output file")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("bad_images"), "--resize", "16", "--center-crop", "16",
+         "--skip-bad"], 0, "skipped 1 unreadable images")
+    run(["quantize", model, "-o", w("seed.pt"), "--calib", w("calib.pt"), "--seed-config"], 0, "ConvNormRelu")
+    run(["quantize", model, "-o", w("ref.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--reference"], 0)
+    run(["inspect", model], 0, "patterns that match")
+    run(["bench", w("int8.pt"), "--input-shape", "1,3,16,16", "--iters", "3", "--warmup", "1", "--vs", model,
+         "--engine", "qnnpack"], 0, "as fast")
+    run(["bench", model, "--input-shape", "1,x"], 1, "--input-shape")
+    run(["bench", model, "--input-shape", "1,7,16,16", "--iters", "1"], 2, "failed on input of shape [1, 7, 16, 16]")
+    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--engine", "qnnpack"], 0, "output SQNR")
+    run(["compare", model, w("int8.pt"), "--data", w("images"), "--resize", "16", "--center-crop", "16",
+         "--engine", "qnnpack", "--report", w("compare.json")], 0, "accuracy")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
