@@ -17,6 +17,8 @@ build: configure
 
 demo: build
 	@$(BUILD_DIR)/apps/demo/tq_demo --data /usr/share/datasets/fashion-mnist --out $(BUILD_DIR)/demo
+	@/usr/bin/python3 tools/graph_demo.py --tq $(BUILD_DIR)/apps/cli/tq --data /usr/share/datasets/fashion-mnist \
+	  --out $(BUILD_DIR)/demo
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
