@@ -33,6 +33,7 @@ golden:
 	@/usr/bin/python3 tools/gen_golden.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_fake_quant.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_eager.py --out tests/golden
+	@/usr/bin/python3 tools/gen_golden_folding.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_graph_seed.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph --activation minmax
