@@ -124,7 +124,7 @@ int quantize(const QuantizeArgs& a) {
   } else {
     options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
     auto q = tq::quant::get_default_qconfig(a.engine);
-    const bool reduce = a.engine == "x86" || a.engine == "fbgemm";
+    const bool reduce = tq::quant::backend_reduces_range(a.engine);
     namespace obs = tq::observers;
     if (a.observer == "minmax") {
       q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce));

@@ -15,6 +15,7 @@
                                       float, float, float, double*, double*);                                       \
   }
 TQ_DECLARE_KERNELS(cpu_default)
+#if TQ_HAS_AVX2_KERNELS
 TQ_DECLARE_KERNELS(cpu_avx2)
 
 namespace tq::kernels::cpu {
@@ -24,8 +25,15 @@ bool has_avx2() {
   return yes;
 }
 }  // namespace
+}  // namespace tq::kernels::cpu
 
 #define TQ_DISPATCH(fn, ...) return has_avx2() ? cpu_avx2::fn(__VA_ARGS__) : cpu_default::fn(__VA_ARGS__)
+#else
+// Not x86 (CMake builds no AVX2 copy): the portable kernels only.
+#define TQ_DISPATCH(fn, ...) return cpu_default::fn(__VA_ARGS__)
+#endif
+
+namespace tq::kernels::cpu {
 
 void fake_quantize_per_tensor(const float* x, float* y, bool* mask, int64_t n, const PerTensorQParams& qp) {
   TQ_DISPATCH(fake_quantize_per_tensor, x, y, mask, n, qp);

@@ -48,23 +48,25 @@ nn::QuantizerFactory weight_observer(const std::string& backend) {
 }
 }  // namespace
 
+bool backend_reduces_range(const std::string& backend) { return backend == "x86" || backend == "fbgemm"; }
+
 nn::QConfig get_default_qconfig(const std::string& backend) {
   check_backend(backend, "get_default_qconfig");
-  const bool reduce = backend == "x86" || backend == "fbgemm";
+  const bool reduce = backend_reduces_range(backend);
   return {obs::with_args<obs::HistogramObserver>(obs::HistogramObserverOptions().reduce_range(reduce)),
           weight_observer(backend), backend};
 }
 
 nn::QConfig minmax_qconfig(const std::string& backend) {
   check_backend(backend, "minmax_qconfig");
-  const bool reduce = backend == "x86" || backend == "fbgemm";
+  const bool reduce = backend_reduces_range(backend);
   return {obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce)),
           weight_observer(backend), backend + " minmax"};
 }
 
 nn::QConfig get_default_qat_qconfig(const std::string& backend) {
   check_backend(backend, "get_default_qat_qconfig");
-  const bool reduce = backend == "x86" || backend == "fbgemm";
+  const bool reduce = backend_reduces_range(backend);
   auto act = fq::fake_quantize_with_args<fq::FusedMovingAvgObsFakeQuantize>(fq::FakeQuantizeOptions().observer(
       obs::with_args<obs::MovingAverageMinMaxObserver>(
           obs::MovingAverageMinMaxObserverOptions().quant_min(0).quant_max(255).reduce_range(reduce))));

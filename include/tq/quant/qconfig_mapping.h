@@ -34,6 +34,9 @@ class QConfigMapping {
 
 // Backends: "x86" / "fbgemm" (activations reduce_range, per-channel weights), "qnnpack"
 // (per-tensor weights), "onednn" (per-channel weights, full-range activations). Throws on others.
+// x86 and fbgemm quantize activations on 7 bits (reduce_range): their int8 kernels would
+// otherwise overflow 16-bit intermediate sums. qnnpack and onednn use the full range.
+bool backend_reduces_range(const std::string& backend);
 nn::QConfig get_default_qconfig(const std::string& backend = "x86");
 nn::QConfig get_default_qat_qconfig(const std::string& backend = "x86");
 // Static PTQ with MinMax activation observers (cheaper calibration than histograms).
