@@ -101,6 +101,21 @@ def main():
     run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--engine", "qnnpack"], 0, "output SQNR")
     run(["compare", model, w("int8.pt"), "--data", w("images"), "--resize", "16", "--center-crop", "16",
          "--engine", "qnnpack", "--report", w("compare.json")], 0, "accuracy")
+    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--engine", "qnnpack", "--batch-size", "4",
+         "--sensitivity", "--plot", w("sensitivity.svg"), "--report", w("sensitivity.json")], 0,
+        "layers by sensitivity")
+    # The picture is well-formed SVG with one bar per layer, the layers of the report.
+    import xml.etree.ElementTree as ET
+    try:
+        svg = ET.parse(w("sensitivity.svg")).getroot()
+        bars = [e for e in svg.iter("{http://www.w3.org/2000/svg}rect")][1:]
+        layers = json.load(open(w("sensitivity.json")))["sensitivity"]
+        if len(bars) != len(layers) or len(layers) != 4 or not all(float(b.get("width")) > 0 for b in bars):
+            FAILURES.append("sensitivity plot")
+        print("ok    sensitivity.svg: well-formed, one bar per layer")
+    except (ET.ParseError, OSError, KeyError) as e:
+        FAILURES.append(f"sensitivity plot: {e}")
+    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--plot", w("p.svg")], 1, "--plot needs --sensitivity")
     return 1 if FAILURES else 0
 
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "data.h"
+#include "sensitivity.h"
 #include "tq/core/error_message.h"
 #include "progress.h"
 #include "tq/graph/graph_quantizer.h"
@@ -276,8 +277,9 @@ int bench(const BenchArgs& a) {
 }
 
 struct CompareArgs {
-  std::string float_model, quant_model, data, engine = "onednn", report;
+  std::string float_model, quant_model, data, engine = "onednn", report, plot;
   int64_t batch_size = 32, batches = 0;
+  bool sensitivity = false;
   tq::cli::DataOptions data_options;
 };
 
@@ -320,6 +322,22 @@ int compare(const CompareArgs& a) {
     }
   }
   std::cout << "\n";
+  if (a.sensitivity) {
+    // Calibrate each single-layer model on the first batches, evaluate on the same data.
+    const std::vector<at::Tensor> calib(bs.begin(), bs.begin() + std::min<size_t>(bs.size(), 8));
+    const auto layers = tq::cli::layer_sensitivity(fm, a.engine, calib, bs);
+    nlohmann::json rows = nlohmann::json::array();
+    std::cout << "layers by sensitivity (output SQNR with that layer alone quantized):\n";
+    for (const auto& l : layers) {
+      std::cout << "  " << l.layer << " (" << l.op << "): " << l.output_sqnr_db << " dB\n";
+      rows.push_back({{"layer", l.layer}, {"op", l.op}, {"output_sqnr_db", l.output_sqnr_db}});
+    }
+    j["sensitivity"] = rows;
+    if (!a.plot.empty()) {
+      tq::cli::write_sensitivity_svg(layers, a.plot);
+      std::cout << "wrote " << a.plot << "\n";
+    }
+  }
   if (!a.report.empty()) write_json(j, a.report);
   return 0;
 }
@@ -392,6 +410,9 @@ int main(int argc, char** argv) {
   cc->add_option("--batches", c.batches, "at most this many batches (0: all)")->check(CLI::NonNegativeNumber);
   cc->add_option("--engine", c.engine, "int8 engine")->check(CLI::IsMember(engines));
   cc->add_option("--report", c.report, "write the figures as JSON");
+  cc->add_flag("--sensitivity", c.sensitivity,
+               "quantize one layer at a time (default qconfig) and rank layers by the output SQNR they leave");
+  cc->add_option("--plot", c.plot, "with --sensitivity: write the per-layer SQNR as an SVG bar chart");
   add_data_options(cc, c.data_options);
 
   try {
@@ -401,6 +422,8 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 1;
   }
   try {
+    if (*cc && !c.plot.empty() && !c.sensitivity) throw UsageError("--plot needs --sensitivity");
+    if (*cc && !c.plot.empty()) check_output_path(c.plot, {c.float_model, c.quant_model}, true);
     if (*qc) return quantize(q);
     if (*ic) return inspect(inspect_model, inspect_engine);
     if (*bc) return bench(b);

@@ -1,0 +1,31 @@
+#pragma once
+// Per-layer sensitivity for `tq compare --sensitivity`: each quantizable layer quantized alone
+// (every other layer float), ranked by the SQNR of the model's output against the float model's.
+// The layers that cost the most are the ones to keep float (`tq quantize --exclude`).
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace tq::cli {
+
+struct LayerSensitivity {
+  std::string layer;  // module path ("layer1.0.conv1")
+  std::string op;     // its quantized operator
+  double output_sqnr_db = 0;
+};
+
+// `calibration` and `evaluation` are batches; layers ranked from the most to the least costly.
+std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model, const std::string& engine,
+                                                const std::vector<at::Tensor>& calibration,
+                                                const std::vector<at::Tensor>& evaluation);
+
+// A bar chart of the SQNR per layer, as an SVG file a browser opens (written to a temporary
+// name, then renamed).
+void write_sensitivity_svg(const std::vector<LayerSensitivity>& layers, const std::string& path);
+
+}  // namespace tq::cli
