@@ -49,6 +49,14 @@ def main():
     torch.manual_seed(0)
     torch.save(torch.randn(8, 3, 16, 16), w("calib.pt"))
     torch.save(torch.randn(4, 5, 16, 16), w("wrong_shape.pt"))
+    # .npy written by hand (no numpy needed): version 1.0 header, little-endian float32.
+    arr = torch.randn(6, 3, 16, 16)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 3, 16, 16), }"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    with open(w("calib.npy"), "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + arr.numpy().tobytes())
+    with open(w("truncated.npy"), "wb") as f:
+        f.write(open(w("calib.npy"), "rb").read()[:200])
     with open(w("not_a_model.pt"), "w") as f:
         f.write("not a zip archive")
     os.makedirs(w("empty_dir"))
@@ -93,6 +101,8 @@ def main():
          "--skip-bad"], 0, "skipped 1 unreadable images")
     run(["quantize", model, "-o", w("seed.pt"), "--calib", w("calib.pt"), "--seed-config"], 0, "ConvNormRelu")
     run(["quantize", model, "-o", w("ref.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--reference"], 0)
+    run(["quantize", model, "-o", w("npy.pt"), "--calib", w("calib.npy"), "--engine", "qnnpack"], 0, "wrote")
+    run(["quantize", model, "-o", w("npy_bad.pt"), "--calib", w("truncated.npy")], 2, "truncated .npy data")
     run(["inspect", model], 0, "patterns that match")
     run(["bench", w("int8.pt"), "--input-shape", "1,3,16,16", "--iters", "3", "--warmup", "1", "--vs", model,
          "--engine", "qnnpack"], 0, "as fast")

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 #include "idx_reader.h"
 
@@ -59,6 +60,57 @@ Samples load_pt(const std::string& path) {
   } else {
     throw BadInput(path + ": holds neither a tensor nor a list of tensors");
   }
+  if (s.inputs.dim() == 0 || s.inputs.size(0) == 0) throw BadInput(path + ": no samples");
+  if (s.inputs.is_floating_point()) s.inputs = s.inputs.to(at::kFloat);
+  return s;
+}
+
+// NumPy's .npy format (version 1-3 header, little-endian float32 / float64 / uint8 / int64, C order).
+// Debian packages no C++ reader for it; the format is a short text header and raw data.
+Samples load_npy(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw BadInput(path + ": not a .npy file");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  const size_t header_len = major == 1 ? (static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8)
+                                       : (static_cast<size_t>(static_cast<unsigned char>(bytes[8])) |
+                                          static_cast<size_t>(static_cast<unsigned char>(bytes[9])) << 8 |
+                                          static_cast<size_t>(static_cast<unsigned char>(bytes[10])) << 16 |
+                                          static_cast<size_t>(static_cast<unsigned char>(bytes[11])) << 24);
+  const size_t start = major == 1 ? 10 : 12;
+  if (bytes.size() < start + header_len) throw BadInput(path + ": truncated .npy header");
+  const std::string header = bytes.substr(start, header_len);
+  auto field = [&](const std::string& key) {
+    const auto k = header.find("'" + key + "'");
+    if (k == std::string::npos) throw BadInput(path + ": .npy header without '" + key + "'");
+    return header.substr(header.find(':', k) + 1);
+  };
+  const std::string descr = field("descr");
+  const auto q1 = descr.find('\''), q2 = descr.find('\'', q1 + 1);
+  const std::string type = descr.substr(q1 + 1, q2 - q1 - 1);
+  if (field("fortran_order").find("True") < field("fortran_order").find(',')) {
+    throw BadInput(path + ": Fortran-ordered arrays are not supported");
+  }
+  std::vector<int64_t> shape;
+  const std::string sh = field("shape");
+  const auto open = sh.find('('), close = sh.find(')');
+  std::stringstream dims(sh.substr(open + 1, close - open - 1));
+  for (std::string d; std::getline(dims, d, ',');) {
+    if (d.find_first_of("0123456789") != std::string::npos) shape.push_back(std::stoll(d));
+  }
+  at::ScalarType st;
+  if (type == "<f4") st = at::kFloat;
+  else if (type == "<f8") st = at::kDouble;
+  else if (type == "|u1") st = at::kByte;
+  else if (type == "<i8") st = at::kLong;
+  else throw BadInput(path + ": .npy dtype " + type + " (expected <f4, <f8, |u1 or <i8)");
+  int64_t numel = 1;
+  for (auto d : shape) numel *= d;
+  const size_t data_start = start + header_len;
+  const size_t need = static_cast<size_t>(numel) * c10::elementSize(st);
+  if (bytes.size() - data_start < need) throw BadInput(path + ": truncated .npy data");
+  Samples s;
+  s.inputs = at::from_blob(bytes.data() + data_start, shape, st).clone();
   if (s.inputs.dim() == 0 || s.inputs.size(0) == 0) throw BadInput(path + ": no samples");
   if (s.inputs.is_floating_point()) s.inputs = s.inputs.to(at::kFloat);
   return s;
@@ -174,10 +226,12 @@ Samples load_samples(const std::string& path, const DataOptions& o) {
     s = load_images(path, o);
   } else if (ends_with(path, ".pt") || ends_with(path, ".pth")) {
     s = load_pt(path);
+  } else if (ends_with(path, ".npy")) {
+    s = load_npy(path);
   } else if (path.find("idx") != std::string::npos || ends_with(path, ".gz")) {
     s = load_idx(path, o);
   } else {
-    throw BadInput(path + ": unknown data format (expected .pt, an IDX file, or a directory of images)");
+    throw BadInput(path + ": unknown data format (expected .pt, .npy, an IDX file, or a directory of images)");
   }
   if (o.limit > 0 && s.inputs.size(0) > o.limit) {
     s.inputs = s.inputs.narrow(0, 0, o.limit);

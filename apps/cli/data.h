@@ -1,6 +1,6 @@
 #pragma once
 // Calibration and evaluation data for the tq command-line tool: a .pt file (torch.save of a tensor
-// [N, ...] or a list of tensors), IDX files (MNIST / Fashion-MNIST, plain or gzipped), or a
+// [N, ...] or a list of tensors), a .npy array, IDX files (MNIST / Fashion-MNIST, plain or gzipped), or a
 // directory of PNG / JPEG images (decoded by stb_image from Debian's libstb; one sub-folder per
 // class gives labels).
 #include <ATen/core/Tensor.h>
