@@ -1,5 +1,7 @@
 """Runs the real `tq` binary (ctest): exit codes, one-line messages, outputs and their absence.
-usage: check_cli.py TQ_BINARY SEED_MODEL WORK_DIR"""
+usage: check_cli.py TQ_BINARY SEED_MODEL WORK_DIR [MODELS_DIR]
+With MODELS_DIR (tools/graph_models.py's output), the four commands also run on every torchvision
+model of the graph-mode acceptance set."""
 import json
 import os
 import shutil
@@ -40,9 +42,32 @@ def png(path, w, h, seed):
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large", "shufflenet_v2_x1_0", "googlenet",
+          "densenet121", "efficientnet_b0", "vit_b_16"]
+
+
+def acceptance(models_dir, work):
+    for name in MODELS:
+        for mode in ("script", "trace"):
+            m = os.path.join(models_dir, f"{name}_{mode}.pt")
+            data = os.path.join(models_dir, f"{name}_input.pt")
+            out = os.path.join(work, f"{name}_{mode}_int8.pt")
+            run(["quantize", m, "-o", out, "--calib", data, "--batch-size", "2", "--force"], 0, "wrote")
+            run(["compare", m, out, "--data", data], 0, "output SQNR")
+            if mode == "script":
+                run(["inspect", m], 0, "patterns that match")
+                run(["bench", out, "--input-shape", "1,3,64,64", "--iters", "2", "--warmup", "1", "--vs", m], 0,
+                    "as fast")
+    return 1 if FAILURES else 0
+
+
 def main():
     global TQ
     TQ, model, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    if len(sys.argv) > 4:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        return acceptance(sys.argv[4], work)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     w = lambda name: os.path.join(work, name)  # noqa: E731
