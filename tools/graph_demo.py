@@ -10,7 +10,9 @@
 2. `tq quantize` it three ways (static Histogram, static MinMax, dynamic), `tq compare` each with
    the float model on the 10,000 test images (accuracy, top-1 agreement, SQNR) and `tq bench`
    each at batch 1 and 64 against the float model (interleaved, in the tool's process).
-3. Quantizes the same model with PyTorch FX (same calibration images, onednn defaults) and
+3. `tq compare --sensitivity` quantizes one layer at a time and plots the output SQNR each leaves
+   (OUT/layer_sensitivity.svg).
+4. Quantizes the same model with PyTorch FX (same calibration images, onednn defaults) and
    measures it the same way, for a side-by-side row.
 Prints the table and writes OUT/graph_results.json.
 """
@@ -173,6 +175,10 @@ def main():
             fp32[f"ms_bs{b}"] = min(fp32.get(f"ms_bs{b}", float("inf")), j["vs"]["median_ms"])
         rows.append(row)
         print(f"graph demo: {name} done", file=sys.stderr)
+    # Which layers cost the most when quantized alone: a per-layer SQNR plot a person can open.
+    plot = os.path.join(args.out, "layer_sensitivity.svg")
+    tq(args.tq, "compare", model, model.replace(".pt", "_hist_int8.pt"), "--data", test_idx, "--limit", "256",
+       "--sensitivity", "--plot", plot, *norm)
     rows.append(fx_row(model, args.data, args.calib_images, args.threads))
     print("\n| variant | accuracy | size bytes | ms bs1 | ms bs64 | top-1 agreement with fp32 | SQNR dB vs fp32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -186,7 +192,7 @@ def main():
         json.dump({"model": "torchvision resnet18 (1x28x28) on Fashion-MNIST", "threads": args.threads,
                    "rows": rows}, f, indent=2)
     os.replace(out + ".tmp", out)
-    print(f"wrote {out}")
+    print(f"wrote {out} and {plot}")
 
 
 if __name__ == "__main__":
