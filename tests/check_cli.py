@@ -113,7 +113,13 @@ def main():
         "--seed-config")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--exclude", "no.such.module"], 1,
-        "names module 'no.such.module'")
+        "names module type or operator 'no.such.module'")
+    run(["quantize", model, "-o", w("excl.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--exclude", "add",
+         "--exclude", "conv4", "--report", w("excl.json")], 0, "wrote")
+    excl = {(n["op"], n["module"]): n for n in json.load(open(w("excl.json")))["nodes"]}
+    if excl[("aten::add", "")]["quantized"] or excl[("aten::conv2d", "conv4")]["quantized"] or \
+            not excl[("aten::conv2d", "conv1")]["quantized"]:
+        FAILURES.append("--exclude add / conv4")
     run(["quantize", w("missing.pt"), "-o", w("x.pt"), "--calib", w("calib.pt")], 2, "no such file")
     run(["quantize", w("not_a_model.pt"), "-o", w("x.pt"), "--calib", w("calib.pt")], 2, "is not a TorchScript file")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("wrong_shape.pt")], 2, "shape [4, 5, 16, 16]")
@@ -128,6 +134,23 @@ def main():
     run(["quantize", model, "-o", w("ref.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--reference"], 0)
     run(["quantize", model, "-o", w("npy.pt"), "--calib", w("calib.npy"), "--engine", "qnnpack"], 0, "wrote")
     run(["quantize", model, "-o", w("npy_bad.pt"), "--calib", w("truncated.npy")], 2, "truncated .npy data")
+    with open(w("qconfig.json"), "w") as f:
+        json.dump({"global": {"activation": "minmax", "weights": "per-tensor"}, "module_name": {"conv1": None},
+                   "object_type": {"add": None}}, f)
+    run(["quantize", model, "-o", w("qc.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--qconfig",
+         w("qconfig.json"), "--report", w("qc.json")], 0, "wrote")
+    qc = {(n["op"], n["module"]): n for n in json.load(open(w("qc.json")))["nodes"]}
+    if qc[("aten::conv2d", "conv1")]["quantized"] or qc[("aten::add", "")]["quantized"] or \
+            not qc[("aten::conv2d", "conv2")]["quantized"]:
+        FAILURES.append("--qconfig module_name / object_type")
+    with open(w("bad_qconfig.json"), "w") as f:
+        json.dump({"global": {"activation": "percentile"}}, f)
+    run(["quantize", model, "-o", w("qc2.pt"), "--calib", w("calib.pt"), "--qconfig", w("bad_qconfig.json")], 2,
+        "unknown activation observer 'percentile'")
+    with open(w("broken.json"), "w") as f:
+        f.write("{not json")
+    run(["quantize", model, "-o", w("qc2.pt"), "--calib", w("calib.pt"), "--qconfig", w("broken.json")], 2,
+        "not valid JSON")
     run(["inspect", model], 0, "patterns that match")
     run(["bench", w("int8.pt"), "--input-shape", "1,3,16,16", "--iters", "3", "--warmup", "1", "--vs", model,
          "--engine", "qnnpack"], 0, "as fast")

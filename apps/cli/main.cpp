@@ -101,17 +101,94 @@ c10::IValue run(torch::jit::Module& m, const at::Tensor& x, const std::string& w
 // ----------------------------------------------------------------------------------------------
 
 struct QuantizeArgs {
-  std::string model, out, calib, mode = "static", engine = "onednn", observer = "histogram", report;
+  std::string model, out, calib, mode = "static", engine = "onednn", observer = "histogram", report, qconfig_file;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
   int64_t batches = 32, batch_size = 32;
   tq::cli::DataOptions data;
 };
 
-int quantize(const QuantizeArgs& a) {
-  if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty())) {
-    throw UsageError("--seed-config is seed 004's fixed configuration: it takes no --mode, --per-tensor-weights or --exclude");
+// A QConfig from the engine's default, an activation observer name and a weight scheme.
+tq::nn::QConfig make_qconfig(const std::string& engine, const std::string& activation, bool per_tensor_weights) {
+  namespace obs = tq::observers;
+  auto q = tq::quant::get_default_qconfig(engine);
+  const bool reduce = tq::quant::backend_reduces_range(engine);
+  if (activation == "minmax") {
+    q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce));
+  } else if (activation == "moving-average") {
+    q.activation =
+        obs::with_args<obs::MovingAverageMinMaxObserver>(obs::MovingAverageMinMaxObserverOptions().reduce_range(reduce));
+  } else if (activation != "histogram") {
+    throw std::invalid_argument("unknown activation observer '" + activation + "'");
   }
+  if (per_tensor_weights) q.weight = obs::default_weight_observer();
+  return q;
+}
+
+// --qconfig FILE.json:
+//   {"global": {"activation": "histogram", "weights": "per-channel"},
+//    "module_name": {"fc": null, "layer4": {"activation": "minmax"}},
+//    "object_type": {"add": null}}
+// null keeps that part float; missing fields take the command line's (or the engine's) defaults.
+void apply_qconfig_file(const std::string& path, const std::string& engine, const std::string& activation,
+                        bool per_tensor, tq::quant::QConfigMapping& mapping) {
+  std::ifstream f(path);
+  if (!f) throw BadInput("no such file: " + path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    throw BadInput(path + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  auto parse = [&](const nlohmann::json& spec, const std::string& where) {
+    if (!spec.is_object()) throw BadInput(path + ": " + where + " must be an object or null");
+    std::string act = activation, weights = per_tensor ? "per-tensor" : "per-channel";
+    for (const auto& [key, value] : spec.items()) {
+      if (key == "activation" && value.is_string()) {
+        act = value.get<std::string>();
+      } else if (key == "weights" && value.is_string()) {
+        weights = value.get<std::string>();
+      } else {
+        throw BadInput(path + ": " + where + ": unknown field '" + key + "' (expected activation, weights)");
+      }
+    }
+    if (weights != "per-channel" && weights != "per-tensor") {
+      throw BadInput(path + ": " + where + ": weights must be per-channel or per-tensor, got '" + weights + "'");
+    }
+    try {
+      return make_qconfig(engine, act, weights == "per-tensor");
+    } catch (const std::invalid_argument& e) {
+      throw BadInput(path + ": " + where + ": " + e.what());
+    }
+  };
+  if (!j.is_object()) throw BadInput(path + ": expected a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    if (key == "global") {
+      if (value.is_null()) throw BadInput(path + ": global cannot be null (use --exclude to keep parts float)");
+      mapping.set_global(parse(value, "global"));
+    } else if (key == "module_name" || key == "object_type") {
+      if (!value.is_object()) throw BadInput(path + ": " + key + " must map names to qconfigs");
+      for (const auto& [name, spec] : value.items()) {
+        const bool module = key == "module_name";
+        if (spec.is_null()) {
+          module ? (void)mapping.set_module_name_none(name) : (void)mapping.set_object_type_none(name);
+        } else {
+          module ? (void)mapping.set_module_name(name, parse(spec, key + "." + name))
+                 : (void)mapping.set_object_type(name, parse(spec, key + "." + name));
+        }
+      }
+    } else {
+      throw BadInput(path + ": unknown key '" + key + "' (expected global, module_name, object_type)");
+    }
+  }
+}
+
+int quantize(const QuantizeArgs& a) {
+  if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty() || !a.qconfig_file.empty())) {
+    throw UsageError(
+        "--seed-config is seed 004's fixed configuration: it takes no --mode, --per-tensor-weights, --exclude or --qconfig");
+  }
+  if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   check_output_path(a.out, {a.model}, a.force);
   if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
@@ -124,19 +201,19 @@ int quantize(const QuantizeArgs& a) {
     options = tq::graph::GraphQuantizeOptions::dynamic();
   } else {
     options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
-    auto q = tq::quant::get_default_qconfig(a.engine);
-    const bool reduce = tq::quant::backend_reduces_range(a.engine);
-    namespace obs = tq::observers;
-    if (a.observer == "minmax") {
-      q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce));
-    } else if (a.observer == "moving-average") {
-      q.activation = obs::with_args<obs::MovingAverageMinMaxObserver>(
-          obs::MovingAverageMinMaxObserverOptions().reduce_range(reduce));
-    }
-    if (a.per_tensor) q.weight = obs::default_weight_observer();
-    options.mapping.set_global(q);
+    options.mapping.set_global(make_qconfig(a.engine, a.observer, a.per_tensor));
+    if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, a.observer, a.per_tensor, options.mapping);
   }
-  for (const auto& name : a.exclude) options.mapping.set_module_name_none(name);
+  // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
+  for (const auto& name : a.exclude) {
+    bool is_module = false;
+    for (const auto& m : model.named_modules()) is_module |= m.name == name;
+    if (is_module) {
+      options.mapping.set_module_name_none(name);
+    } else {
+      options.mapping.set_object_type_none(name);
+    }
+  }
   tq::graph::ObservedModel observed = [&] {
     try {
       return tq::graph::prepare(model, options);
@@ -374,7 +451,10 @@ int main(int argc, char** argv) {
   qc->add_option("--activation-observer", q.observer, "histogram, minmax or moving-average")
       ->check(CLI::IsMember({"histogram", "minmax", "moving-average"}));
   qc->add_flag("--per-tensor-weights", q.per_tensor, "per-tensor weight qparams (default: per channel)");
-  qc->add_option("--exclude", q.exclude, "keep this module (qualified name, e.g. layer1.0.conv2) float");
+  qc->add_option("--exclude", q.exclude, "keep a module (qualified name, e.g. layer1.0.conv2) or an operator (add) float");
+  qc->add_option("--qconfig", q.qconfig_file,
+                 "JSON: {\"global\": {\"activation\": \"minmax\", \"weights\": \"per-tensor\"}, "
+                 "\"module_name\": {\"fc\": null}, \"object_type\": {\"add\": null}}");
   qc->add_flag("--seed-config", q.seed, "seed 004's own patterns and qparams (engine qnnpack)");
   qc->add_flag("--reference", q.reference, "write the reference form (float ops between quantize / dequantize)");
   qc->add_option("--batches", q.batches, "calibration batches")->check(CLI::PositiveNumber);

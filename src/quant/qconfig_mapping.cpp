@@ -21,6 +21,10 @@ QConfigMapping& QConfigMapping::set_module_name(std::string name, nn::QConfig qc
   by_name_.emplace_back(std::move(name), std::move(qconfig));
   return *this;
 }
+QConfigMapping& QConfigMapping::set_object_type_none(std::string type) {
+  by_type_.emplace_back(std::move(type), std::nullopt);
+  return *this;
+}
 QConfigMapping& QConfigMapping::set_module_name_none(std::string name) {
   by_name_.emplace_back(std::move(name), std::nullopt);
   return *this;

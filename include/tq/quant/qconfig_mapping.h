@@ -18,17 +18,19 @@ class QConfigMapping {
   QConfigMapping& set_module_name(std::string qualified_name, nn::QConfig qconfig);
   // Removes quantization from a module (and, by propagation, its children).
   QConfigMapping& set_module_name_none(std::string qualified_name);
+  // Removes quantization from every module of a type (or, in graph mode, every op: "add").
+  QConfigMapping& set_object_type_none(std::string type);
 
   // The qconfig for a module, given its parent's (already resolved) one.
   std::optional<nn::QConfig> resolve(const std::string& qualified_name, const std::string& type_name,
                                      const std::optional<nn::QConfig>& parent) const;
   const std::optional<nn::QConfig>& global() const { return global_; }
-  const std::vector<std::pair<std::string, nn::QConfig>>& object_types() const { return by_type_; }
+  const std::vector<std::pair<std::string, std::optional<nn::QConfig>>>& object_types() const { return by_type_; }
   const std::vector<std::pair<std::string, std::optional<nn::QConfig>>>& module_names() const { return by_name_; }
 
  private:
   std::optional<nn::QConfig> global_;
-  std::vector<std::pair<std::string, nn::QConfig>> by_type_;
+  std::vector<std::pair<std::string, std::optional<nn::QConfig>>> by_type_;
   std::vector<std::pair<std::string, std::optional<nn::QConfig>>> by_name_;
 };
 
