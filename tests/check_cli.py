@@ -174,6 +174,8 @@ def main():
     except (ET.ParseError, OSError, KeyError) as e:
         FAILURES.append(f"sensitivity plot: {e}")
     run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--plot", w("p.svg")], 1, "--plot needs --sensitivity")
+    if FAILURES:
+        print("failed:", FAILURES)
     return 1 if FAILURES else 0
 
 

@@ -257,13 +257,20 @@ void find_matches(Impl& impl) {
     for (auto e = entries.rbegin(); e != entries.rend(); ++e) {
       if (!matches(impl, node, e->pattern, std::numeric_limits<size_t>::max())) continue;
       auto qconfig = qconfig_for(impl.options.mapping, scope, kind_of(node), impl.top_type);
-      if (!qconfig) {
-        impl.unmatched_reason[node] = "its qconfig is None";
+      std::vector<Node*> nodes;
+      collect(node, e->pattern, nodes);
+      // As in FX, a fused pattern is quantized only if none of its nodes has a None qconfig
+      // (excluding conv4 keeps conv4 + bn4 + relu4 float).
+      const bool excluded = std::any_of(nodes.begin(), nodes.end(), [&](Node* n) {
+        return !qconfig_for(impl.options.mapping, impl.scopes[n], kind_of(n), impl.top_type);
+      });
+      if (!qconfig || excluded) {
+        for (auto* n : nodes) impl.unmatched_reason[n] = "its qconfig is None";
         break;
       }
       Impl::MatchInfo info;
       info.match.root = node;
-      collect(node, e->pattern, info.match.nodes);
+      info.match.nodes = nodes;
       info.match.module_path = scope.path;
       info.match.pattern = &e->pattern;
       info.handler = e->handler;
