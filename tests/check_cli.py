@@ -173,7 +173,21 @@ def main():
         print("ok    sensitivity.svg: well-formed, one bar per layer")
     except (ET.ParseError, OSError, KeyError) as e:
         FAILURES.append(f"sensitivity plot: {e}")
-    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--plot", w("p.svg")], 1, "--plot needs --sensitivity")
+    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--engine", "qnnpack", "--batch-size", "4",
+         "--per-layer", "--plot", w("per_layer.svg"), "--report", w("per_layer.json")], 0, "per-layer SQNR")
+    try:
+        layers = {r["layer"]: r["sqnr_db"] for r in json.load(open(w("per_layer.json")))["per_layer"]}
+        bars = [e for e in ET.parse(w("per_layer.svg")).getroot().iter("{http://www.w3.org/2000/svg}rect")][1:]
+        # Every quantized layer of the seed model, each int8 output close to its float value.
+        if sorted(layers) != ["conv1", "conv2", "conv3", "conv4", "top"] or len(bars) != 5 or \
+                not all(25 < db < 80 for db in layers.values()):
+            FAILURES.append(f"per-layer SQNR: {layers}")
+        print("ok    per_layer.svg and per-layer SQNR of every quantized layer")
+    except (ET.ParseError, OSError, KeyError) as e:
+        FAILURES.append(f"per-layer: {e}")
+    run(["compare", model, model, "--data", w("calib.pt"), "--per-layer"], 2, "no layer of it matches")
+    run(["compare", model, w("int8.pt"), "--data", w("calib.pt"), "--plot", w("p.svg")], 1,
+        "--plot needs --per-layer or --sensitivity")
     if FAILURES:
         print("failed:", FAILURES)
     return 1 if FAILURES else 0

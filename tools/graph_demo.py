@@ -10,8 +10,8 @@
 2. `tq quantize` it three ways (static Histogram, static MinMax, dynamic), `tq compare` each with
    the float model on the 10,000 test images (accuracy, top-1 agreement, SQNR) and `tq bench`
    each at batch 1 and 64 against the float model (interleaved, in the tool's process).
-3. `tq compare --sensitivity` quantizes one layer at a time and plots the output SQNR each leaves
-   (OUT/layer_sensitivity.svg).
+3. `tq compare --per-layer` plots each quantized layer's output SQNR, int8 against float
+   (OUT/layer_sqnr.svg).
 4. Quantizes the same model with PyTorch FX (same calibration images, onednn defaults) and
    measures it the same way, for a side-by-side row.
 Prints the table and writes OUT/graph_results.json.
@@ -175,10 +175,11 @@ def main():
             fp32[f"ms_bs{b}"] = min(fp32.get(f"ms_bs{b}", float("inf")), j["vs"]["median_ms"])
         rows.append(row)
         print(f"graph demo: {name} done", file=sys.stderr)
-    # Which layers cost the most when quantized alone: a per-layer SQNR plot a person can open.
-    plot = os.path.join(args.out, "layer_sensitivity.svg")
+    # Where the int8 model departs from the float one: each quantized layer's output SQNR, as a
+    # plot a person can open (Numeric Suite's comparison).
+    plot = os.path.join(args.out, "layer_sqnr.svg")
     tq(args.tq, "compare", model, model.replace(".pt", "_hist_int8.pt"), "--data", test_idx, "--limit", "256",
-       "--sensitivity", "--plot", plot, *norm)
+       "--per-layer", "--plot", plot, *norm)
     rows.append(fx_row(model, args.data, args.calib_images, args.threads))
     print("\n| variant | accuracy | size bytes | ms bs1 | ms bs64 | top-1 agreement with fp32 | SQNR dB vs fp32 |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -356,7 +356,7 @@ int bench(const BenchArgs& a) {
 struct CompareArgs {
   std::string float_model, quant_model, data, engine = "onednn", report, plot;
   int64_t batch_size = 32, batches = 0;
-  bool sensitivity = false;
+  bool sensitivity = false, per_layer = false;
   tq::cli::DataOptions data_options;
 };
 
@@ -399,6 +399,29 @@ int compare(const CompareArgs& a) {
     }
   }
   std::cout << "\n";
+  if (a.per_layer) {
+    // Numeric-Suite style: each quantized layer's output in both models (the int8 model made by
+    // tq from this float model with the engine's defaults).
+    const auto layers = tq::graph::compare_layers(fm, qm, tq::graph::GraphQuantizeOptions::for_backend(a.engine), bs);
+    if (layers.empty()) {
+      throw BadInput(a.quant_model + ": no layer of it matches the float model's (was it made by tq from " +
+                     a.float_model + "?)");
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    std::vector<std::pair<std::string, double>> bars;
+    std::cout << "per-layer SQNR (each quantized layer's output, int8 vs float):\n";
+    for (const auto& l : layers) {
+      std::cout << "  " << l.layer << ": " << l.sqnr_db << " dB\n";
+      rows.push_back({{"layer", l.layer}, {"sqnr_db", l.sqnr_db}});
+      bars.emplace_back(l.layer, l.sqnr_db);
+    }
+    j["per_layer"] = rows;
+    std::sort(bars.begin(), bars.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
+    if (!a.plot.empty()) {
+      tq::cli::write_layer_svg("SQNR (dB) of each quantized layer's output, int8 vs float, lowest first", bars, a.plot);
+      std::cout << "wrote " << a.plot << "\n";
+    }
+  }
   if (a.sensitivity) {
     // Calibrate each single-layer model on the first batches, evaluate on the same data.
     const std::vector<at::Tensor> calib(bs.begin(), bs.begin() + std::min<size_t>(bs.size(), 8));
@@ -410,8 +433,10 @@ int compare(const CompareArgs& a) {
       rows.push_back({{"layer", l.layer}, {"op", l.op}, {"output_sqnr_db", l.output_sqnr_db}});
     }
     j["sensitivity"] = rows;
-    if (!a.plot.empty()) {
-      tq::cli::write_sensitivity_svg(layers, a.plot);
+    if (!a.plot.empty() && !a.per_layer) {
+      std::vector<std::pair<std::string, double>> bars;
+      for (const auto& l : layers) bars.emplace_back(l.layer, l.output_sqnr_db);
+      tq::cli::write_layer_svg("Output SQNR (dB) with one layer quantized, most sensitive first", bars, a.plot);
       std::cout << "wrote " << a.plot << "\n";
     }
   }
@@ -492,7 +517,9 @@ int main(int argc, char** argv) {
   cc->add_option("--report", c.report, "write the figures as JSON");
   cc->add_flag("--sensitivity", c.sensitivity,
                "quantize one layer at a time (default qconfig) and rank layers by the output SQNR they leave");
-  cc->add_option("--plot", c.plot, "with --sensitivity: write the per-layer SQNR as an SVG bar chart");
+  cc->add_flag("--per-layer", c.per_layer,
+               "SQNR of each quantized layer's output, int8 vs float (the int8 model made by tq from FLOAT)");
+  cc->add_option("--plot", c.plot, "with --per-layer or --sensitivity: an SVG bar chart of the per-layer SQNR");
   add_data_options(cc, c.data_options);
 
   try {
@@ -502,7 +529,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 1;
   }
   try {
-    if (*cc && !c.plot.empty() && !c.sensitivity) throw UsageError("--plot needs --sensitivity");
+    if (*cc && !c.plot.empty() && !c.sensitivity && !c.per_layer) throw UsageError("--plot needs --per-layer or --sensitivity");
     if (*cc && !c.plot.empty()) check_output_path(c.plot, {c.float_model, c.quant_model}, true);
     if (*qc) return quantize(q);
     if (*ic) return inspect(inspect_model, inspect_engine);

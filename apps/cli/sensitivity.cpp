@@ -89,11 +89,12 @@ std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_
   return out;
 }
 
-void write_sensitivity_svg(const std::vector<LayerSensitivity>& layers, const std::string& path) {
+void write_layer_svg(const std::string& title, const std::vector<std::pair<std::string, double>>& layers,
+                     const std::string& path) {
   const int row = 18, label_w = 260, bar_w = 420, top = 40;
   const int height = top + row * static_cast<int>(layers.size()) + 30;
   double max_db = 1;
-  for (const auto& l : layers) max_db = std::max(max_db, std::isfinite(l.output_sqnr_db) ? l.output_sqnr_db : 0.0);
+  for (const auto& l : layers) max_db = std::max(max_db, std::isfinite(l.second) ? l.second : 0.0);
   const std::string tmp = path + ".tmp-tq";
   {
     std::ofstream f(tmp);
@@ -101,13 +102,13 @@ void write_sensitivity_svg(const std::vector<LayerSensitivity>& layers, const st
     f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << label_w + bar_w + 90 << "\" height=\"" << height
       << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"10\" y=\"22\" font-size=\"14\">Output SQNR (dB) with one layer quantized, most sensitive first</text>\n";
+      << "<text x=\"10\" y=\"22\" font-size=\"14\">" << xml_escape(title) << "</text>\n";
     for (size_t i = 0; i < layers.size(); ++i) {
-      const double db = std::isfinite(layers[i].output_sqnr_db) ? layers[i].output_sqnr_db : max_db;
+      const double db = std::isfinite(layers[i].second) ? layers[i].second : max_db;
       const int y = top + row * static_cast<int>(i);
       const int w = std::max(1, static_cast<int>(bar_w * std::max(0.0, db) / max_db));
       f << "<text x=\"" << label_w - 6 << "\" y=\"" << y + 13 << "\" text-anchor=\"end\">"
-        << xml_escape(layers[i].layer) << "</text>\n"
+        << xml_escape(layers[i].first) << "</text>\n"
         << "<rect x=\"" << label_w << "\" y=\"" << y + 2 << "\" width=\"" << w << "\" height=\"" << row - 4
         << "\" fill=\"" << (i < 3 ? "#d9534f" : "#4a90d9") << "\"/>\n"
         << "<text x=\"" << label_w + w + 4 << "\" y=\"" << y + 13 << "\">" << static_cast<int>(std::round(db * 10)) / 10.0

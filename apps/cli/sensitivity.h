@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace torch::jit {
@@ -24,8 +25,9 @@ std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_
                                                 const std::vector<at::Tensor>& calibration,
                                                 const std::vector<at::Tensor>& evaluation);
 
-// A bar chart of the SQNR per layer, as an SVG file a browser opens (written to a temporary
-// name, then renamed).
-void write_sensitivity_svg(const std::vector<LayerSensitivity>& layers, const std::string& path);
+// A bar chart of an SQNR per layer, as an SVG file a browser opens (written to a temporary name,
+// then renamed); the first three bars are highlighted.
+void write_layer_svg(const std::string& title, const std::vector<std::pair<std::string, double>>& layers,
+                     const std::string& path);
 
 }  // namespace tq::cli

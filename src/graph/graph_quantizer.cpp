@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -80,6 +82,21 @@ Scope scope_of(const Node* n, const std::string& top_type) {
     s.chain.emplace_back(s.path, s.type);
   }
   return s;
+}
+
+// The debug name of an int8 layer's output ("tq_layer__layer1__0__conv1"): TorchScript keeps it
+// as the variable's name when the model is saved, so compare_layers finds it after loading.
+const char* const kLayerPrefix = "tq_layer__";
+std::string layer_value_name(const std::string& module_path) {
+  std::string name = kLayerPrefix;
+  for (char c : module_path.empty() ? std::string("top") : module_path) {
+    if (c == '.') {
+      name += "__";
+    } else {
+      name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    }
+  }
+  return name;
 }
 
 }  // namespace
@@ -166,6 +183,12 @@ struct ObservedModel::Impl {
   std::unordered_map<const Value*, size_t> point_of;
   std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
   int64_t batches = 0;
+  // While active, observe ops record the float values instead of observing (compare_layers).
+  struct Capture {
+    bool active = false;
+    std::map<size_t, std::vector<at::Tensor>> values;
+  };
+  std::shared_ptr<Capture> capture = std::make_shared<Capture>();
 
   ~Impl() {
     for (const auto& p : points) detail::release_observer_slot(p.slot);
@@ -393,11 +416,15 @@ void insert_observers(Impl& impl) {
   }
   for (size_t i = 0; i < impl.points.size(); ++i) impl.points[i].observer = impl.points[find(i)].observer;
 
-  for (auto& p : impl.points) {
+  for (size_t i = 0; i < impl.points.size(); ++i) {
+    auto& p = impl.points[i];
     auto obs = p.observer;
     auto flag = p.saw_non_float;
-    p.slot = detail::register_observer_slot([obs, flag](const at::Tensor& x) {
-      if (x.is_floating_point()) {
+    auto capture = impl.capture;
+    p.slot = detail::register_observer_slot([obs, flag, capture, i](const at::Tensor& x) {
+      if (capture->active) {
+        capture->values[i].push_back(x.detach().clone());
+      } else if (x.is_floating_point()) {
         nn::run_quantizer(*obs, x);
       } else {
         *flag = true;
@@ -580,6 +607,10 @@ class Emitter : public ConvertContext {
         env_f_[node->output()] = q;  // dynamic / weight-only: float out
       } else if (q) {
         q->setType(c10::TensorType::get());
+        const auto kind = info.handler->output_qparams();
+        if (kind == OutputQParams::kObserved || kind == OutputQParams::kSharedWithAllInputs) {
+          q->setDebugName(layer_value_name(impl_.scopes.at(info.match.nodes.back()).path));
+        }
         env_q_[node->output()] = q;
         // Inner nodes feed only the match and shape queries; their shape is the output's.
         for (auto* n : info.match.nodes) {
@@ -952,6 +983,69 @@ ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions&
   const auto b = meta.find("\"batches\": ");
   impl.batches = std::stoll(meta.substr(b + 11));
   return observed;
+}
+
+std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_model, const torch::jit::Module& int8_model,
+                                            const GraphQuantizeOptions& options, const std::vector<at::Tensor>& inputs) {
+  at::NoGradGuard no_grad;
+  // Float side: the observed model records the values at its quantization points.
+  auto observed = prepare(float_model, options);
+  auto& impl = *observed.impl();
+  impl.capture->active = true;
+  impl.capture->values.clear();
+  auto fm = impl.module;
+  for (const auto& x : inputs) fm.forward({x});
+  impl.capture->active = false;
+  std::map<std::string, at::Tensor> float_values;
+  std::map<std::string, int> float_count;
+  for (size_t i = 0; i < impl.points.size(); ++i) {
+    const auto& p = impl.points[i];
+    if (p.kind != "output" || !impl.capture->values.count(i)) continue;
+    auto m = impl.match_of.find(p.value->node());
+    if (m == impl.match_of.end()) continue;
+    const auto name = layer_value_name(impl.scopes.at(impl.matches[m->second].match.nodes.back()).path);
+    float_count[name]++;
+    float_values[name] = at::cat(impl.capture->values[i]);
+  }
+  impl.capture->values.clear();
+  // Int8 side: record every value tq named after its layer.
+  auto qm = int8_model.clone();
+  auto g = qm.get_method("forward").graph();
+  std::map<std::string, std::vector<at::Tensor>> int8_values;
+  std::map<std::string, int> int8_count;
+  std::vector<int64_t> slots;
+  std::vector<std::pair<Value*, std::string>> named;
+  for (auto* n : g->nodes()) {
+    for (auto* v : n->outputs()) {
+      if (v->debugNameBase().rfind(kLayerPrefix, 0) == 0) named.emplace_back(v, v->debugNameBase());
+    }
+  }
+  for (auto& [v, name] : named) {
+    int8_count[name]++;
+    auto* sink = &int8_values[name];
+    slots.push_back(detail::register_observer_slot(
+        [sink](const at::Tensor& x) { sink->push_back(x.is_quantized() ? x.dequantize() : x.detach().clone()); }));
+    detail::insert_observe(*g, v, slots.back());
+  }
+  try {
+    for (const auto& x : inputs) qm.forward({x});
+  } catch (...) {
+    for (auto s : slots) detail::release_observer_slot(s);
+    throw;
+  }
+  for (auto s : slots) detail::release_observer_slot(s);
+  std::vector<LayerComparison> out;
+  for (const auto& [name, ref] : float_values) {
+    if (float_count[name] != 1 || int8_count[name] != 1 || int8_values[name].empty()) continue;
+    const auto q = at::cat(int8_values[name]);
+    if (!q.sizes().equals(ref.sizes())) continue;
+    const double signal = ref.pow(2).sum().item<double>();
+    const double noise = (ref - q).pow(2).sum().item<double>();
+    std::string layer = name.substr(std::string(kLayerPrefix).size());
+    for (size_t k; (k = layer.find("__")) != std::string::npos;) layer.replace(k, 2, ".");
+    out.push_back({layer, 10.0 * std::log10(signal / std::max(noise, 1e-30))});
+  }
+  return out;
 }
 
 }  // namespace tq::graph

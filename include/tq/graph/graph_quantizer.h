@@ -95,11 +95,23 @@ class ObservedModel {
 
   struct Impl;
   explicit ObservedModel(std::shared_ptr<Impl> impl);
+  const std::shared_ptr<Impl>& impl() const { return impl_; }
 
  private:
   friend ObservedModel load_observed(const std::string& path, const struct GraphQuantizeOptions& options);
   std::shared_ptr<Impl> impl_;
 };
+
+// Numeric-Suite-style comparison of a float model with an int8 model tq made from it (with the
+// same options): the output of each quantized layer in both, on the same inputs, as SQNR. Layers
+// are named by module path ("layer1.0.conv1"); tq names each int8 layer's output value after it,
+// and the name survives saving. Layers found on one side only are left out.
+struct LayerComparison {
+  std::string layer;
+  double sqnr_db = 0;
+};
+std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_model, const torch::jit::Module& int8_model,
+                                            const GraphQuantizeOptions& options, const std::vector<at::Tensor>& inputs);
 
 // Reads a torch.jit.save file (scripted or traced). Throws a one-line error naming the file if it
 // is missing, not TorchScript, or has no forward method.
