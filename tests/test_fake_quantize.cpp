@@ -117,6 +117,9 @@ TEST(FakeQuantize, BadArgumentsNameTheProblem) {
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 0.1, 300, 0, 255); }, "zero_point (300)");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 0.0, 0, 0, 255); }, "scale must be positive");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x, NAN, 0, 0, 255); }, "scale must be positive");
+  // A subnormal scale passes "positive and finite" but its reciprocal is Inf (the output was NaN).
+  expect_error([&] { tq::fake_quantize_per_tensor_affine(x, 1e-40, 0, 0, 255); },
+               "is too small: its reciprocal overflows float32");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(x.to(at::kInt), 0.1, 0, 0, 255); }, "must be float32");
   expect_error([&] { tq::fake_quantize_per_tensor_affine(at::Tensor(), 0.1, 0, 0, 255); }, "undefined");
   expect_error([&] { tq::fake_quantize_per_channel_affine(x, at::ones({3}), at::zeros({3}, at::kInt), 2, 0, 255); },

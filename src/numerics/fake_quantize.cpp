@@ -23,6 +23,9 @@ void check_range(int64_t quant_min, int64_t quant_max, const char* op) {
 
 void check_scale(float scale, const char* op) {
   TQ_CHECK(std::isfinite(scale) && scale > 0, op, "scale must be positive and finite, got ", scale);
+  // The kernels multiply by 1 / scale: a subnormal scale (1e-40) would make that Inf and the
+  // output NaN.
+  TQ_CHECK(std::isfinite(1.0f / scale), op, "scale ", scale, " is too small: its reciprocal overflows float32");
 }
 
 void check_zero_point(double zp, int64_t quant_min, int64_t quant_max, const char* op) {
