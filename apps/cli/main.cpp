@@ -360,12 +360,6 @@ struct CompareArgs {
   tq::cli::DataOptions data_options;
 };
 
-double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
-  const double signal = ref.pow(2).sum().item<double>();
-  const double noise = (ref - x).pow(2).sum().item<double>();
-  return 10.0 * std::log10(signal / std::max(noise, 1e-30));
-}
-
 int compare(const CompareArgs& a) {
   tq::kernels::int8::set_engine(a.engine);
   auto fm = load_model(a.float_model);
@@ -384,7 +378,7 @@ int compare(const CompareArgs& a) {
   const auto f = at::cat(fo), q = at::cat(qo);
   if (!f.sizes().equals(q.sizes())) throw BadInput("the two models' outputs have different shapes");
   nlohmann::json j = {{"float_model", a.float_model}, {"quantized_model", a.quant_model}, {"samples", f.size(0)},
-                      {"output_sqnr_db", sqnr_db(f, q)}};
+                      {"output_sqnr_db", tq::cli::sqnr_db(f, q)}};
   std::cout << "samples " << f.size(0) << ", output SQNR " << j["output_sqnr_db"].get<double>() << " dB";
   if (f.dim() == 2) {
     const auto ft = f.argmax(1), qt = q.argmax(1);

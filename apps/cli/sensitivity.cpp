@@ -21,12 +21,6 @@ at::Tensor output_of(torch::jit::Module& m, const at::Tensor& x) {
   return v.toTensor();
 }
 
-double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
-  const double signal = ref.pow(2).sum().item<double>();
-  const double noise = (ref - x).pow(2).sum().item<double>();
-  return 10.0 * std::log10(signal / std::max(noise, 1e-30));
-}
-
 std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -40,6 +34,12 @@ std::string xml_escape(const std::string& s) {
 }
 
 }  // namespace
+
+double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
+  const double signal = ref.pow(2).sum().item<double>();
+  const double noise = (ref - x).pow(2).sum().item<double>();
+  return 10.0 * std::log10(signal / std::max(noise, 1e-30));
+}
 
 std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model, const std::string& engine,
                                                 const std::vector<at::Tensor>& calibration,

@@ -14,6 +14,9 @@ struct Module;
 
 namespace tq::cli {
 
+// 10 log10(|ref|^2 / |ref - x|^2): how far x is from ref, in dB.
+double sqnr_db(const at::Tensor& ref, const at::Tensor& x);
+
 struct LayerSensitivity {
   std::string layer;  // module path ("layer1.0.conv1")
   std::string op;     // its quantized operator

@@ -46,7 +46,6 @@ namespace fs = std::filesystem;
 namespace {
 
 // The first line of a LibTorch error, without its backtrace.
-std::string first_line(const std::exception& e) { return error_message(e); }
 
 std::string kind_of(const Node* n) { return n->kind().toQualString(); }
 
@@ -112,17 +111,11 @@ torch::jit::Module load_torchscript(const std::string& path) {
   try {
     m = torch::jit::load(path);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", first_line(e));
+    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
   }
   TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
   return m;
 }
-
-namespace {
-void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra);
-}
-
-void save_torchscript(const torch::jit::Module& module, const std::string& path) { save_module(module, path, {}); }
 
 namespace {
 void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra) {
@@ -137,7 +130,7 @@ void save_module(const torch::jit::Module& module, const std::string& path, cons
     module.save(tmp, extra);
   } catch (const std::exception& e) {
     fs::remove(tmp, ec);
-    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", first_line(e));
+    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", error_message(e));
   }
   fs::rename(tmp, target, ec);
   if (ec) {
@@ -146,6 +139,8 @@ void save_module(const torch::jit::Module& module, const std::string& path, cons
   }
 }
 }  // namespace
+
+void save_torchscript(const torch::jit::Module& module, const std::string& path) { save_module(module, path, {}); }
 
 // ---------------------------------------------------------------------------------------------
 // The observed model
@@ -302,7 +297,7 @@ void find_matches(Impl& impl) {
         info.why_float = e->handler->why_float(info.match);
       } catch (const std::exception& ex) {
         TQ_CHECK(false, "prepare", "the handler ", e->handler->name(), " failed on ", kind_of(node), " in '",
-                 scope.path, "': ", first_line(ex));
+                 scope.path, "': ", error_message(ex));
       }
       const bool float_io = e->handler->output_qparams() == OutputQParams::kFloat;
       if (info.why_float.empty() && !float_io && !qconfig->activation) {
@@ -456,7 +451,7 @@ ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOption
     copy.eval();
     impl->module = torch::jit::freeze_module(copy);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "prepare", "cannot freeze the model (", impl->top_type, "): ", first_line(e));
+    TQ_CHECK(false, "prepare", "cannot freeze the model (", impl->top_type, "): ", error_message(e));
   }
   impl->graph = impl->module.get_method("forward").graph();
   auto& g = impl->graph;
@@ -489,7 +484,7 @@ c10::IValue ObservedModel::calibrate(std::vector<c10::IValue> inputs) {
   try {
     out = impl.module.forward(std::move(inputs));
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " (", described, ") failed in the model: ", first_line(e));
+    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " (", described, ") failed in the model: ", error_message(e));
   }
   ++impl.batches;
   return out;
@@ -601,7 +596,7 @@ class Emitter : public ConvertContext {
         }
       } catch (const std::exception& e) {
         TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
-                 info.match.module_path, "': ", first_line(e));
+                 info.match.module_path, "': ", error_message(e));
       }
       if (q && info.handler->output_qparams() == OutputQParams::kFloat) {
         env_f_[node->output()] = q;  // dynamic / weight-only: float out
@@ -951,7 +946,7 @@ ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions&
   try {
     model = torch::jit::load(path, c10::nullopt, extra);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "load_observed", path, " is not a TorchScript file: ", first_line(e));
+    TQ_CHECK(false, "load_observed", path, " is not a TorchScript file: ", error_message(e));
   }
   TQ_CHECK(!extra[kObservedFile].empty() && !extra[kObserversFile].empty(), "load_observed", path,
            " is not an observed model (ObservedModel::save writes those)");

@@ -157,18 +157,19 @@ class ConvHandler : public QuantizeHandler {
   bool fold_early_;
 };
 
+std::string why_linear_float(const Node* lin) {
+  for (size_t i = 1; i < lin->inputs().size(); ++i) {
+    if (!is_constant(lin->input(i))) return "the weight or bias is not a constant";
+  }
+  const auto w = constant_of(lin->input(1));
+  if (!w->isTensor() || w->toTensor().dim() != 2) return "the weight is not a 2-D tensor";
+  return "";
+}
+
 class LinearHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "Linear"; }
-  std::string why_float(const Match& m) const override {
-    auto* lin = m.find({"aten::linear"});
-    for (size_t i = 1; i < lin->inputs().size(); ++i) {
-      if (!is_constant(lin->input(i))) return "the weight or bias is not a constant";
-    }
-    const auto w = constant_of(lin->input(1));
-    if (!w->isTensor() || w->toTensor().dim() != 2) return "the weight is not a 2-D tensor";
-    return "";
-  }
+  std::string why_float(const Match& m) const override { return why_linear_float(m.find({"aten::linear"})); }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
     auto* lin = m.find({"aten::linear"});
     const auto weight = constant_of(lin->input(1))->toTensor();
@@ -200,7 +201,7 @@ class DynamicLinearHandler : public QuantizeHandler {
   std::string name() const override { return "DynamicLinear"; }
   OutputQParams output_qparams() const override { return OutputQParams::kFloat; }
   std::vector<Value*> quantized_inputs(const Match&) const override { return {}; }
-  std::string why_float(const Match& m) const override { return LinearHandler().why_float(m); }
+  std::string why_float(const Match& m) const override { return why_linear_float(m.root); }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
     auto* lin = m.root;
     const auto bias = optional_tensor(lin->input(2));
