@@ -34,6 +34,8 @@ golden:
 	@/usr/bin/python3 tools/gen_golden_fake_quant.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_eager.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_folding.py --out tests/golden
+	@/usr/bin/python3 tools/gen_golden_adaround_layer.py --out tests/golden
+	@/usr/bin/python3 tools/gen_golden_calibration.py --out tests/golden
 	@/usr/bin/python3 tools/gen_golden_graph_seed.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph --activation minmax
