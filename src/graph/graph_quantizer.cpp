@@ -30,24 +30,22 @@
 
 #include "normalize.h"
 #include "observe_op.h"
+#include "observed_model_impl.h"
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/nn/qconfig.h"
+#include "tq/numerics/fake_quantize.h"
 #include "tq/serialize/state_dict.h"
 
 namespace tq::graph {
 
-using torch::jit::Graph;
-using torch::jit::Node;
-using torch::jit::Value;
 namespace fs = std::filesystem;
 
 namespace {
 
 // The first line of a LibTorch error, without its backtrace.
 
-std::string kind_of(const Node* n) { return n->kind().toQualString(); }
 
 // Reads only a tensor's shape, which an int8 tensor has as well: such uses neither need a float
 // copy nor count as users when matching (scripted BatchNorm checks input.dim() first).
@@ -60,12 +58,6 @@ size_t value_users(const Value* v) {
   return std::count_if(v->uses().begin(), v->uses().end(), [](const torch::jit::Use& u) { return !is_shape_query(u.user); });
 }
 
-// The module chain a node came from, read from its inlined call stack.
-struct Scope {
-  std::string path;  // "layer1.0.conv1"
-  std::string type;  // innermost module's class name
-  std::vector<std::pair<std::string, std::string>> chain;  // (qualified name, class name), outermost first
-};
 
 Scope scope_of(const Node* n, const std::string& top_type) {
   Scope s;
@@ -144,56 +136,6 @@ void save_torchscript(const torch::jit::Module& module, const std::string& path)
 
 // ---------------------------------------------------------------------------------------------
 // The observed model
-
-struct ObservedModel::Impl {
-  torch::jit::Module source;  // the user's model as given (a clone), for saving the observed form
-  torch::jit::Module module;  // frozen clone of it, with observe ops
-  std::shared_ptr<Graph> graph;
-  GraphQuantizeOptions options;
-  std::string top_type;
-
-  struct MatchInfo {
-    Match match;
-    std::shared_ptr<const QuantizeHandler> handler;
-    std::optional<nn::QConfig> qconfig;
-    std::string why_float;  // "" = quantized
-    mutable std::string why_float_at_convert;  // what calibration showed (non-float data, no data)
-  };
-  std::vector<MatchInfo> matches;
-  std::unordered_map<const Node*, size_t> match_of;  // every matched node -> its match
-  std::unordered_map<const Node*, Scope> scopes;
-  std::unordered_map<const Node*, std::string> unmatched_reason;
-
-  struct Point {
-    Value* value;  // the observed value (before the observe op)
-    std::shared_ptr<torch::nn::Module> observer;
-    std::string kind;      // "output" / "input"
-    std::string consumer;  // for inputs
-    int64_t slot;
-    // Set when a non-floating-point tensor passed (an index tensor through a shape op): the seed's
-    // all_tensors = False, the value stays float.
-    std::shared_ptr<std::atomic<bool>> saw_non_float = std::make_shared<std::atomic<bool>>(false);
-  };
-  std::vector<Point> points;
-  std::unordered_map<const Value*, size_t> point_of;
-  std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
-  int64_t batches = 0;
-  // While active, observe ops record the float values instead of observing (compare_layers).
-  struct Capture {
-    bool active = false;
-    std::map<size_t, std::vector<at::Tensor>> values;
-  };
-  std::shared_ptr<Capture> capture = std::make_shared<Capture>();
-
-  ~Impl() {
-    for (const auto& p : points) detail::release_observer_slot(p.slot);
-  }
-
-  Value* unalias(Value* v) const {
-    auto it = observed_alias.find(v);
-    return it == observed_alias.end() ? v : it->second;
-  }
-};
 
 ObservedModel::ObservedModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -418,7 +360,11 @@ void insert_observers(Impl& impl) {
     auto capture = impl.capture;
     p.slot = detail::register_observer_slot([obs, flag, capture, i](const at::Tensor& x) {
       if (capture->active) {
-        capture->values[i].push_back(x.detach().clone());
+        if (capture->simulate && x.is_floating_point() && i < capture->qparams.size() && capture->qparams[i]) {
+          const auto& qp = *capture->qparams[i];
+          x.detach().copy_(tq::fake_quantize_per_tensor_affine(x.detach(), qp.scale, qp.zero_point, 0, 255));
+        }
+        if (capture->wanted.empty() || capture->wanted.count(i)) capture->values[i].push_back(x.detach().clone());
       } else if (x.is_floating_point()) {
         nn::run_quantizer(*obs, x);
       } else {
@@ -428,17 +374,35 @@ void insert_observers(Impl& impl) {
     auto* out = detail::insert_observe(*impl.graph, p.value, p.slot);
     impl.observed_alias[out] = p.value;
   }
+  // Taps where a weighted layer's input is no quantization point (a Linear after flatten): AdaRound
+  // reads every such input. They only record, while a capture is active.
+  for (auto& info : impl.matches) {
+    const Node* w = detail::weighted_node(info.match);
+    if (!info.why_float.empty() || !w) continue;
+    Value* in = impl.unalias(w->input(0));
+    if (impl.point_of.count(in) || impl.tap_of.count(in)) continue;
+    const size_t index = impl.points.size() + impl.taps.size();
+    auto capture = impl.capture;
+    const int64_t slot = detail::register_observer_slot([capture, index](const at::Tensor& x) {
+      if (capture->active && (capture->wanted.empty() || capture->wanted.count(index))) {
+        capture->values[index].push_back(x.detach().clone());
+      }
+    });
+    impl.taps.push_back(slot);
+    impl.tap_of[in] = index;
+    impl.observed_alias[detail::insert_observe(*impl.graph, in, slot)] = in;
+  }
 }
 
-TensorQParams point_qparams(const Impl& impl, const Impl::Point& p) {
+}  // namespace
+
+TensorQParams detail::point_qparams(const ObservedModel::Impl& impl, const ObservedModel::Impl::Point& p) {
   TQ_CHECK(nn::quantizer_has_observed(*p.observer), "convert", "the observer of ", p.kind, " ",
            p.value->node()->kind() == c10::prim::Param ? std::string("graph input") : kind_of(p.value->node()),
            " saw no data (was that part of the model ever run?)");
   const auto qp = nn::quantizer_qparams(*p.observer);
   return {qp.scale.item<double>(), qp.zero_point.item<int64_t>()};
 }
-
-}  // namespace
 
 ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
   TQ_CHECK(model.find_method("forward").has_value(), "prepare", "the module has no forward method");
@@ -525,7 +489,7 @@ class Emitter : public ConvertContext {
     auto p = impl_.point_of.find(original);
     TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: value %", original->debugName(),
              " is needed in int8 but was not observed");
-    const auto qp = point_qparams(impl_, impl_.points[p->second]);
+    const auto qp = detail::point_qparams(impl_, impl_.points[p->second]);
     auto* f = float_value(original);
     return env_q_[original] = kernels::int8::graph::quantize(*g_, f, qp.scale, qp.zero_point);
   }
@@ -540,7 +504,7 @@ class Emitter : public ConvertContext {
   TensorQParams output_qparams(const Match& m) override {
     auto p = impl_.point_of.find(m.root->output());
     TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: the output of ", kind_of(m.root), " was not observed");
-    return point_qparams(impl_, impl_.points[p->second]);
+    return detail::point_qparams(impl_, impl_.points[p->second]);
   }
 
   const nn::QConfig& qconfig(const Match& m) const override {
@@ -548,6 +512,7 @@ class Emitter : public ConvertContext {
   }
 
   at::Tensor quantize_weight(const Match& m, const at::Tensor& weight) override {
+    if (auto it = impl_.weight_overrides.find(m.root); it != impl_.weight_overrides.end()) return it->second;
     const auto& info = impl_.matches[impl_.match_of.at(m.root)];
     TQ_CHECK(static_cast<bool>(info.qconfig->weight), "convert", kind_of(m.root), " in '", m.module_path,
              "': its qconfig has no weight observer");
@@ -672,7 +637,7 @@ class Emitter : public ConvertContext {
       case OutputQParams::kSharedWithInput: {
         const auto p = qparams_point(impl_, info.handler->quantized_inputs(info.match).at(0));
         TQ_CHECK(p >= 0, "convert", "internal: no qparams for the input of ", kind_of(info.match.root));
-        qp = point_qparams(impl_, impl_.points[static_cast<size_t>(p)]);
+        qp = detail::point_qparams(impl_, impl_.points[static_cast<size_t>(p)]);
         break;
       }
       case OutputQParams::kFromKernel: {
@@ -829,7 +794,7 @@ Summary ObservedModel::summary() const {
         auto p = impl.point_of.find(n->output());
         if (p != impl.point_of.end() && nn::quantizer_has_observed(*impl.points[p->second].observer)) {
           e.has_qparams = true;
-          e.qparams = point_qparams(impl, impl.points[p->second]);
+          e.qparams = detail::point_qparams(impl, impl.points[p->second]);
         }
       }
     } else if (auto r = impl.unmatched_reason.find(n); r != impl.unmatched_reason.end()) {
@@ -857,7 +822,7 @@ Summary ObservedModel::summary() const {
         if (sc != impl.scopes.end()) pt.module_path = sc->second.path;
       }
       pt.consumer = p.consumer;
-      pt.qparams = point_qparams(impl, p);
+      pt.qparams = detail::point_qparams(impl, p);
       s.points.push_back(pt);
     }
   }

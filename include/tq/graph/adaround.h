@@ -1,0 +1,44 @@
+#pragma once
+// AdaRound on a TorchScript model in graph mode: after calibration, every quantized convolution
+// and linear layer, in graph order, gets its weight rounding learned (tq/ptq/adaround.h) from
+// inputs the model quantized so far produces (activations quantized with their calibrated
+// qparams, earlier layers with their AdaRound weights) and targets from the float model (the
+// layer's output after its fused ReLU). convert() then uses those int8 weights.
+//
+//   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend("onednn"));
+//   for (const auto& b : calibration) observed.calibrate(b);
+//   auto report = tq::graph::adaround(observed, calibration, tq::ptq::AdaRoundOptions().iterations(2000));
+//   auto int8 = observed.convert();
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "tq/graph/graph_quantizer.h"
+#include "tq/ptq/adaround.h"
+
+namespace tq::graph {
+
+struct AdaRoundLayerReport {
+  std::string layer;  // module path ("layer1.0.conv1")
+  std::string op;     // "aten::conv2d"
+  int64_t weights = 0, changed = 0;
+  double loss_nearest = 0, loss_adaround = 0;  // reconstruction loss on the cached samples
+  double seconds = 0;
+};
+
+struct AdaRoundReport {
+  std::vector<AdaRoundLayerReport> layers;
+  std::vector<std::string> skipped;  // "layer: why"
+  int64_t samples = 0;
+  double seconds = 0;
+  std::string to_string() const;
+};
+
+// `data`: batches of the model's (single) input; the first options.num_samples() samples are
+// cached. Throws before changing anything if the model was never calibrated or `data` holds fewer
+// samples than one batch of options.batch_size(). On success the observed model keeps the learned
+// weights for convert(); running adaround again replaces them.
+AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& data, const ptq::AdaRoundOptions& options);
+
+}  // namespace tq::graph

@@ -1,0 +1,104 @@
+#pragma once
+// ObservedModel's state, shared by the files of graph mode (prepare / convert in
+// graph_quantizer.cpp, AdaRound in adaround.cpp). Not installed.
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "observe_op.h"
+#include "tq/graph/graph_quantizer.h"
+#include "tq/nn/qconfig.h"
+
+namespace tq::graph {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+inline std::string kind_of(const Node* n) { return n->kind().toQualString(); }
+
+// The module chain a node came from, read from its inlined call stack.
+struct Scope {
+  std::string path;  // "layer1.0.conv1"
+  std::string type;  // innermost module's class name
+  std::vector<std::pair<std::string, std::string>> chain;  // (qualified name, class name), outermost first
+};
+
+struct ObservedModel::Impl {
+  torch::jit::Module source;  // the user's model as given (a clone), for saving the observed form
+  torch::jit::Module module;  // frozen clone of it, with observe ops
+  std::shared_ptr<Graph> graph;
+  GraphQuantizeOptions options;
+  std::string top_type;
+
+  struct MatchInfo {
+    Match match;
+    std::shared_ptr<const QuantizeHandler> handler;
+    std::optional<nn::QConfig> qconfig;
+    std::string why_float;  // "" = quantized
+    mutable std::string why_float_at_convert;  // what calibration showed (non-float data, no data)
+  };
+  std::vector<MatchInfo> matches;
+  std::unordered_map<const Node*, size_t> match_of;  // every matched node -> its match
+  std::unordered_map<const Node*, Scope> scopes;
+  std::unordered_map<const Node*, std::string> unmatched_reason;
+
+  struct Point {
+    Value* value;  // the observed value (before the observe op)
+    std::shared_ptr<torch::nn::Module> observer;
+    std::string kind;      // "output" / "input"
+    std::string consumer;  // for inputs
+    int64_t slot;
+    // Set when a non-floating-point tensor passed (an index tensor through a shape op): the seed's
+    // all_tensors = False, the value stays float.
+    std::shared_ptr<std::atomic<bool>> saw_non_float = std::make_shared<std::atomic<bool>>(false);
+  };
+  std::vector<Point> points;
+  std::unordered_map<const Value*, size_t> point_of;
+  std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
+  int64_t batches = 0;
+  // Int8 weights chosen by AdaRound, by the match root they belong to; convert uses them as they are.
+  std::unordered_map<const Node*, at::Tensor> weight_overrides;
+  // While active, observe ops record the values instead of observing (compare_layers, AdaRound):
+  // those of the points in `wanted` (all when empty). With `simulate`, each point's value is first
+  // quantized and dequantized in place with its qparams, as the int8 model computes it.
+  struct Capture {
+    bool active = false;
+    std::set<size_t> wanted;
+    bool simulate = false;
+    std::vector<std::optional<TensorQParams>> qparams;  // per point, for simulate
+    std::map<size_t, std::vector<at::Tensor>> values;
+  };
+  std::shared_ptr<Capture> capture = std::make_shared<Capture>();
+
+  // Capture-only taps (slots), indexed after the points.
+  std::vector<int64_t> taps;
+  std::unordered_map<const Value*, size_t> tap_of;
+
+  ~Impl() {
+    for (const auto& p : points) detail::release_observer_slot(p.slot);
+    for (auto slot : taps) detail::release_observer_slot(slot);
+  }
+
+  Value* unalias(Value* v) const {
+    auto it = observed_alias.find(v);
+    return it == observed_alias.end() ? v : it->second;
+  }
+};
+
+namespace detail {
+// The linear / convolution node of a match (nullptr if it has none).
+const Node* weighted_node(const Match& m);
+// A quantization point's qparams; throws, naming the point, if its observer saw no data.
+TensorQParams point_qparams(const ObservedModel::Impl& impl, const ObservedModel::Impl::Point& p);
+}  // namespace detail
+
+}  // namespace tq::graph
