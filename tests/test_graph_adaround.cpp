@@ -119,12 +119,15 @@ TEST_F(GraphAdaRound, BadInputChangesNothing) {
   auto model = small_net();
   auto observed = tq::graph::prepare(model, four_bit_weights());
   const auto x = at::randn({16, 1, 12, 12});
-  const auto o = tq::ptq::AdaRoundOptions().iterations(5).batch_size(8);
+  const auto o = tq::ptq::AdaRoundOptions().iterations(5).batch_size(8);  // num_samples 1024
   expect_error([&] { tq::graph::adaround(observed, {x}, o); }, "calibrate the model before AdaRound");
   observed.calibrate(x);
-  expect_error([&] { tq::graph::adaround(observed, {x}, tq::ptq::AdaRoundOptions(o).batch_size(32)); }, "the data holds 16 samples, fewer than one batch of 32");
-  expect_error([&] { tq::graph::adaround(observed, {x.to(at::kLong)}, o); }, "data must be float batches");
-  expect_error([&] { tq::graph::adaround(observed, {at::randn({16, 3, 12, 12})}, o); }, "the model failed on samples of shape [16, 3, 12, 12]");
+  expect_error([&] { tq::graph::adaround(observed, {x}, o); }, "the data holds 16 samples, fewer than the 1024 asked for");
+  expect_error([&] { tq::graph::adaround(observed, {x}, tq::ptq::AdaRoundOptions(o).num_samples(16).batch_size(32)); },
+               "the data holds 16 samples, fewer than one batch of 32");
+  const auto o16 = tq::ptq::AdaRoundOptions(o).num_samples(16);
+  expect_error([&] { tq::graph::adaround(observed, {x.to(at::kLong)}, o16); }, "data must be float batches");
+  expect_error([&] { tq::graph::adaround(observed, {at::randn({16, 3, 12, 12})}, o16); }, "the model failed on samples of shape [16, 3, 12, 12]");
   // Still converts, with nearest rounding, and the observed model still runs.
   EXPECT_TRUE(observed.impl() != nullptr);
   observed.convert().forward({x});

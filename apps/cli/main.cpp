@@ -19,7 +19,12 @@
 #include "progress.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/graph/adaround.h"
 #include "tq/observers/default_observers.h"
+#include "tq/observers/entropy_observer.h"
+#include "tq/observers/mse_observer.h"
+#include "tq/observers/per_channel_mse_observer.h"
+#include "tq/observers/percentile_observer.h"
 #include "tq/observers/histogram_observer.h"
 #include "tq/observers/min_max_observer.h"
 
@@ -102,26 +107,78 @@ c10::IValue run(torch::jit::Module& m, const at::Tensor& x, const std::string& w
 
 struct QuantizeArgs {
   std::string model, out, calib, mode = "static", engine = "onednn", observer = "histogram", report, qconfig_file;
+  std::string weight_observer = "minmax";
+  double percentile = 99.999;
+  int weight_bits = 8, activation_bits = 8;
+  bool adaround = false;
+  int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
   int64_t batches = 32, batch_size = 32;
   tq::cli::DataOptions data;
 };
 
-// A QConfig from the engine's default, an activation observer name and a weight scheme.
-tq::nn::QConfig make_qconfig(const std::string& engine, const std::string& activation, bool per_tensor_weights) {
+// What a QConfig is made of on the command line (and in --qconfig files).
+struct QConfigChoice {
+  std::string activation = "histogram";
+  std::string weights = "per-channel";  // per-channel, per-tensor, per-channel-mse, per-tensor-mse
+  double percentile = 99.999;
+  int weight_bits = 8, activation_bits = 8;
+};
+
+// A QConfig from the engine's default, an activation observer name, a weight scheme and bit widths
+// (fewer than 8 bits narrow the quantization range; values still travel as int8).
+tq::nn::QConfig make_qconfig(const std::string& engine, const QConfigChoice& c) {
   namespace obs = tq::observers;
   auto q = tq::quant::get_default_qconfig(engine);
-  const bool reduce = tq::quant::backend_reduces_range(engine);
-  if (activation == "minmax") {
-    q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(reduce));
-  } else if (activation == "moving-average") {
-    q.activation =
-        obs::with_args<obs::MovingAverageMinMaxObserver>(obs::MovingAverageMinMaxObserverOptions().reduce_range(reduce));
-  } else if (activation != "histogram") {
-    throw std::invalid_argument("unknown activation observer '" + activation + "'");
+  if (c.weight_bits < 2 || c.weight_bits > 8 || c.activation_bits < 2 || c.activation_bits > 8) {
+    throw std::invalid_argument("bits must be between 2 and 8, got weights " + std::to_string(c.weight_bits) +
+                                ", activations " + std::to_string(c.activation_bits));
   }
-  if (per_tensor_weights) q.weight = obs::default_weight_observer();
+  const bool reduce = tq::quant::backend_reduces_range(engine);
+  // Activations: quint8 on [0, 2^bits - 1] (the engine's reduced range at 8 bits).
+  auto act = [&](auto options) {
+    if (c.activation_bits == 8) return options.reduce_range(reduce);
+    return options.quant_min(0).quant_max((int64_t{1} << c.activation_bits) - 1);
+  };
+  if (c.activation == "histogram") {
+    q.activation = obs::with_args<obs::HistogramObserver>(act(obs::HistogramObserverOptions()));
+  } else if (c.activation == "minmax") {
+    q.activation = obs::with_args<obs::MinMaxObserver>(act(obs::MinMaxObserverOptions()));
+  } else if (c.activation == "moving-average") {
+    q.activation = obs::with_args<obs::MovingAverageMinMaxObserver>(act(obs::MovingAverageMinMaxObserverOptions()));
+  } else if (c.activation == "entropy") {
+    q.activation = obs::with_args<obs::EntropyObserver>(act(obs::EntropyObserverOptions()));
+  } else if (c.activation == "percentile") {
+    q.activation = obs::with_args<obs::PercentileObserver>(act(obs::PercentileObserverOptions().percentile(c.percentile)));
+  } else if (c.activation == "mse") {
+    q.activation = obs::with_args<obs::MSEObserver>(act(obs::MSEObserverOptions()));
+  } else {
+    throw std::invalid_argument("unknown activation observer '" + c.activation +
+                                "' (expected histogram, minmax, moving-average, entropy, percentile, mse)");
+  }
+  // Weights: qint8, symmetric, on [-2^(bits-1), 2^(bits-1) - 1].
+  const int64_t wmax = (int64_t{1} << (c.weight_bits - 1)) - 1, wmin = -wmax - 1;
+  if (c.weights == "per-channel") {
+    if (c.weight_bits != 8) {
+      q.weight = obs::with_args<obs::PerChannelMinMaxObserver>(obs::PerChannelMinMaxObserverOptions()
+                                                                   .dtype(tq::QDType::QInt8)
+                                                                   .qscheme(tq::QScheme::PerChannelSymmetric)
+                                                                   .quant_min(wmin)
+                                                                   .quant_max(wmax));
+    }
+  } else if (c.weights == "per-tensor") {
+    q.weight = obs::with_args<obs::MinMaxObserver>(
+        obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric).quant_min(wmin).quant_max(wmax));
+  } else if (c.weights == "per-tensor-mse") {
+    q.weight = obs::with_args<obs::MSEObserver>(
+        obs::MSEObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric).quant_min(wmin).quant_max(wmax));
+  } else if (c.weights == "per-channel-mse") {
+    q.weight = obs::with_args<obs::PerChannelMSEObserver>(obs::PerChannelMSEObserverOptions().quant_min(wmin).quant_max(wmax));
+  } else {
+    throw std::invalid_argument("weights must be per-channel, per-tensor, per-channel-mse or per-tensor-mse, got '" +
+                                c.weights + "'");
+  }
   return q;
 }
 
@@ -130,8 +187,8 @@ tq::nn::QConfig make_qconfig(const std::string& engine, const std::string& activ
 //    "module_name": {"fc": null, "layer4": {"activation": "minmax"}},
 //    "object_type": {"add": null}}
 // null keeps that part float; missing fields take the command line's (or the engine's) defaults.
-void apply_qconfig_file(const std::string& path, const std::string& engine, const std::string& activation,
-                        bool per_tensor, tq::quant::QConfigMapping& mapping) {
+void apply_qconfig_file(const std::string& path, const std::string& engine, const QConfigChoice& defaults,
+                        tq::quant::QConfigMapping& mapping) {
   std::ifstream f(path);
   if (!f) throw BadInput("no such file: " + path);
   nlohmann::json j;
@@ -142,21 +199,23 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
   }
   auto parse = [&](const nlohmann::json& spec, const std::string& where) {
     if (!spec.is_object()) throw BadInput(path + ": " + where + " must be an object or null");
-    std::string act = activation, weights = per_tensor ? "per-tensor" : "per-channel";
+    QConfigChoice c = defaults;
     for (const auto& [key, value] : spec.items()) {
       if (key == "activation" && value.is_string()) {
-        act = value.get<std::string>();
+        c.activation = value.get<std::string>();
       } else if (key == "weights" && value.is_string()) {
-        weights = value.get<std::string>();
+        c.weights = value.get<std::string>();
+      } else if (key == "weight_bits" && value.is_number_integer()) {
+        c.weight_bits = value.get<int>();
+      } else if (key == "activation_bits" && value.is_number_integer()) {
+        c.activation_bits = value.get<int>();
       } else {
-        throw BadInput(path + ": " + where + ": unknown field '" + key + "' (expected activation, weights)");
+        throw BadInput(path + ": " + where + ": unknown field '" + key +
+                       "' (expected activation, weights, weight_bits, activation_bits)");
       }
     }
-    if (weights != "per-channel" && weights != "per-tensor") {
-      throw BadInput(path + ": " + where + ": weights must be per-channel or per-tensor, got '" + weights + "'");
-    }
     try {
-      return make_qconfig(engine, act, weights == "per-tensor");
+      return make_qconfig(engine, c);
     } catch (const std::invalid_argument& e) {
       throw BadInput(path + ": " + where + ": " + e.what());
     }
@@ -188,7 +247,11 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError(
         "--seed-config is seed 004's fixed configuration: it takes no --mode, --per-tensor-weights, --exclude or --qconfig");
   }
+  if (a.seed && (a.weight_bits != 8 || a.activation_bits != 8 || a.observer != "histogram" || a.weight_observer != "minmax")) {
+    throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
+  }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  if (a.mode == "dynamic" && a.adaround) throw UsageError("--adaround applies to --mode static");
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   check_output_path(a.out, {a.model}, a.force);
   if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
@@ -201,8 +264,14 @@ int quantize(const QuantizeArgs& a) {
     options = tq::graph::GraphQuantizeOptions::dynamic();
   } else {
     options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
-    options.mapping.set_global(make_qconfig(a.engine, a.observer, a.per_tensor));
-    if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, a.observer, a.per_tensor, options.mapping);
+    QConfigChoice c;
+    c.activation = a.observer;
+    c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
+    c.percentile = a.percentile;
+    c.weight_bits = a.weight_bits;
+    c.activation_bits = a.activation_bits;
+    options.mapping.set_global(make_qconfig(a.engine, c));
+    if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
   }
   // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
   for (const auto& name : a.exclude) {
@@ -223,6 +292,7 @@ int quantize(const QuantizeArgs& a) {
       throw;
     }
   }();
+  tq::graph::AdaRoundReport adaround_report;
   if (!a.calib.empty() && a.mode == "static") {
     const auto samples = tq::cli::load_samples(a.calib, a.data);
     const auto bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
@@ -237,6 +307,22 @@ int quantize(const QuantizeArgs& a) {
     }
     bar.finish();
     if (samples.skipped > 0) std::cerr << "tq: skipped " << samples.skipped << " unreadable images\n";
+    if (a.adaround) {
+      // By default every calibration sample, up to AIMET's 1024; batches of 32 or fewer.
+      int64_t have = 0;
+      for (const auto& b : bs) have += b.size(0);
+      const int64_t n = a.adaround_samples > 0 ? a.adaround_samples : std::min<int64_t>(have, 1024);
+      const auto o = tq::ptq::AdaRoundOptions()
+                         .iterations(a.adaround_iterations)
+                         .num_samples(n)
+                         .batch_size(std::min<int64_t>(32, n));
+      try {
+        adaround_report = tq::graph::adaround(observed, bs, o);
+      } catch (const c10::Error& e) {
+        throw BadInput(a.calib + ": " + clean(e));
+      }
+      std::cout << adaround_report.to_string();
+    }
   }
   auto int8 = observed.convert(a.reference);
   tq::graph::save_torchscript(int8, a.out);
@@ -248,6 +334,17 @@ int quantize(const QuantizeArgs& a) {
     j["output"] = a.out;
     j["engine"] = a.seed ? "qnnpack" : a.engine;
     j["mode"] = a.seed ? "seed" : a.mode;
+    if (a.adaround) {
+      auto& r = j["adaround"];
+      r["samples"] = adaround_report.samples;
+      r["seconds"] = adaround_report.seconds;
+      r["skipped"] = adaround_report.skipped;
+      for (const auto& l : adaround_report.layers) {
+        r["layers"].push_back({{"layer", l.layer}, {"op", l.op}, {"weights", l.weights}, {"changed", l.changed},
+                               {"loss_nearest", l.loss_nearest}, {"loss_adaround", l.loss_adaround},
+                               {"seconds", l.seconds}});
+      }
+    }
     write_json(j, a.report);
   }
   return 0;
@@ -467,8 +564,25 @@ int main(int argc, char** argv) {
   qc->add_option("--mode", q.mode, "static (calibrated) or dynamic (Linear, Embedding)")
       ->check(CLI::IsMember({"static", "dynamic"}));
   qc->add_option("--engine", q.engine, "int8 engine")->check(CLI::IsMember(engines));
-  qc->add_option("--activation-observer", q.observer, "histogram, minmax or moving-average")
-      ->check(CLI::IsMember({"histogram", "minmax", "moving-average"}));
+  qc->add_option("--activation-observer", q.observer,
+                 "histogram (PyTorch's default), minmax, moving-average, entropy (TensorRT's KL divergence), "
+                 "percentile (ONNX Runtime's), mse")
+      ->check(CLI::IsMember({"histogram", "minmax", "moving-average", "entropy", "percentile", "mse"}));
+  qc->add_option("--percentile", q.percentile, "for --activation-observer percentile (default 99.999)")
+      ->check(CLI::Range(1e-9, 100.0));
+  qc->add_option("--weight-observer", q.weight_observer, "minmax (PyTorch's default) or mse (per channel: the "
+                 "fraction of each channel's range with the least squared error)")
+      ->check(CLI::IsMember({"minmax", "mse"}));
+  qc->add_option("--weight-bits", q.weight_bits, "weight bits, 2 to 8 (symmetric range; stored as int8)")
+      ->check(CLI::Range(2, 8));
+  qc->add_option("--activation-bits", q.activation_bits, "activation bits, 2 to 8 (stored as uint8)")
+      ->check(CLI::Range(2, 8));
+  qc->add_flag("--adaround", q.adaround, "learn each conv / linear layer's weight rounding (AdaRound) on the "
+               "calibration data after calibrating");
+  qc->add_option("--adaround-iterations", q.adaround_iterations, "AdaRound iterations per layer (default 10000)")
+      ->check(CLI::PositiveNumber);
+  qc->add_option("--adaround-samples", q.adaround_samples, "calibration samples AdaRound caches (default: all, at most 1024)")
+      ->check(CLI::PositiveNumber);
   qc->add_flag("--per-tensor-weights", q.per_tensor, "per-tensor weight qparams (default: per channel)");
   qc->add_option("--exclude", q.exclude, "keep a module (qualified name, e.g. layer1.0.conv2) or an operator (add) float");
   qc->add_option("--qconfig", q.qconfig_file,

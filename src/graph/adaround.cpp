@@ -130,6 +130,8 @@ AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& 
     parts.push_back(b.slice(0, 0, std::min(b.size(0), o.num_samples() - have)));
     have += parts.back().size(0);
   }
+  TQ_CHECK(have >= o.num_samples(), "adaround", "the data holds ", have, " samples, fewer than the ", o.num_samples(),
+           " asked for (num_samples)");
   TQ_CHECK(have >= o.batch_size(), "adaround", "the data holds ", have, " samples, fewer than one batch of ",
            o.batch_size());
   const at::Tensor samples = at::cat(parts);

@@ -37,7 +37,7 @@ struct AdaRoundReport {
 
 // `data`: batches of the model's (single) input; the first options.num_samples() samples are
 // cached. Throws before changing anything if the model was never calibrated or `data` holds fewer
-// samples than one batch of options.batch_size(). On success the observed model keeps the learned
+// samples than options.num_samples() or one batch. On success the observed model keeps the learned
 // weights for convert(); running adaround again replaces them.
 AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& data, const ptq::AdaRoundOptions& options);
 
