@@ -56,6 +56,9 @@ def main():
         runs.append(("nearest", wb, 8, ["--activation-observer", "minmax"]))
     for wb in (4, 3, 2):
         runs.append(("adaround", wb, 8, ["--activation-observer", "minmax", *ada]))
+        runs.append(("adaround+bias_correction", wb, 8, ["--activation-observer", "minmax", *ada, "--bias-correction"]))
+    for wb in (4, 3, 2):
+        runs.append(("bias_correction", wb, 8, ["--activation-observer", "minmax", "--bias-correction"]))
     for ab in (8, 6, 4):
         for obs in ("minmax", "histogram", "entropy", "percentile", "mse"):
             runs.append((obs, 8, ab, ["--activation-observer", obs]))

@@ -152,16 +152,19 @@ def main():
     run(["quantize", model, "-o", w("qc2.pt"), "--calib", w("calib.pt"), "--qconfig", w("bits_qconfig.json")], 2,
         "module_name.conv1: bits must be between 2 and 8")
     run(["quantize", model, "-o", w("w9.pt"), "--calib", w("calib.pt"), "--weight-bits", "9"], 1, "--weight-bits")
-    run(["quantize", model, "-o", w("ada.pt"), "--mode", "dynamic", "--adaround"], 1, "--adaround applies to --mode static")
+    run(["quantize", model, "-o", w("ada.pt"), "--mode", "dynamic", "--adaround"], 1,
+        "--adaround and --bias-correction apply to --mode static")
     for obs in ("entropy", "percentile", "mse"):
         run(["quantize", model, "-o", w(obs + ".pt"), "--calib", w("calib.pt"), "--engine", "qnnpack",
              "--activation-observer", obs, "--weight-observer", "mse", "--activation-bits", "6"], 0, "wrote")
     run(["quantize", model, "-o", w("ada.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--weight-bits", "4",
          "--adaround", "--adaround-iterations", "30", "--adaround-samples", "8", "--batch-size", "4",
-         "--report", w("ada.json")], 0, "AdaRound on")
+         "--bias-correction", "--report", w("ada.json")], 0, "bias correction on")
     ada = json.load(open(w("ada.json")))["adaround"]
     if not ada["layers"] or any(l["loss_adaround"] > l["loss_nearest"] for l in ada["layers"]):
         FAILURES.append("--adaround report: " + json.dumps(ada))
+    if not json.load(open(w("ada.json")))["bias_correction"]["layers"]:
+        FAILURES.append("--bias-correction report")
     with open(w("broken.json"), "w") as f:
         f.write("{not json")
     run(["quantize", model, "-o", w("qc2.pt"), "--calib", w("calib.pt"), "--qconfig", w("broken.json")], 2,

@@ -20,6 +20,7 @@
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
 #include "tq/graph/adaround.h"
+#include "tq/graph/bias_correction.h"
 #include "tq/observers/default_observers.h"
 #include "tq/observers/entropy_observer.h"
 #include "tq/observers/mse_observer.h"
@@ -110,7 +111,7 @@ struct QuantizeArgs {
   std::string weight_observer = "minmax";
   double percentile = 99.999;
   int weight_bits = 8, activation_bits = 8;
-  bool adaround = false;
+  bool adaround = false, bias_correction = false;
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
@@ -251,7 +252,9 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
-  if (a.mode == "dynamic" && a.adaround) throw UsageError("--adaround applies to --mode static");
+  if (a.mode == "dynamic" && (a.adaround || a.bias_correction)) {
+    throw UsageError("--adaround and --bias-correction apply to --mode static");
+  }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   check_output_path(a.out, {a.model}, a.force);
   if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
@@ -293,6 +296,7 @@ int quantize(const QuantizeArgs& a) {
     }
   }();
   tq::graph::AdaRoundReport adaround_report;
+  tq::graph::BiasCorrectionReport bias_report;
   if (!a.calib.empty() && a.mode == "static") {
     const auto samples = tq::cli::load_samples(a.calib, a.data);
     const auto bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
@@ -323,6 +327,17 @@ int quantize(const QuantizeArgs& a) {
       }
       std::cout << adaround_report.to_string();
     }
+    if (a.bias_correction) {
+      int64_t have = 0;
+      for (const auto& b : bs) have += b.size(0);
+      try {
+        bias_report = tq::graph::correct_bias(observed, bs,
+                                              tq::graph::BiasCorrectionOptions().num_samples(std::min<int64_t>(have, 512)));
+      } catch (const c10::Error& e) {
+        throw BadInput(a.calib + ": " + clean(e));
+      }
+      std::cout << bias_report.to_string();
+    }
   }
   auto int8 = observed.convert(a.reference);
   tq::graph::save_torchscript(int8, a.out);
@@ -334,6 +349,16 @@ int quantize(const QuantizeArgs& a) {
     j["output"] = a.out;
     j["engine"] = a.seed ? "qnnpack" : a.engine;
     j["mode"] = a.seed ? "seed" : a.mode;
+    if (a.bias_correction) {
+      auto& r = j["bias_correction"];
+      r["samples"] = bias_report.samples;
+      r["seconds"] = bias_report.seconds;
+      r["skipped"] = bias_report.skipped;
+      for (const auto& l : bias_report.layers) {
+        r["layers"].push_back({{"layer", l.layer}, {"op", l.op}, {"mean_abs_shift", l.mean_abs_shift},
+                               {"max_abs_shift", l.max_abs_shift}});
+      }
+    }
     if (a.adaround) {
       auto& r = j["adaround"];
       r["samples"] = adaround_report.samples;
@@ -579,6 +604,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 8));
   qc->add_flag("--adaround", q.adaround, "learn each conv / linear layer's weight rounding (AdaRound) on the "
                "calibration data after calibrating");
+  qc->add_flag("--bias-correction", q.bias_correction, "take each conv / linear layer's mean output shift from "
+               "quantization out of its bias (after --adaround when both are given)");
   qc->add_option("--adaround-iterations", q.adaround_iterations, "AdaRound iterations per layer (default 10000)")
       ->check(CLI::PositiveNumber);
   qc->add_option("--adaround-samples", q.adaround_samples, "calibration samples AdaRound caches (default: all, at most 1024)")

@@ -90,6 +90,7 @@ AdaRoundResult adaround_layer(const WeightedLayer& layer, const observers::Obser
   }
   fq.use_soft_rounding(true);
 
+  at::AutoGradMode grad_mode(true);  // whatever the caller's mode: V learns by gradient
   torch::optim::Adam adam(std::vector<at::Tensor>{fq.V()}, torch::optim::AdamOptions(o.learning_rate()));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed());
   const int64_t n = x_all.size(0), b = std::min(o.batch_size(), n);

@@ -1,6 +1,7 @@
-// AdaRound in graph mode (tq::graph::adaround): on a small TorchScript model with 4-bit weights,
-// every layer's reconstruction loss falls, the int8 model it gives is closer to the float model
-// than nearest rounding's, and the observed model is left as it was.
+// Post-training algorithms in graph mode on a small TorchScript model with 4-bit weights.
+// AdaRound (tq::graph::adaround): every layer's reconstruction loss falls, the int8 model is closer
+// to the float model than nearest rounding's, and the observed model is left as it was.
+// Bias correction (tq::graph::correct_bias): the int8 model's mean output error shrinks.
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 
@@ -10,6 +11,7 @@
 
 #include "golden.h"
 #include "tq/graph/adaround.h"
+#include "tq/graph/bias_correction.h"
 #include "tq/kernels/int8.h"
 #include "tq/observers/min_max_observer.h"
 #include "tq/observers/per_channel_min_max_observer.h"
@@ -71,14 +73,14 @@ double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
   return 10 * std::log10(ref.pow(2).sum().item<double>() / (ref - x).pow(2).sum().item<double>());
 }
 
-class GraphAdaRound : public ::testing::Test {
+class GraphPtq : public ::testing::Test {
  protected:
   void SetUp() override { tq::kernels::int8::set_engine("qnnpack"); }
 };
 
 }  // namespace
 
-TEST_F(GraphAdaRound, FourBitWeightsReconstructBetterThanNearest) {
+TEST_F(GraphPtq, AdaRoundFourBitWeightsReconstructBetterThanNearest) {
   auto model = small_net();
   at::manual_seed(3);
   std::vector<at::Tensor> data;
@@ -115,12 +117,12 @@ TEST_F(GraphAdaRound, FourBitWeightsReconstructBetterThanNearest) {
   EXPECT_GT(q_adaround, q_nearest + 1.0) << "nearest " << q_nearest << " dB, AdaRound " << q_adaround << " dB";
 }
 
-TEST_F(GraphAdaRound, BadInputChangesNothing) {
+TEST_F(GraphPtq, AdaRoundBadInputChangesNothing) {
   auto model = small_net();
   auto observed = tq::graph::prepare(model, four_bit_weights());
   const auto x = at::randn({16, 1, 12, 12});
   const auto o = tq::ptq::AdaRoundOptions().iterations(5).batch_size(8);  // num_samples 1024
-  expect_error([&] { tq::graph::adaround(observed, {x}, o); }, "calibrate the model before AdaRound");
+  expect_error([&] { tq::graph::adaround(observed, {x}, o); }, "calibrate the model first");
   observed.calibrate(x);
   expect_error([&] { tq::graph::adaround(observed, {x}, o); }, "the data holds 16 samples, fewer than the 1024 asked for");
   expect_error([&] { tq::graph::adaround(observed, {x}, tq::ptq::AdaRoundOptions(o).num_samples(16).batch_size(32)); },
@@ -132,4 +134,48 @@ TEST_F(GraphAdaRound, BadInputChangesNothing) {
   EXPECT_TRUE(observed.impl() != nullptr);
   observed.convert().forward({x});
   observed.calibrate(x);
+}
+
+// Per-tensor 3-bit weights shift each layer's mean output; correcting the biases on calibration
+// data takes most of that shift out of the final output on held-out data.
+TEST_F(GraphPtq, BiasCorrectionShrinksTheMeanOutputError) {
+  auto model = small_net();
+  at::manual_seed(4);
+  std::vector<at::Tensor> data;
+  for (int i = 0; i < 8; ++i) data.push_back(at::randn({64, 1, 12, 12}));
+  const auto held_out = at::randn({512, 1, 12, 12});
+  auto options = four_bit_weights();
+  auto q = options.mapping.global().value();
+  q.weight = obs::with_args<obs::MinMaxObserver>(
+      obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric).quant_min(-4).quant_max(3));
+  options.mapping.set_global(q);
+  auto observed = tq::graph::prepare(model, options);
+  for (const auto& b : data) observed.calibrate(b);
+  auto plain = observed.convert();
+  const auto report = tq::graph::correct_bias(observed, data, tq::graph::BiasCorrectionOptions().num_samples(512));
+  std::cout << report.to_string();
+  ASSERT_EQ(report.layers.size(), 3u);
+  for (const auto& l : report.layers) EXPECT_GT(l.max_abs_shift, 0.0) << l.layer;
+  auto corrected = observed.convert();
+  const at::Tensor ref = model.forward({held_out}).toTensor();
+  auto mean_error = [&](torch::jit::Module& m) {
+    return (m.forward({held_out}).toTensor() - ref).mean(0).abs().mean().item<double>();
+  };
+  const double before = mean_error(plain), after = mean_error(corrected);
+  std::cout << "mean |E[int8 - float]| per output: " << before << " -> " << after << "\n";
+  EXPECT_LT(after, before / 2);
+}
+
+TEST_F(GraphPtq, BiasCorrectionBadInputChangesNothing) {
+  auto model = small_net();
+  auto observed = tq::graph::prepare(model, four_bit_weights());
+  const auto x = at::randn({16, 1, 12, 12});
+  expect_error([&] { tq::graph::correct_bias(observed, {x}); }, "calibrate the model first");
+  observed.calibrate(x);
+  auto before = observed.convert();
+  expect_error([&] { tq::graph::correct_bias(observed, {x}); }, "the data holds 16 samples, fewer than the 512");
+  expect_error([&] { tq::graph::correct_bias(observed, {at::randn({16, 3, 12, 12})}, tq::graph::BiasCorrectionOptions().num_samples(16)); },
+               "the model failed on samples of shape [16, 3, 12, 12]");
+  auto after = observed.convert();
+  EXPECT_TRUE(at::equal(before.forward({x}).toTensor(), after.forward({x}).toTensor()));
 }
