@@ -153,7 +153,9 @@ def main():
         "module_name.conv1: bits must be between 2 and 8")
     run(["quantize", model, "-o", w("w9.pt"), "--calib", w("calib.pt"), "--weight-bits", "9"], 1, "--weight-bits")
     run(["quantize", model, "-o", w("ada.pt"), "--mode", "dynamic", "--adaround"], 1,
-        "--adaround and --bias-correction apply to --mode static")
+        "--adaround, --bias-correction and --equalize apply to --mode static")
+    run(["quantize", model, "-o", w("eq.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--per-tensor-weights",
+         "--equalize"], 0, "wrote")
     for obs in ("entropy", "percentile", "mse"):
         run(["quantize", model, "-o", w(obs + ".pt"), "--calib", w("calib.pt"), "--engine", "qnnpack",
              "--activation-observer", obs, "--weight-observer", "mse", "--activation-bits", "6"], 0, "wrote")

@@ -2,6 +2,8 @@
 // AdaRound (tq::graph::adaround): every layer's reconstruction loss falls, the int8 model is closer
 // to the float model than nearest rounding's, and the observed model is left as it was.
 // Bias correction (tq::graph::correct_bias): the int8 model's mean output error shrinks.
+// Cross-layer equalization (GraphQuantizeOptions::equalize): a MobileNet-style block with per-tensor
+// weights, where batch norms give channels of very different ranges, quantizes far better.
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 
@@ -179,3 +181,93 @@ TEST_F(GraphPtq, BiasCorrectionBadInputChangesNothing) {
   auto after = observed.convert();
   EXPECT_TRUE(at::equal(before.forward({x}).toTensor(), after.forward({x}).toTensor()));
 }
+
+namespace {
+
+torch::jit::Module bn_module(int64_t c, at::Tensor gamma) {
+  torch::jit::Module m("BatchNorm2d");
+  m.register_parameter("weight", gamma, false);
+  m.register_parameter("bias", at::randn({c}) * 0.2, false);
+  m.register_buffer("running_mean", at::randn({c}) * 0.1);
+  m.register_buffer("running_var", at::rand({c}) + 0.5);
+  m.define(R"(
+    def forward(self, x):
+        return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, False, 0.1, 1e-5, False)
+  )");
+  return m;
+}
+
+// expand 1x1 (4 -> 16) + bn + act (relu or relu6), depthwise 3x3 + bn + act, project 1x1 (16 -> 4) + bn: the
+// gammas span decades, as in trained depthwise blocks.
+torch::jit::Module mobile_block(const std::string& act, double log_gamma_min, double log_gamma_max) {
+  at::manual_seed(7);
+  torch::jit::Module net("Block");
+  const auto gammas = at::logspace(log_gamma_min, log_gamma_max, 16)
+                          .index_select(0, at::randperm(16))
+                          .to(at::kFloat);
+  net.register_module("expand", layer("Conv2d", R"(
+    def forward(self, x):
+        return torch.conv2d(x, self.weight, self.bias, [1, 1], [0, 0], [1, 1], 1)
+  )", at::randn({16, 4, 1, 1}) * 0.5, at::zeros({16})));
+  net.register_module("bn1", bn_module(16, gammas));
+  net.register_module("dw", layer("DepthwiseConv2d", R"(
+    def forward(self, x):
+        return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], 16)
+  )", at::randn({16, 1, 3, 3}) * 0.5, at::zeros({16})));
+  net.register_module("bn2", bn_module(16, gammas.flip(0)));
+  net.register_module("project", layer("ProjectConv2d", R"(
+    def forward(self, x):
+        return torch.conv2d(x, self.weight, self.bias, [1, 1], [0, 0], [1, 1], 1)
+  )", at::randn({4, 16, 1, 1}) * 0.3, at::zeros({4})));
+  auto activation = [&](const std::string& e) {
+    return act == "relu" ? "torch.relu(" + e + ")" : "torch.hardtanh(" + e + ", 0.0, 6.0)";
+  };
+  net.define("def forward(self, x):\n"
+             "    x = " + activation("self.bn1.forward(self.expand.forward(x))") + "\n"
+             "    x = " + activation("self.bn2.forward(self.dw.forward(x))") + "\n"
+             "    return self.project.forward(x)\n");
+  return net;
+}
+
+tq::graph::GraphQuantizeOptions per_tensor_weights(bool equalize) {
+  auto o = tq::graph::GraphQuantizeOptions::for_backend("qnnpack");
+  auto q = o.mapping.global().value();
+  q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions());
+  q.weight = obs::with_args<obs::MinMaxObserver>(
+      obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric));
+  o.mapping.set_global(q);
+  o.equalize = equalize;
+  return o;
+}
+
+}  // namespace
+
+TEST_F(GraphPtq, EqualizationKeepsTheFloatFunctionAndRescuesPerTensorWeights) {
+  // With ReLU6 the gammas stay small enough that it rarely clips (equalization computes it as ReLU).
+  for (const std::string act : {"relu", "relu6"}) {
+    auto model = act == "relu" ? mobile_block(act, -2, 2) : mobile_block(act, -3, 0.5);
+    at::manual_seed(8);
+    std::vector<at::Tensor> data;
+    for (int i = 0; i < 4; ++i) data.push_back(at::randn({16, 4, 10, 10}));
+    const auto held_out = at::randn({64, 4, 10, 10});
+    const at::Tensor ref = model.forward({held_out}).toTensor();
+    double sqnr[2];
+    for (bool equalize : {false, true}) {
+      auto observed = tq::graph::prepare(model, per_tensor_weights(equalize));
+      for (const auto& b : data) observed.calibrate(b);
+      if (equalize) {
+        EXPECT_EQ(observed.summary().equalized,
+                  (std::vector<std::string>{"expand -> dw", "dw -> project"})) << act;
+        if (act == "relu") {  // ReLU6 becomes ReLU: only ReLU keeps the float function exactly
+          auto om = observed.module();
+          EXPECT_TRUE(at::allclose(om.forward({held_out}).toTensor(), ref, 1e-3, 1e-3)) << act;
+        }
+      }
+      auto int8 = observed.convert();
+      sqnr[equalize] = sqnr_db(ref, int8.forward({held_out}).toTensor());
+    }
+    std::cout << act << ": per-tensor int8 SQNR " << sqnr[0] << " dB, equalized " << sqnr[1] << " dB\n";
+    EXPECT_GT(sqnr[1], sqnr[0] + 6.0) << act;
+  }
+}
+

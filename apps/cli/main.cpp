@@ -111,7 +111,7 @@ struct QuantizeArgs {
   std::string weight_observer = "minmax";
   double percentile = 99.999;
   int weight_bits = 8, activation_bits = 8;
-  bool adaround = false, bias_correction = false;
+  bool adaround = false, bias_correction = false, equalize = false;
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
@@ -252,8 +252,8 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
-  if (a.mode == "dynamic" && (a.adaround || a.bias_correction)) {
-    throw UsageError("--adaround and --bias-correction apply to --mode static");
+  if (a.mode == "dynamic" && (a.adaround || a.bias_correction || a.equalize)) {
+    throw UsageError("--adaround, --bias-correction and --equalize apply to --mode static");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   check_output_path(a.out, {a.model}, a.force);
@@ -275,6 +275,7 @@ int quantize(const QuantizeArgs& a) {
     c.activation_bits = a.activation_bits;
     options.mapping.set_global(make_qconfig(a.engine, c));
     if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
+    options.equalize = a.equalize;
   }
   // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
   for (const auto& name : a.exclude) {
@@ -349,6 +350,7 @@ int quantize(const QuantizeArgs& a) {
     j["output"] = a.out;
     j["engine"] = a.seed ? "qnnpack" : a.engine;
     j["mode"] = a.seed ? "seed" : a.mode;
+    j["equalized"] = summary.equalized;
     if (a.bias_correction) {
       auto& r = j["bias_correction"];
       r["samples"] = bias_report.samples;
@@ -604,6 +606,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 8));
   qc->add_flag("--adaround", q.adaround, "learn each conv / linear layer's weight rounding (AdaRound) on the "
                "calibration data after calibrating");
+  qc->add_flag("--equalize", q.equalize, "cross-layer equalization of conv -> (ReLU / ReLU6) -> conv pairs before "
+               "calibrating (for per-tensor weights; ReLU6 between them becomes ReLU)");
   qc->add_flag("--bias-correction", q.bias_correction, "take each conv / linear layer's mean output shift from "
                "quantization out of its bias (after --adaround when both are given)");
   qc->add_option("--adaround-iterations", q.adaround_iterations, "AdaRound iterations per layer (default 10000)")

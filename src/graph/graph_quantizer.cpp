@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "equalize.h"
 #include "normalize.h"
 #include "observe_op.h"
 #include "observed_model_impl.h"
@@ -421,6 +422,7 @@ ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOption
   auto& g = impl->graph;
   detail::normalize_frozen_graph(g);
   for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->top_type);
+  if (options.equalize) impl->equalized = detail::equalize_graph(*g, impl->scopes);
   check_mapping(model, *g, *impl);
   find_matches(*impl);
   insert_observers(*impl);
@@ -777,6 +779,7 @@ torch::jit::Module ObservedModel::convert(bool reference) const {
 Summary ObservedModel::summary() const {
   const auto& impl = *impl_;
   Summary s;
+  s.equalized = impl.equalized;
   for (auto* n : impl.graph->nodes()) {
     const std::string k = kind_of(n);
     if (n->kind() == c10::prim::Constant || detail::is_observe_node_kind(k.c_str())) continue;
@@ -848,6 +851,7 @@ std::string Summary::to_string() const {
       << "]  scale=" << e.qparams.scale << " zero_point=" << e.qparams.zero_point << "\n";
   }
   for (const auto& [op, count] : float_ops) s << "  float " << op << " x" << count << "\n";
+  if (!equalized.empty()) s << "cross-layer equalization: " << equalized.size() << " pairs\n";
   return s.str();
 }
 

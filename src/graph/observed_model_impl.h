@@ -65,6 +65,7 @@ struct ObservedModel::Impl {
   std::unordered_map<const Value*, size_t> point_of;
   std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value
   int64_t batches = 0;
+  std::vector<std::string> equalized;  // pairs cross-layer equalization changed
   // Int8 weights chosen by AdaRound, by the match root they belong to; convert uses them as they are.
   std::unordered_map<const Node*, at::Tensor> weight_overrides;
   // While active, observe ops record the values instead of observing (compare_layers, AdaRound):

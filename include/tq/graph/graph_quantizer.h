@@ -38,6 +38,10 @@ struct GraphQuantizeOptions {
   // set_module_name_none(name) leaves a module float.
   quant::QConfigMapping mapping;
   PatternRegistry patterns = default_patterns();
+  // Cross-layer equalization before observing (tq/ptq/equalization.h): batch norms fold into
+  // their convolutions, a ReLU6 between two convolutions becomes a ReLU, and every convolution ->
+  // (ReLU) -> convolution pair has its channels' weight ranges equalized. For per-tensor weights.
+  bool equalize = false;
 
   // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
   static GraphQuantizeOptions for_backend(const std::string& backend);
@@ -72,6 +76,7 @@ struct Summary {
     TensorQParams qparams;
   };
   std::vector<Point> points;  // filled once calibrated, in graph order
+  std::vector<std::string> equalized;  // "first -> second" pairs (GraphQuantizeOptions::equalize)
   int quantized_count() const;
   std::string to_string() const;
 };
