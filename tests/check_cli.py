@@ -156,6 +156,17 @@ def main():
         "--adaround, --bias-correction and --equalize apply to --mode static")
     run(["quantize", model, "-o", w("eq.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--per-tensor-weights",
          "--equalize"], 0, "wrote")
+    # Mixed precision: images in class folders give labels; 2-bit weights first.
+    img = ["--resize", "16", "--center-crop", "16"]
+    run(["quantize", model, "-o", w("mp.pt"), "--calib", w("images"), *img, "--engine", "qnnpack", "--weight-bits", "2",
+         "--max-accuracy-drop", "0", "--eval", w("images"), "--report", w("mp.json")], 0, "mixed precision: float")
+    mp = json.load(open(w("mp.json")))["mixed_precision"]
+    if mp["evaluations"] < 2 or not mp["layers"] or (mp["met"] and mp["accuracy"] < mp["float_accuracy"]):
+        FAILURES.append("--max-accuracy-drop report: " + json.dumps(mp))
+    run(["quantize", model, "-o", w("mp2.pt"), "--calib", w("calib.pt"), "--max-accuracy-drop", "1"], 1,
+        "--max-accuracy-drop needs --eval")
+    run(["quantize", model, "-o", w("mp2.pt"), "--calib", w("calib.pt"), "--max-accuracy-drop", "1", "--eval",
+         w("calib.pt")], 2, "needs labels")
     for obs in ("entropy", "percentile", "mse"):
         run(["quantize", model, "-o", w(obs + ".pt"), "--calib", w("calib.pt"), "--engine", "qnnpack",
              "--activation-observer", obs, "--weight-observer", "mse", "--activation-bits", "6"], 0, "wrote")

@@ -2,6 +2,8 @@
 // AdaRound (tq::graph::adaround): every layer's reconstruction loss falls, the int8 model is closer
 // to the float model than nearest rounding's, and the observed model is left as it was.
 // Bias correction (tq::graph::correct_bias): the int8 model's mean output error shrinks.
+// Mixed precision (tq::graph::search_mixed_precision): sensitive layers move up until the metric
+// is within the tolerance; an unmeetable tolerance ends with every layer raised and the best found.
 // Cross-layer equalization (GraphQuantizeOptions::equalize): a MobileNet-style block with per-tensor
 // weights, where batch norms give channels of very different ranges, quantizes far better.
 #include <gtest/gtest.h>
@@ -14,6 +16,7 @@
 #include "golden.h"
 #include "tq/graph/adaround.h"
 #include "tq/graph/bias_correction.h"
+#include "tq/graph/mixed_precision.h"
 #include "tq/kernels/int8.h"
 #include "tq/observers/min_max_observer.h"
 #include "tq/observers/per_channel_min_max_observer.h"
@@ -271,3 +274,72 @@ TEST_F(GraphPtq, EqualizationKeepsTheFloatFunctionAndRescuesPerTensorWeights) {
   }
 }
 
+
+namespace {
+
+tq::nn::QConfig bits_qconfig(int64_t weight_bits) {
+  auto q = four_bit_weights().mapping.global().value();
+  const int64_t m = (int64_t{1} << (weight_bits - 1)) - 1;
+  q.weight = obs::with_args<obs::PerChannelMinMaxObserver>(obs::PerChannelMinMaxObserverOptions()
+                                                               .dtype(tq::QDType::QInt8)
+                                                               .qscheme(tq::QScheme::PerChannelSymmetric)
+                                                               .quant_min(-m - 1)
+                                                               .quant_max(m));
+  return q;
+}
+
+tq::graph::MixedPrecisionOptions two_bit_then_eight_then_float(double max_drop) {
+  tq::graph::MixedPrecisionOptions o;
+  o.levels = {{"W2A8", bits_qconfig(2)}, {"W8A8", bits_qconfig(8)}, {"float", std::nullopt}};
+  o.max_drop = max_drop;
+  return o;
+}
+
+}  // namespace
+
+TEST_F(GraphPtq, MixedPrecisionRaisesSensitiveLayersUntilTheToleranceIsMet) {
+  auto model = small_net();
+  at::manual_seed(9);
+  std::vector<at::Tensor> data{at::randn({64, 1, 12, 12}), at::randn({64, 1, 12, 12})};
+  const auto eval_x = at::randn({256, 1, 12, 12});
+  const auto float_top1 = model.forward({eval_x}).toTensor().argmax(1);
+  // Top-1 agreement with the float model, in percent.
+  auto agreement = [&](torch::jit::Module& m) {
+    return 100.0 * m.forward({eval_x}).toTensor().argmax(1).eq(float_top1).to(at::kDouble).mean().item<double>();
+  };
+  const auto r = tq::graph::search_mixed_precision(model, four_bit_weights(), data, agreement,
+                                                   two_bit_then_eight_then_float(3.0));
+  std::cout << r.to_string();
+  EXPECT_EQ(r.float_metric, 100.0);
+  // conv1 and conv2 end in the top module's torch.relu: one group.
+  EXPECT_EQ(r.layers.size(), 2u);
+  EXPECT_EQ(r.layer_levels.size(), 3u);
+  EXPECT_TRUE(r.met);
+  EXPECT_GE(r.metric, 97.0);
+  EXPECT_EQ(r.evaluations, 1 + static_cast<int64_t>(r.steps.size()));
+  EXPECT_LT(r.steps.front().metric, 97.0) << "2-bit weights everywhere should miss the tolerance";
+  auto chosen = r.model;
+  EXPECT_EQ(agreement(chosen), r.metric);  // the returned model is the one measured
+}
+
+TEST_F(GraphPtq, MixedPrecisionReportsTheBestWhenTheToleranceCannotBeMet) {
+  auto model = small_net();
+  std::vector<at::Tensor> data{at::randn({16, 1, 12, 12})};
+  int calls = 0;
+  // 100 for the float model, then 10, 11, 12, ...: never within 1 point.
+  auto metric = [&](torch::jit::Module&) { return calls++ == 0 ? 100.0 : 9.0 + calls; };
+  const auto r = tq::graph::search_mixed_precision(model, four_bit_weights(), data, metric,
+                                                   two_bit_then_eight_then_float(1.0));
+  EXPECT_FALSE(r.met);
+  // The float model, the start, then each of the 2 groups (conv1+conv2, fc) up two levels.
+  EXPECT_EQ(r.evaluations, 1 + 1 + 2 * 2);
+  EXPECT_EQ(r.metric, 9.0 + 6);
+  EXPECT_EQ(r.layer_levels.size(), 3u);
+  for (const auto& [layer, level] : r.layer_levels) EXPECT_EQ(level, "float") << layer;
+
+  auto boom = [](torch::jit::Module&) -> double { throw std::runtime_error("boom"); };
+  expect_error([&] { tq::graph::search_mixed_precision(model, four_bit_weights(), data, boom, two_bit_then_eight_then_float(1)); },
+               "the evaluation function failed on the float model: boom");
+  expect_error([&] { tq::graph::search_mixed_precision(model, four_bit_weights(), data, metric, tq::graph::MixedPrecisionOptions()); },
+               "no precision levels given");
+}

@@ -21,6 +21,7 @@
 #include "tq/kernels/int8.h"
 #include "tq/graph/adaround.h"
 #include "tq/graph/bias_correction.h"
+#include "tq/graph/mixed_precision.h"
 #include "tq/observers/default_observers.h"
 #include "tq/observers/entropy_observer.h"
 #include "tq/observers/mse_observer.h"
@@ -112,6 +113,9 @@ struct QuantizeArgs {
   double percentile = 99.999;
   int weight_bits = 8, activation_bits = 8;
   bool adaround = false, bias_correction = false, equalize = false;
+  double max_accuracy_drop = -1;  // < 0: no search
+  std::string eval, eval_labels;
+  int64_t eval_limit = 0;
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
@@ -252,6 +256,12 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  const bool search = a.max_accuracy_drop >= 0;
+  if (search && (a.eval.empty() || a.mode != "static" || a.seed || a.adaround || a.bias_correction)) {
+    throw UsageError("--max-accuracy-drop needs --eval DATA with labels and --mode static (without --seed-config, "
+                     "--adaround or --bias-correction)");
+  }
+  if (!search && !a.eval.empty()) throw UsageError("--eval is for --max-accuracy-drop");
   if (a.mode == "dynamic" && (a.adaround || a.bias_correction || a.equalize)) {
     throw UsageError("--adaround, --bias-correction and --equalize apply to --mode static");
   }
@@ -340,7 +350,47 @@ int quantize(const QuantizeArgs& a) {
       std::cout << bias_report.to_string();
     }
   }
-  auto int8 = observed.convert(a.reference);
+  torch::jit::Module int8;
+  tq::graph::MixedPrecisionResult searched;
+  if (search) {
+    auto eval_options = a.data;
+    eval_options.labels = a.eval_labels;
+    eval_options.limit = a.eval_limit;
+    const auto eval = tq::cli::load_samples(a.eval, eval_options);
+    if (!eval.labels.defined()) throw BadInput(a.eval + ": --max-accuracy-drop needs labels (--eval-labels, or class folders)");
+    const auto eval_batches = tq::cli::batches(eval.inputs, 256, 0);
+    tq::graph::MixedPrecisionOptions mp;
+    mp.max_drop = a.max_accuracy_drop;
+    QConfigChoice aggressive;
+    aggressive.activation = a.observer;
+    aggressive.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
+    aggressive.percentile = a.percentile;
+    aggressive.weight_bits = a.weight_bits;
+    aggressive.activation_bits = a.activation_bits;
+    QConfigChoice eight = aggressive;
+    eight.weight_bits = eight.activation_bits = 8;
+    auto name = [](const QConfigChoice& c) { return "W" + std::to_string(c.weight_bits) + "A" + std::to_string(c.activation_bits); };
+    mp.levels.push_back({name(aggressive), make_qconfig(a.engine, aggressive)});
+    if (a.weight_bits != 8 || a.activation_bits != 8) mp.levels.push_back({name(eight), make_qconfig(a.engine, eight)});
+    mp.levels.push_back({"float", std::nullopt});
+    const auto& labels = eval.labels;
+    auto accuracy = [&](torch::jit::Module& m) {
+      int64_t correct = 0, seen = 0;
+      for (const auto& b : eval_batches) {
+        auto out = m.forward({b});
+        while (out.isTuple()) out = out.toTupleRef().elements()[0];
+        correct += out.toTensor().argmax(1).eq(labels.narrow(0, seen, b.size(0))).sum().item<int64_t>();
+        seen += b.size(0);
+      }
+      return 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
+    };
+    const auto calibration = tq::cli::batches(tq::cli::load_samples(a.calib, a.data).inputs, a.batch_size, a.batches);
+    searched = tq::graph::search_mixed_precision(model, options, calibration, accuracy, mp);
+    std::cout << searched.to_string();
+    int8 = searched.model;
+  } else {
+    int8 = observed.convert(a.reference);
+  }
   tq::graph::save_torchscript(int8, a.out);
   const auto summary = observed.summary();
   std::cout << summary.to_string() << "wrote " << a.out << "\n";
@@ -351,6 +401,15 @@ int quantize(const QuantizeArgs& a) {
     j["engine"] = a.seed ? "qnnpack" : a.engine;
     j["mode"] = a.seed ? "seed" : a.mode;
     j["equalized"] = summary.equalized;
+    if (search) {
+      auto& m = j["mixed_precision"];
+      m["float_accuracy"] = searched.float_metric;
+      m["accuracy"] = searched.metric;
+      m["met"] = searched.met;
+      m["evaluations"] = searched.evaluations;
+      m["layers"] = searched.layer_levels;
+      m["sensitivity_order"] = searched.layers;
+    }
     if (a.bias_correction) {
       auto& r = j["bias_correction"];
       r["samples"] = bias_report.samples;
@@ -606,6 +665,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 8));
   qc->add_flag("--adaround", q.adaround, "learn each conv / linear layer's weight rounding (AdaRound) on the "
                "calibration data after calibrating");
+  qc->add_option("--max-accuracy-drop", q.max_accuracy_drop,
+                 "mixed precision: raise the most sensitive layers from --weight-bits / --activation-bits to 8 bits, "
+                 "then float, until top-1 accuracy on --eval is within this many points of the float model's")
+      ->check(CLI::Range(0.0, 100.0));
+  qc->add_option("--eval", q.eval, "labelled evaluation data for --max-accuracy-drop (same formats as --calib)");
+  qc->add_option("--eval-labels", q.eval_labels, "IDX labels for --eval");
+  qc->add_option("--eval-limit", q.eval_limit, "at most this many evaluation samples (0: all)");
   qc->add_flag("--equalize", q.equalize, "cross-layer equalization of conv -> (ReLU / ReLU6) -> conv pairs before "
                "calibrating (for per-tensor weights; ReLU6 between them becomes ReLU)");
   qc->add_flag("--bias-correction", q.bias_correction, "take each conv / linear layer's mean output shift from "
