@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test bench golden clean
+.PHONY: deps configure build demo test bench accuracy golden clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -27,6 +27,11 @@ bench: build
 	@$(BUILD_DIR)/bench/tq_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_enable_random_interleaving=true --benchmark_min_time=0.5
 	@/usr/bin/python3 bench/histogram_observer_bench.py --tq $(BUILD_DIR)/bench/tq_histogram_bench
+
+# The post-training accuracy table (docs/ACCURACY.md): needs `make demo`'s trained ResNet-18.
+accuracy: build
+	@/usr/bin/python3 bench/ptq_accuracy.py --tq $(BUILD_DIR)/apps/cli/tq --data /usr/share/datasets/fashion-mnist \
+	  --out $(BUILD_DIR)/bench/ptq_accuracy.json --demo-dir $(BUILD_DIR)/demo --adaround-samples 256
 
 # Re-creates the golden files from PyTorch (Debian's python3-torch).
 golden:
