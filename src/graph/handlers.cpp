@@ -27,8 +27,6 @@ bool is_constant(const Value* v) { return v->node()->kind() == c10::prim::Consta
 
 c10::optional<c10::IValue> constant_of(const Value* v) { return torch::jit::toIValue(v); }
 
-std::string describe(const Node* n) { return n->kind().toQualString(); }
-
 // Convolution arguments, read from aten::conv{1,2,3}d or aten::_convolution (traced graphs).
 struct ConvArgs {
   at::Tensor weight, bias;

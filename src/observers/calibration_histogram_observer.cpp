@@ -115,8 +115,7 @@ void CalibrationHistogramObserver::validate_state() const {
 std::string CalibrationHistogramObserver::extra_repr() const {
   std::ostringstream s;
   s << "min_val=" << min_val_.item<float>() << ", max_val=" << max_val_.item<float>() << ", bins=" << bins_
-    << ", dtype=" << to_string(dtype_) << ", qscheme=" << to_string(qscheme_) << ", quant_min=" << quant_min()
-    << ", quant_max=" << quant_max();
+    << ", " << quantization_repr();
   return s.str();
 }
 

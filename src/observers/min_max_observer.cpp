@@ -54,9 +54,7 @@ void MinMaxObserver::reset_min_max_vals() {
 
 std::string MinMaxObserver::extra_repr() const {
   std::ostringstream s;
-  s << "min_val=" << min_val_.item<float>() << ", max_val=" << max_val_.item<float>()
-    << ", dtype=" << to_string(dtype_) << ", qscheme=" << to_string(qscheme_) << ", quant_min=" << quant_min()
-    << ", quant_max=" << quant_max();
+  s << "min_val=" << min_val_.item<float>() << ", max_val=" << max_val_.item<float>() << ", " << quantization_repr();
   return s.str();
 }
 

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <ostream>
+#include <sstream>
 
 #include "tq/core/check.h"
 
@@ -56,6 +57,13 @@ at::Tensor UniformQuantizationObserverBase::checked_input(const at::Tensor& x) c
   TQ_CHECK(x.numel() > 0, op, "input is empty (shape ", x.sizes(), "); there is nothing to observe");
   TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), "; this build of tq observes CPU tensors");
   return x.detach().to(at::kFloat).contiguous();
+}
+
+std::string UniformQuantizationObserverBase::quantization_repr() const {
+  std::ostringstream s;
+  s << "dtype=" << to_string(dtype_) << ", qscheme=" << to_string(qscheme_) << ", quant_min=" << quant_min()
+    << ", quant_max=" << quant_max();
+  return s.str();
 }
 
 }  // namespace tq::observers

@@ -69,8 +69,7 @@ void PerChannelMinMaxObserver::reset_min_max_vals() {
 
 std::string PerChannelMinMaxObserver::extra_repr() const {
   std::ostringstream s;
-  s << "ch_axis=" << ch_axis_ << ", channels=" << min_val_.numel() << ", dtype=" << to_string(dtype_)
-    << ", qscheme=" << to_string(qscheme_) << ", quant_min=" << quant_min() << ", quant_max=" << quant_max();
+  s << "ch_axis=" << ch_axis_ << ", channels=" << min_val_.numel() << ", " << quantization_repr();
   return s.str();
 }
 

@@ -69,9 +69,8 @@ void PerChannelMSEObserver::reset_min_max_vals() {
 
 std::string PerChannelMSEObserver::extra_repr() const {
   std::ostringstream s;
-  s << "ch_axis=" << ch_axis_ << ", candidates=" << candidates_ << ", channels=" << min_val_.numel()
-    << ", dtype=" << to_string(dtype_) << ", qscheme=" << to_string(qscheme_) << ", quant_min=" << quant_min()
-    << ", quant_max=" << quant_max();
+  s << "ch_axis=" << ch_axis_ << ", candidates=" << candidates_
+    << ", channels=" << min_val_.numel() << ", " << quantization_repr();
   return s.str();
 }
 

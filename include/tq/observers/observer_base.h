@@ -78,6 +78,8 @@ class UniformQuantizationObserverBase : public ObserverBase {
 
   // _calculate_qparams on the given ranges with this observer's dtype, scheme and range.
   QParams calculate_qparams_from(const at::Tensor& min_val, const at::Tensor& max_val) const;
+  // "dtype=..., qscheme=..., quant_min=..., quant_max=...": the tail of every extra_repr.
+  std::string quantization_repr() const;
 
  protected:
   template <class Self>
