@@ -247,6 +247,17 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
   }
 }
 
+// The global QConfig the command line asks for.
+QConfigChoice qconfig_choice(const QuantizeArgs& a) {
+  QConfigChoice c;
+  c.activation = a.observer;
+  c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
+  c.percentile = a.percentile;
+  c.weight_bits = a.weight_bits;
+  c.activation_bits = a.activation_bits;
+  return c;
+}
+
 int quantize(const QuantizeArgs& a) {
   if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty() || !a.qconfig_file.empty())) {
     throw UsageError(
@@ -277,12 +288,7 @@ int quantize(const QuantizeArgs& a) {
     options = tq::graph::GraphQuantizeOptions::dynamic();
   } else {
     options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
-    QConfigChoice c;
-    c.activation = a.observer;
-    c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
-    c.percentile = a.percentile;
-    c.weight_bits = a.weight_bits;
-    c.activation_bits = a.activation_bits;
+    const QConfigChoice c = qconfig_choice(a);
     options.mapping.set_global(make_qconfig(a.engine, c));
     if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
     options.equalize = a.equalize;
@@ -361,12 +367,7 @@ int quantize(const QuantizeArgs& a) {
     const auto eval_batches = tq::cli::batches(eval.inputs, 256, 0);
     tq::graph::MixedPrecisionOptions mp;
     mp.max_drop = a.max_accuracy_drop;
-    QConfigChoice aggressive;
-    aggressive.activation = a.observer;
-    aggressive.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
-    aggressive.percentile = a.percentile;
-    aggressive.weight_bits = a.weight_bits;
-    aggressive.activation_bits = a.activation_bits;
+    const QConfigChoice aggressive = qconfig_choice(a);
     QConfigChoice eight = aggressive;
     eight.weight_bits = eight.activation_bits = 8;
     auto name = [](const QConfigChoice& c) { return "W" + std::to_string(c.weight_bits) + "A" + std::to_string(c.activation_bits); };
