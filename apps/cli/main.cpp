@@ -314,9 +314,12 @@ int quantize(const QuantizeArgs& a) {
   }();
   tq::graph::AdaRoundReport adaround_report;
   tq::graph::BiasCorrectionReport bias_report;
+  std::vector<at::Tensor> bs;  // calibration batches
   if (!a.calib.empty() && a.mode == "static") {
     const auto samples = tq::cli::load_samples(a.calib, a.data);
-    const auto bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
+    bs = tq::cli::batches(samples.inputs, a.batch_size, a.batches);
+    int64_t have = 0;
+    for (const auto& b : bs) have += b.size(0);
     tq::apps::ProgressBar bar("calibrating", static_cast<int64_t>(bs.size()));
     for (size_t i = 0; i < bs.size(); ++i) {
       try {
@@ -330,8 +333,6 @@ int quantize(const QuantizeArgs& a) {
     if (samples.skipped > 0) std::cerr << "tq: skipped " << samples.skipped << " unreadable images\n";
     if (a.adaround) {
       // By default every calibration sample, up to AIMET's 1024; batches of 32 or fewer.
-      int64_t have = 0;
-      for (const auto& b : bs) have += b.size(0);
       const int64_t n = a.adaround_samples > 0 ? a.adaround_samples : std::min<int64_t>(have, 1024);
       const auto o = tq::ptq::AdaRoundOptions()
                          .iterations(a.adaround_iterations)
@@ -345,8 +346,6 @@ int quantize(const QuantizeArgs& a) {
       std::cout << adaround_report.to_string();
     }
     if (a.bias_correction) {
-      int64_t have = 0;
-      for (const auto& b : bs) have += b.size(0);
       try {
         bias_report = tq::graph::correct_bias(observed, bs,
                                               tq::graph::BiasCorrectionOptions().num_samples(std::min<int64_t>(have, 512)));
@@ -385,8 +384,7 @@ int quantize(const QuantizeArgs& a) {
       }
       return 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
     };
-    const auto calibration = tq::cli::batches(tq::cli::load_samples(a.calib, a.data).inputs, a.batch_size, a.batches);
-    searched = tq::graph::search_mixed_precision(model, options, calibration, accuracy, mp);
+    searched = tq::graph::search_mixed_precision(model, options, bs, accuracy, mp);
     std::cout << searched.to_string();
     int8 = searched.model;
   } else {

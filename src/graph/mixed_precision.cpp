@@ -65,14 +65,16 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
   std::map<std::string, size_t> level;
   for (const auto& root : roots) level[root] = 0;
 
-  auto build = [&]() {
+  // `base` with each group's qconfig at its current level.
+  auto options_at_levels = [&]() {
     GraphQuantizeOptions options = base;
     for (const auto& root : roots) {
       const auto& q = o.levels[level[root]].qconfig;
       q ? (void)options.mapping.set_module_name(root, *q) : (void)options.mapping.set_module_name_none(root);
     }
-    return quantize(model, options, calibration);
+    return options;
   };
+  auto build = [&]() { return quantize(model, options_at_levels(), calibration); };
   auto describe = [&]() {
     std::ostringstream s;
     for (const auto& root : roots) s << (s.tellp() ? ", " : "") << conv_path[root] << "=" << o.levels[level[root]].name;
@@ -86,13 +88,10 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
   // Sensitivity: each layer's output SQNR in the start model (lowest = most sensitive).
   std::vector<std::pair<double, std::string>> ranked;
   {
-    GraphQuantizeOptions start = base;
-    for (const auto& root : roots) {
-      const auto& q = o.levels[0].qconfig;
-      q ? (void)start.mapping.set_module_name(root, *q) : (void)start.mapping.set_module_name_none(root);
-    }
     std::map<std::string, double> sqnr;
-    for (const auto& c : compare_layers(model, best.model, start, {calibration.front()})) sqnr[c.layer] = c.sqnr_db;
+    for (const auto& c : compare_layers(model, best.model, options_at_levels(), {calibration.front()})) {
+      sqnr[c.layer] = c.sqnr_db;
+    }
     for (const auto& root : roots) {
       double lowest = 1e9;
       for (const auto& layer : members[root]) {
@@ -123,8 +122,7 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
       }
     }
   }
-  const bool current_met = current.metric >= r.float_metric - o.max_drop;
-  if (current_met) {
+  if (current.metric >= r.float_metric - o.max_drop) {
     best = current;
     best_levels = level;
   }
