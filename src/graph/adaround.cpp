@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <iomanip>
-#include <sstream>
 
 #include "weighted_layers.h"
 #include "tq/core/check.h"
@@ -76,20 +74,6 @@ AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& 
   impl.weight_overrides = std::move(learned);
   report.seconds = seconds_since(start);
   return report;
-}
-
-std::string AdaRoundReport::to_string() const {
-  std::ostringstream s;
-  s << "AdaRound on " << layers.size() << " layer(s), " << samples << " samples, " << std::fixed
-    << std::setprecision(1) << seconds << " s\n";
-  for (const auto& l : layers) {
-    s << "  " << std::left << std::setw(28) << (l.layer.empty() ? "(top)" : l.layer) << std::right << " "
-      << std::setw(8) << l.changed << " of " << std::setw(8) << l.weights << " weights changed, loss "
-      << std::scientific << std::setprecision(3) << l.loss_nearest << " -> " << l.loss_adaround << std::fixed
-      << std::setprecision(1) << "  (" << l.seconds << " s)\n";
-  }
-  for (const auto& k : skipped) s << "  skipped " << k << "\n";
-  return s.str();
 }
 
 }  // namespace tq::graph

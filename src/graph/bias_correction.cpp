@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <iomanip>
-#include <sstream>
 
 #include "tq/core/check.h"
 #include "tq/nn/qconfig.h"
@@ -73,19 +71,6 @@ BiasCorrectionReport correct_bias(ObservedModel& observed, const std::vector<at:
   for (size_t k = 0; k < layers.size(); ++k) layers[k].graph_bias.copy_(corrected[k]);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
-}
-
-std::string BiasCorrectionReport::to_string() const {
-  std::ostringstream s;
-  s << "bias correction on " << layers.size() << " layer(s), " << samples << " samples, " << std::fixed
-    << std::setprecision(1) << seconds << " s\n";
-  for (const auto& l : layers) {
-    s << "  " << std::left << std::setw(28) << (l.layer.empty() ? "(top)" : l.layer) << std::right
-      << " mean |shift| " << std::scientific << std::setprecision(3) << l.mean_abs_shift << ", max " << l.max_abs_shift
-      << "\n";
-  }
-  for (const auto& k : skipped) s << "  skipped " << k << "\n";
-  return s.str();
 }
 
 }  // namespace tq::graph

@@ -108,15 +108,9 @@ std::vector<std::string> equalize_graph(Graph& g, std::unordered_map<const Node*
     layers.emplace(second, b);
     pairs.emplace_back(first, second);
   }
-  // A layer in two pairs (expand -> depthwise -> project) moves with both: iterate until still.
-  for (int iteration = 0; iteration < 50 && !pairs.empty(); ++iteration) {
-    double moved = 0;
-    for (auto& [first, second] : pairs) {
-      const auto s = ptq::equalize_pair(layers.at(first), layers.at(second));
-      moved = std::max(moved, (s - 1).abs().max().item<double>());
-    }
-    if (moved < 1e-4) break;
-  }
+  std::vector<std::pair<ptq::WeightedLayer*, ptq::WeightedLayer*>> layer_pairs;
+  for (auto& [first, second] : pairs) layer_pairs.emplace_back(&layers.at(first), &layers.at(second));
+  ptq::equalize_pairs(layer_pairs);
   std::vector<std::string> described;
   for (auto& [n, l] : layers) {
     set_constant(g, n, 1, l.weight.contiguous());

@@ -53,13 +53,13 @@ std::vector<int64_t> ConvNdImpl<D>::dilation() const {
 }
 
 template <size_t D>
-at::Tensor ConvNdImpl<D>::float_op(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor ConvNdImpl<D>::float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
   TQ_CHECK(x.dim() == static_cast<int64_t>(D) + 2 && x.size(1) == options_.in_channels(), name(), "input must have ",
            D + 2, " dimensions and ", options_.in_channels(), " channels, got ", x.sizes());
   if constexpr (D == 1) {
-    return at::conv1d(x, weight, bias_, stride(), padding(), dilation(), options_.groups());
+    return at::conv1d(x, weight, bias, stride(), padding(), dilation(), options_.groups());
   } else {
-    return at::conv3d(x, weight, bias_, stride(), padding(), dilation(), options_.groups());
+    return at::conv3d(x, weight, bias, stride(), padding(), dilation(), options_.groups());
   }
 }
 

@@ -30,10 +30,10 @@ LinearImpl::LinearImpl(const torch::nn::LinearOptions& options) : WeightedModule
   }
 }
 
-at::Tensor LinearImpl::float_op(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor LinearImpl::float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
   TQ_CHECK(x.size(-1) == options_.in_features(), name(), "input has ", x.size(-1), " features, expected ",
            options_.in_features());
-  return at::linear(x, weight, bias_);
+  return at::linear(x, weight, bias);
 }
 
 void LinearImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& gamma,
@@ -98,10 +98,10 @@ std::vector<int64_t> padding_of(const torch::nn::Conv2dOptions& o) {
 }
 }  // namespace
 
-at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
   TQ_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), name(), "input must be (N, ", options_.in_channels(),
            ", H, W), got ", x.sizes());
-  auto y = at::conv2d(x, weight, bias_, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
+  auto y = at::conv2d(x, weight, bias, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
                       options_.groups());
   if (bn_) {
     // Fused for QAT (outside QAT mode): conv then the live batch norm.

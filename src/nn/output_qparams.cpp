@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"
+#include "tq/nn/observed_pass.h"
 
 namespace tq::nn {
 
@@ -13,8 +14,7 @@ void OutputQParams::attach(torch::nn::Module& owner, const QuantizerFactory& mak
 at::Tensor OutputQParams::observe(const at::Tensor& y) const {
   if (!observer_) return y;
   if (is_fake_quantize(*observer_)) return run_quantizer(*observer_, y);
-  run_quantizer(*observer_, y.detach());
-  return y;
+  return observe_output(*observer_, y);
 }
 
 at::Tensor OutputQParams::fake_quantize(const at::Tensor& y) const {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/nn/observed_pass.h"
 
 namespace tq::nn {
 
@@ -23,15 +24,25 @@ std::string to_string(QuantMode mode) {
 at::Tensor WeightedModule::forward(const at::Tensor& x) {
   switch (mode_) {
     case QuantMode::Float: {
-      auto y = float_op(x, weight_);
+      auto y = float_op(x, weight_, bias_);
       return relu_ ? at::relu(y) : y;
     }
     case QuantMode::Observed: {
-      if (input_post_process_) run_quantizer(*input_post_process_, x.detach());
-      auto y = float_op(x, weight_);
+      const ObservedPass* pass = current_observed_pass();
+      const at::Tensor in = input_post_process_ ? observe_output(*input_post_process_, x) : x;
+      at::Tensor weight = weight_, bias = bias_;
+      if (pass != nullptr) {
+        if (pass->on_input) pass->on_input(*this, in);
+        if (pass->kind == ObservedPass::Kind::Simulated) {
+          auto w = pass->weights.find(this);
+          weight = w != pass->weights.end() ? w->second : weight_as_converted().dequantize();
+          auto b = pass->biases.find(this);
+          if (b != pass->biases.end()) bias = b->second;
+        }
+      }
+      auto y = float_op(in, weight, bias);
       if (relu_) y = at::relu(y);
-      run_quantizer(*activation_post_process_, y.detach());
-      return y;
+      return observe_output(*activation_post_process_, y);
     }
     case QuantMode::QAT: {
       at::Tensor overridden;
@@ -39,7 +50,7 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
         if (relu_) overridden = at::relu(overridden);
         return run_quantizer(*activation_post_process_, overridden);
       }
-      auto y = float_op(x, run_quantizer(*weight_fake_quant_, weight_));
+      auto y = float_op(x, run_quantizer(*weight_fake_quant_, weight_), bias_);
       if (relu_) y = at::relu(y);
       return run_quantizer(*activation_post_process_, y);
     }
@@ -52,7 +63,7 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return int8_op(x, out_scale_value_, out_zero_point_value_);
     case QuantMode::Reference: {
       // Simulated quantization: int8 weights dequantized, float op, output quantized and back.
-      auto y = float_op(x.is_quantized() ? x.dequantize() : x, quantized_weight().dequantize());
+      auto y = float_op(x.is_quantized() ? x.dequantize() : x, quantized_weight().dequantize(), bias_);
       if (relu_) y = at::relu(y);
       return at::fake_quantize_per_tensor_affine(y, out_scale_value_, out_zero_point_value_, 0, 255);
     }
@@ -98,8 +109,42 @@ bool WeightedModule::prepare_qat(const QConfig& qconfig) {
   return true;
 }
 
-void WeightedModule::quantize_weight(torch::nn::Module& wq) {
-  const auto wq_t = nn::quantize_weight(wq, weight_, name());
+void WeightedModule::quantize_weight(torch::nn::Module& wq) { install_weight(nn::quantize_weight(wq, weight_, name())); }
+
+at::Tensor WeightedModule::weight_as_converted() const {
+  TQ_CHECK(mode_ == QuantMode::Observed, name(), "needs an observed module, this one is ", to_string(mode_));
+  if (learned_weight_.defined()) return learned_weight_;
+  auto wobs = qconfig_->weight();
+  return nn::quantize_weight(*wobs, weight_, name());
+}
+
+void WeightedModule::set_learned_weight(const at::Tensor& weight_q) {
+  TQ_CHECK(mode_ == QuantMode::Observed, name(), "a learned weight needs an observed module, this one is ",
+           to_string(mode_));
+  TQ_CHECK(weight_q.is_quantized() && weight_q.scalar_type() == at::kQInt8 && weight_q.sizes() == weight_.sizes(), name(),
+           "a learned weight must be qint8 shaped as the weight ", weight_.sizes(), ", got ", weight_q.scalar_type(), " ",
+           weight_q.sizes());
+  learned_weight_ = weight_q;
+}
+
+void WeightedModule::set_weight(const at::Tensor& weight) {
+  TQ_CHECK(mode_ == QuantMode::Float || mode_ == QuantMode::Observed, name(), "the float weight of a ", to_string(mode_),
+           " module cannot change");
+  TQ_CHECK(weight.sizes() == weight_.sizes(), name(), "weight shape ", weight.sizes(), " differs from ", weight_.sizes());
+  at::NoGradGuard no_grad;
+  weight_.copy_(weight);
+}
+
+void WeightedModule::set_bias(const at::Tensor& bias) {
+  TQ_CHECK(mode_ == QuantMode::Float || mode_ == QuantMode::Observed, name(), "the float bias of a ", to_string(mode_),
+           " module cannot change");
+  TQ_CHECK(bias_.defined(), name(), "has no bias");
+  TQ_CHECK(bias.sizes() == bias_.sizes(), name(), "bias shape ", bias.sizes(), " differs from ", bias_.sizes());
+  at::NoGradGuard no_grad;
+  bias_.copy_(bias);
+}
+
+void WeightedModule::install_weight(const at::Tensor& wq_t) {
   if (wq_t.qscheme() == at::kPerChannelAffine) {
     weight_scale_ = register_buffer("weight_scale", wq_t.q_per_channel_scales().clone());
     weight_zero_point_ = register_buffer("weight_zero_point", wq_t.q_per_channel_zero_points().clone());
@@ -124,6 +169,7 @@ void WeightedModule::drop_quantizers() {
   if (weight_fake_quant_) unregister_module("weight_fake_quant");
   activation_post_process_.reset();
   weight_fake_quant_.reset();
+  learned_weight_.reset();
 }
 
 void WeightedModule::convert(const std::string& qualified_name) {
@@ -139,8 +185,7 @@ void WeightedModule::convert(const std::string& qualified_name) {
   if (mode_ == QuantMode::QAT) {
     quantize_weight(*weight_fake_quant_);
   } else {
-    auto wobs = qconfig_->weight();
-    quantize_weight(*wobs);
+    install_weight(weight_as_converted());
   }
   out_scale_ = register_buffer("scale", at::full({1}, act_qp.scale.item<double>(), at::kDouble));
   out_zero_point_ = register_buffer("zero_point", at::full({1}, act_qp.zero_point.item<int64_t>(), at::kLong));

@@ -5,6 +5,8 @@
 #include <torch/optim/adam.h>
 
 #include <cmath>
+#include <iomanip>
+#include <sstream>
 
 #include "tq/core/check.h"
 #include "tq/fake_quant/adaround_fake_quantizer.h"
@@ -123,6 +125,20 @@ AdaRoundResult adaround_layer(const WeightedLayer& layer, const observers::Obser
   r.loss_nearest = full_loss(layer, nearest, x_all, y_all);
   r.loss_adaround = full_loss(layer, r.rounded_weight, x_all, y_all);
   return r;
+}
+
+std::string AdaRoundReport::to_string() const {
+  std::ostringstream s;
+  s << "AdaRound on " << layers.size() << " layer(s), " << samples << " samples, " << std::fixed
+    << std::setprecision(1) << seconds << " s\n";
+  for (const auto& l : layers) {
+    s << "  " << std::left << std::setw(28) << (l.layer.empty() ? "(top)" : l.layer) << std::right << " "
+      << std::setw(8) << l.changed << " of " << std::setw(8) << l.weights << " weights changed, loss "
+      << std::scientific << std::setprecision(3) << l.loss_nearest << " -> " << l.loss_adaround << std::fixed
+      << std::setprecision(1) << "  (" << l.seconds << " s)\n";
+  }
+  for (const auto& k : skipped) s << "  skipped " << k << "\n";
+  return s.str();
 }
 
 }  // namespace tq::ptq

@@ -1,6 +1,8 @@
 #include "tq/ptq/bias_correction.h"
 
 #include <ATen/ATen.h>
+#include <iomanip>
+#include <sstream>
 
 #include "tq/core/check.h"
 
@@ -41,6 +43,19 @@ at::Tensor bias_correction_shift(const WeightedLayer& layer_in, const at::Tensor
   const double count = static_cast<double>(
       layer.forward(quantized_inputs.slice(0, 0, 1), quantized_weight).numel() / channels * quantized_inputs.size(0));
   return ((q - f) / count).to(at::kFloat);
+}
+
+std::string BiasCorrectionReport::to_string() const {
+  std::ostringstream s;
+  s << "bias correction on " << layers.size() << " layer(s), " << samples << " samples, " << std::fixed
+    << std::setprecision(1) << seconds << " s\n";
+  for (const auto& l : layers) {
+    s << "  " << std::left << std::setw(28) << (l.layer.empty() ? "(top)" : l.layer) << std::right
+      << " mean |shift| " << std::scientific << std::setprecision(3) << l.mean_abs_shift << ", max " << l.max_abs_shift
+      << "\n";
+  }
+  for (const auto& k : skipped) s << "  skipped " << k << "\n";
+  return s.str();
 }
 
 }  // namespace tq::ptq

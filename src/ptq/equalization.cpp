@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "tq/core/check.h"
 
 namespace tq::ptq {
@@ -41,6 +43,20 @@ at::Tensor equalize_pair(WeightedLayer& first, WeightedLayer& second) {
   if (first.bias.defined()) first.bias = first.bias / s;
   second.weight = second.weight * s.reshape(along(second.weight, in_dim));
   return s;
+}
+
+int equalize_pairs(const std::vector<std::pair<WeightedLayer*, WeightedLayer*>>& pairs, int max_sweeps,
+                   double tolerance) {
+  int sweeps = 0;
+  while (sweeps < max_sweeps && !pairs.empty()) {
+    ++sweeps;
+    double moved = 0;
+    for (const auto& [first, second] : pairs) {
+      moved = std::max(moved, (equalize_pair(*first, *second) - 1).abs().max().item<double>());
+    }
+    if (moved < tolerance) break;
+  }
+  return sweeps;
 }
 
 }  // namespace tq::ptq

@@ -19,21 +19,8 @@
 
 namespace tq::graph {
 
-struct AdaRoundLayerReport {
-  std::string layer;  // module path ("layer1.0.conv1")
-  std::string op;     // "aten::conv2d"
-  int64_t weights = 0, changed = 0;
-  double loss_nearest = 0, loss_adaround = 0;  // reconstruction loss on the cached samples
-  double seconds = 0;
-};
-
-struct AdaRoundReport {
-  std::vector<AdaRoundLayerReport> layers;
-  std::vector<std::string> skipped;  // "layer: why"
-  int64_t samples = 0;
-  double seconds = 0;
-  std::string to_string() const;
-};
+using ptq::AdaRoundLayerReport;
+using ptq::AdaRoundReport;
 
 // `data`: batches of the model's (single) input; the first options.num_samples() samples are
 // cached. Throws before changing anything if the model was never calibrated or `data` holds fewer

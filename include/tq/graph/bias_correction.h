@@ -16,26 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "tq/core/options.h"
 #include "tq/graph/graph_quantizer.h"
+#include "tq/ptq/bias_correction.h"
 
 namespace tq::graph {
 
-struct BiasCorrectionOptions {
-  TQ_OPTION(BiasCorrectionOptions, int64_t, num_samples) = 512;
-};
-
-struct BiasCorrectionReport {
-  struct Layer {
-    std::string layer, op;
-    double mean_abs_shift = 0, max_abs_shift = 0;  // over output channels
-  };
-  std::vector<Layer> layers;
-  std::vector<std::string> skipped;  // "layer: why"
-  int64_t samples = 0;
-  double seconds = 0;
-  std::string to_string() const;
-};
+using ptq::BiasCorrectionOptions;
+using ptq::BiasCorrectionReport;
 
 // Throws before changing anything if the model was never calibrated or `data` holds fewer than
 // options.num_samples() samples; if a later step fails, the biases are as they were.

@@ -15,7 +15,7 @@ class ConvNdImpl : public WeightedModule {
   const torch::nn::ConvOptions<D>& options() const { return options_; }
 
  protected:
-  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
+  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const override;
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   std::string describe() const override;

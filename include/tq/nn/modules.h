@@ -32,7 +32,7 @@ class LinearImpl : public WeightedModule {
                        const at::Tensor& beta, double eps);
 
  protected:
-  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
+  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const override;
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   bool has_dynamic_form() const override { return true; }
@@ -59,11 +59,10 @@ class Conv2dImpl : public WeightedModule {
   void convert(const std::string& qualified_name) override;
 
  protected:
-  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const override;
+  at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const override;
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   std::string describe() const override;
-  at::Tensor float_op_with_bn(const at::Tensor& x, const at::Tensor& weight) const;
 
  private:
   torch::nn::Conv2dOptions options_;

@@ -37,10 +37,21 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   int64_t output_zero_point() const;
   // The int8 weight (a quantized qint8 tensor) once converted.
   at::Tensor quantized_weight() const;
+  // Observed: the qint8 weight convert() will give (the learned one, or the float weight
+  // quantized with the qconfig's weight observer).
+  at::Tensor weight_as_converted() const;
+  // Observed: a qint8 weight learned by a post-training algorithm (AdaRound), which convert()
+  // takes instead of quantizing the float weight.
+  void set_learned_weight(const at::Tensor& weight_q);
+  bool has_learned_weight() const { return learned_weight_.defined(); }
+  // Replace the float weight / bias (equalization, bias correction); shapes must match.
+  void set_weight(const at::Tensor& weight);
+  void set_bias(const at::Tensor& bias);
+  const std::optional<QConfig>& qconfig() const { return qconfig_; }
 
  protected:
   explicit WeightedModule(std::string name) : torch::nn::Module(std::move(name)) {}
-  virtual at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight) const = 0;
+  virtual at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const = 0;
   virtual kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const = 0;
   virtual at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const = 0;
   virtual bool has_dynamic_form() const { return false; }
@@ -50,10 +61,13 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
 
   // Quantizes the weight with the given (observer or fake-quantizer) qparams and packs it.
   void quantize_weight(torch::nn::Module& weight_quantizer);
+  // Keeps a qint8 weight as the int8 state and packs it.
+  void install_weight(const at::Tensor& weight_q);
   void drop_quantizers();
   void release_float_weight();
 
   at::Tensor weight_, bias_;
+  at::Tensor learned_weight_;
   bool relu_ = false;
   bool fp16_ = false;  // float16 dynamic weights
   bool wrap_io_ = false;  // add_quant_dequant: own input quantization and output dequantization

@@ -15,6 +15,9 @@
 //   r.weight_q  // qint8, ready for the int8 engines
 #include <ATen/core/Tensor.h>
 
+#include <string>
+#include <vector>
+
 #include "tq/core/options.h"
 #include "tq/observers/observer_base.h"
 #include "tq/ptq/weighted_layer.h"
@@ -51,6 +54,23 @@ struct AdaRoundResult {
 // layer's outputs for the same samples. Nothing given is modified.
 AdaRoundResult adaround_layer(const WeightedLayer& layer, const observers::ObserverFactory& weight_observer,
                               const at::Tensor& inputs, const at::Tensor& targets, const AdaRoundOptions& options);
+
+// What the graph and eager drivers report.
+struct AdaRoundLayerReport {
+  std::string layer;  // module path ("layer1.0.conv1")
+  std::string op;     // "aten::conv2d", "Conv2d"
+  int64_t weights = 0, changed = 0;
+  double loss_nearest = 0, loss_adaround = 0;  // reconstruction loss on the cached samples
+  double seconds = 0;
+};
+
+struct AdaRoundReport {
+  std::vector<AdaRoundLayerReport> layers;
+  std::vector<std::string> skipped;  // "layer: why"
+  int64_t samples = 0;
+  double seconds = 0;
+  std::string to_string() const;
+};
 
 // The reconstruction loss: squared error summed over dim 1 (features / channels), mean over the rest.
 at::Tensor reconstruction_loss(const at::Tensor& output, const at::Tensor& target);

@@ -8,6 +8,9 @@
 // (depthwise-separable blocks).
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+#include <vector>
+
 #include "tq/ptq/weighted_layer.h"
 
 namespace tq::ptq {
@@ -15,5 +18,10 @@ namespace tq::ptq {
 // Equalizes `first` (conv or linear) with `second` (conv with groups 1, depthwise conv, or linear)
 // in place and returns s [channels]. Throws if the channel counts do not chain.
 at::Tensor equalize_pair(WeightedLayer& first, WeightedLayer& second);
+
+// Equalizes the pairs in turn, sweeping until no scale moves by more than `tolerance` (a layer in
+// two pairs, expand -> depthwise -> project, moves with both); returns the sweeps it took.
+int equalize_pairs(const std::vector<std::pair<WeightedLayer*, WeightedLayer*>>& pairs, int max_sweeps = 50,
+                   double tolerance = 1e-4);
 
 }  // namespace tq::ptq
