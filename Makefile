@@ -28,10 +28,11 @@ bench: build
 	  --benchmark_enable_random_interleaving=true --benchmark_min_time=0.5
 	@/usr/bin/python3 bench/histogram_observer_bench.py --tq $(BUILD_DIR)/bench/tq_histogram_bench
 
-# The post-training accuracy table (docs/ACCURACY.md): needs `make demo`'s trained ResNet-18.
+# The post-training accuracy table (docs/ACCURACY.md): needs `make demo`'s trained CNN and ResNet-18.
 accuracy: build
 	@/usr/bin/python3 bench/ptq_accuracy.py --tq $(BUILD_DIR)/apps/cli/tq --data /usr/share/datasets/fashion-mnist \
-	  --out $(BUILD_DIR)/bench/ptq_accuracy.json --demo-dir $(BUILD_DIR)/demo --adaround-samples 256
+	  --out $(BUILD_DIR)/bench/ptq_accuracy.json --demo-dir $(BUILD_DIR)/demo --adaround-samples 256 \
+	  --cnn-bench $(BUILD_DIR)/bench/tq_cnn_ptq_accuracy
 
 # Re-creates the golden files from PyTorch (Debian's python3-torch).
 golden:

@@ -3,7 +3,8 @@
 `tq quantize` with each method and bit width. Writes BUILD/bench/ptq_accuracy.json: rows {model,
 method, weight_bits, act_bits, accuracy, seconds} (seconds: the whole `tq quantize` run).
 
-Models: the graph demo's ResNet-18 (1x28x28, trained by tools/graph_demo.py) for rounding, bias
+Models: the demo's Fashion-MNIST CNN (tq::nn, eager mode, through bench/cnn_ptq_accuracy.cpp's
+program, AdaRound with --cnn-adaround-iterations); the graph demo's ResNet-18 (1x28x28, trained by tools/graph_demo.py) for rounding, bias
 correction and calibration methods; MobileNetV2 (first convolution 1 channel, stride 1, trained
 here the same way) with per-tensor weights for the equalization rows.
 
@@ -71,6 +72,8 @@ def main():
     ap.add_argument("--adaround-iterations", type=int, default=500)
     ap.add_argument("--adaround-samples", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cnn-bench", help="tq_cnn_ptq_accuracy (eager rows for the demo CNN)")
+    ap.add_argument("--cnn-adaround-iterations", type=int, default=10000)
     args = ap.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     os.makedirs(args.demo_dir, exist_ok=True)
@@ -102,6 +105,15 @@ def main():
              (mobilenet, "equalization+bias_correction (per-tensor)", 8, 8, [*per_tensor, "--equalize",
                                                                              "--bias-correction"])]
     rows = []
+    if args.cnn_bench:
+        weights = os.path.join(args.demo_dir, "fashion_cnn_float.pt")
+        if not os.path.exists(weights):
+            raise SystemExit(f"ptq_accuracy: {weights} is missing: run `make demo` first")
+        cnn_out = os.path.join(os.path.dirname(os.path.abspath(args.out)), "cnn_ptq_accuracy.json")
+        print(run([args.cnn_bench, "--data", args.data, "--weights", weights, "--out", cnn_out, "--threads",
+                   str(args.threads), "--calib-images", str(args.calib_images), "--adaround-iterations",
+                   str(args.cnn_adaround_iterations)], args.threads), end="", flush=True)
+        rows += json.load(open(cnn_out))["rows"]
     tmp = os.path.join(os.path.dirname(os.path.abspath(args.out)), "ptq_accuracy_model.pt")
     report = os.path.join(os.path.dirname(os.path.abspath(args.out)), "ptq_accuracy_compare.json")
     fp32_done = set()
@@ -129,6 +141,7 @@ def main():
     with open(args.out + ".tmp", "w") as f:
         json.dump({"threads": args.threads, "calib_images": args.calib_images,
                    "adaround_iterations": args.adaround_iterations, "adaround_samples": args.adaround_samples,
+                   "cnn_adaround_iterations": args.cnn_adaround_iterations if args.cnn_bench else None,
                    "rows": rows}, f, indent=1)
     os.replace(args.out + ".tmp", args.out)
 

@@ -163,6 +163,12 @@ def main():
     mp = json.load(open(w("mp.json")))["mixed_precision"]
     if mp["evaluations"] < 2 or not mp["layers"] or (mp["met"] and mp["accuracy"] < mp["float_accuracy"]):
         FAILURES.append("--max-accuracy-drop report: " + json.dumps(mp))
+    run(["quantize", model, "-o", w("mp3.pt"), "--calib", w("images"), *img, "--engine", "qnnpack", "--weight-bits", "2",
+         "--max-accuracy-drop", "0", "--eval", w("images"), "--sensitivity", "metric", "--report", w("mp3.json")], 0,
+        "alone -> float")
+    mp3 = json.load(open(w("mp3.json")))["mixed_precision"]
+    if mp3["ranking"] != "metric" or mp3["evaluations"] < 2 + len(mp3["sensitivity_order"]):
+        FAILURES.append("--sensitivity metric report: " + json.dumps(mp3))
     run(["quantize", model, "-o", w("mp2.pt"), "--calib", w("calib.pt"), "--max-accuracy-drop", "1"], 1,
         "--max-accuracy-drop needs --eval")
     run(["quantize", model, "-o", w("mp2.pt"), "--calib", w("calib.pt"), "--max-accuracy-drop", "1", "--eval",

@@ -343,3 +343,36 @@ TEST_F(GraphPtq, MixedPrecisionReportsTheBestWhenTheToleranceCannotBeMet) {
   expect_error([&] { tq::graph::search_mixed_precision(model, four_bit_weights(), data, metric, tq::graph::MixedPrecisionOptions()); },
                "no precision levels given");
 }
+
+// Ranking by the metric: each group alone at the top level, one evaluation each; the group that
+// gains most moves first, and a group that meets the tolerance alone ends the search.
+TEST_F(GraphPtq, MixedPrecisionRanksByTheMetricEachLayerGainsAlone) {
+  auto model = small_net();
+  std::vector<at::Tensor> data{at::randn({16, 1, 12, 12})};
+  auto scripted = [](std::vector<double> values) {
+    return [values, calls = size_t{0}](torch::jit::Module&) mutable { return values.at(calls++); };
+  };
+  auto o = two_bit_then_eight_then_float(1.0);
+  o.ranking = tq::graph::SensitivityRanking::Metric;
+  // float 100, start 50, conv1+conv2 alone in float 60, fc alone 90; then fc -> W8A8 gives 99.5.
+  auto r = tq::graph::search_mixed_precision(model, four_bit_weights(), data, scripted({100, 50, 60, 90, 99.5}), o);
+  std::cout << r.to_string();
+  EXPECT_EQ(r.layers, (std::vector<std::string>{"fc", "conv1+conv2"}));
+  EXPECT_TRUE(r.met);
+  EXPECT_EQ(r.metric, 99.5);
+  EXPECT_EQ(r.evaluations, 5);
+  ASSERT_EQ(r.steps.size(), 4u);
+  EXPECT_EQ(r.steps[1].moved, "conv1+conv2 alone");
+  EXPECT_EQ(r.steps[3].moved, "fc");
+  EXPECT_EQ(r.steps[3].to, "W8A8");
+  EXPECT_EQ(r.layer_levels.at("fc"), "W8A8");
+  EXPECT_EQ(r.layer_levels.at("conv1"), "W2A8");
+
+  // fc alone in float already within the tolerance: chosen without a greedy step.
+  r = tq::graph::search_mixed_precision(model, four_bit_weights(), data, scripted({100, 50, 60, 99.2}), o);
+  EXPECT_TRUE(r.met);
+  EXPECT_EQ(r.metric, 99.2);
+  EXPECT_EQ(r.evaluations, 4);
+  EXPECT_EQ(r.layer_levels.at("fc"), "float");
+  EXPECT_EQ(r.layer_levels.at("conv2"), "W2A8");
+}

@@ -3,10 +3,14 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "golden.h"
+#include "tq/kernels/int8.h"
+#include "tq/nn/modules.h"
 #include "tq/observers/default_observers.h"
+#include "tq/quant/quantize.h"
 #include "tq/serialize/state_dict.h"
 
 using namespace tq::observers;
@@ -140,9 +144,48 @@ TEST(StateDict, PerChannelBuffersResizeOnLoadAsInPyTorch) {
 }
 
 TEST(StateDict, SavingNeverLeavesAHalfWrittenFile) {
+  namespace fs = std::filesystem;
   MinMaxObserver ob;
   const std::string path = out_dir() + "/kept.pt";
   tq::serialize::save_state_dict_file(ob, path);
-  expect_error([&] { tq::serialize::save_state_dict_file(ob, out_dir() + "/no_such_dir/x.pt"); }, "cannot open");
+  expect_error([&] { tq::serialize::save_state_dict_file(ob, out_dir() + "/no_such_dir/x.pt"); },
+               "[save_state_dict_file] no such directory: ");
   EXPECT_NO_THROW(tq::serialize::read_state_dict_file(path));
+
+  // A symlink stays a symlink; its target gets the new contents.
+  const std::string link = out_dir() + "/link.pt";
+  fs::remove(link);
+  fs::create_symlink(fs::absolute(path), link);
+  ob.forward(at::tensor({-2.0f, 3.0f}));
+  tq::serialize::save_state_dict_file(ob, link);
+  EXPECT_TRUE(fs::is_symlink(link));
+  MinMaxObserver loaded;
+  tq::serialize::load_state_dict(loaded, tq::serialize::read_state_dict_file(path));
+  EXPECT_EQ(loaded.max_val().item<float>(), 3.0f);
+
+  // A rename that fails (the target is a non-empty directory's name) leaves no temporary file.
+  const std::string dir = out_dir() + "/a_dir.pt";
+  fs::create_directories(dir + "/inside");
+  expect_error([&] { tq::serialize::save_state_dict_file(ob, dir); }, "a_dir.pt is a directory");
+  for (const auto& e : fs::directory_iterator(out_dir())) {
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
+  }
+}
+
+// A state every tensor of which fits, but that a module refuses when it validates (a negative
+// weight scale), leaves the module with its old tensors, still running.
+TEST(StateDict, ALoadTheModuleRefusesIsRolledBack) {
+  tq::kernels::int8::set_engine("qnnpack");
+  auto linear = std::make_shared<tq::nn::LinearImpl>(4, 3);
+  tq::quant::quantize_dynamic(*linear);
+  const auto x = at::randn({2, 4});
+  const auto before = linear->forward(x);
+  auto sd = tq::serialize::state_dict(*linear);
+  for (auto& [k, v] : sd) {
+    if (k == "weight_scale") v = at::full({3}, -0.5, at::kDouble);  // resizable: per channel
+    if (k == "weight_zero_point") v = at::zeros({3}, at::kLong);
+  }
+  expect_error([&] { tq::serialize::load_state_dict(*linear, sd); }, "weight_scale must be positive");
+  EXPECT_EQ(linear->named_buffers()["weight_scale"].numel(), 1);
+  EXPECT_TRUE(at::equal(linear->forward(x), before));
 }

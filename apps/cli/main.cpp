@@ -15,6 +15,7 @@
 
 #include "data.h"
 #include "sensitivity.h"
+#include "tq/core/atomic_file.h"
 #include "tq/core/error_message.h"
 #include "progress.h"
 #include "tq/graph/graph_quantizer.h"
@@ -22,13 +23,7 @@
 #include "tq/graph/adaround.h"
 #include "tq/graph/bias_correction.h"
 #include "tq/graph/mixed_precision.h"
-#include "tq/observers/default_observers.h"
-#include "tq/observers/entropy_observer.h"
-#include "tq/observers/mse_observer.h"
-#include "tq/observers/per_channel_mse_observer.h"
-#include "tq/observers/percentile_observer.h"
-#include "tq/observers/histogram_observer.h"
-#include "tq/observers/min_max_observer.h"
+#include "tq/quant/qconfig_spec.h"
 
 namespace {
 
@@ -63,13 +58,13 @@ void check_output_path(const std::string& out, const std::vector<std::string>& i
 }
 
 void write_json(const nlohmann::json& j, const std::string& path) {
-  const std::string tmp = path + ".tmp-tq";
-  {
+  tq::write_atomically(path, "tq", [&](const std::string& tmp) {
     std::ofstream f(tmp);
-    if (!f) throw UsageError("cannot write " + path);
+    if (!f) throw std::runtime_error("cannot open " + tmp);
     f << j.dump(2) << "\n";
-  }
-  fs::rename(tmp, path);
+    f.close();
+    if (!f) throw std::runtime_error("write failed");
+  });
 }
 
 nlohmann::json summary_json(const tq::graph::Summary& s) {
@@ -116,6 +111,7 @@ struct QuantizeArgs {
   double max_accuracy_drop = -1;  // < 0: no search
   std::string eval, eval_labels;
   int64_t eval_limit = 0;
+  std::string sensitivity = "sqnr";
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
@@ -123,76 +119,12 @@ struct QuantizeArgs {
   tq::cli::DataOptions data;
 };
 
-// What a QConfig is made of on the command line (and in --qconfig files).
-struct QConfigChoice {
-  std::string activation = "histogram";
-  std::string weights = "per-channel";  // per-channel, per-tensor, per-channel-mse, per-tensor-mse
-  double percentile = 99.999;
-  int weight_bits = 8, activation_bits = 8;
-};
-
-// A QConfig from the engine's default, an activation observer name, a weight scheme and bit widths
-// (fewer than 8 bits narrow the quantization range; values still travel as int8).
-tq::nn::QConfig make_qconfig(const std::string& engine, const QConfigChoice& c) {
-  namespace obs = tq::observers;
-  auto q = tq::quant::get_default_qconfig(engine);
-  if (c.weight_bits < 2 || c.weight_bits > 8 || c.activation_bits < 2 || c.activation_bits > 8) {
-    throw std::invalid_argument("bits must be between 2 and 8, got weights " + std::to_string(c.weight_bits) +
-                                ", activations " + std::to_string(c.activation_bits));
-  }
-  const bool reduce = tq::quant::backend_reduces_range(engine);
-  // Activations: quint8 on [0, 2^bits - 1] (the engine's reduced range at 8 bits).
-  auto act = [&](auto options) {
-    if (c.activation_bits == 8) return options.reduce_range(reduce);
-    return options.quant_min(0).quant_max((int64_t{1} << c.activation_bits) - 1);
-  };
-  if (c.activation == "histogram") {
-    q.activation = obs::with_args<obs::HistogramObserver>(act(obs::HistogramObserverOptions()));
-  } else if (c.activation == "minmax") {
-    q.activation = obs::with_args<obs::MinMaxObserver>(act(obs::MinMaxObserverOptions()));
-  } else if (c.activation == "moving-average") {
-    q.activation = obs::with_args<obs::MovingAverageMinMaxObserver>(act(obs::MovingAverageMinMaxObserverOptions()));
-  } else if (c.activation == "entropy") {
-    q.activation = obs::with_args<obs::EntropyObserver>(act(obs::EntropyObserverOptions()));
-  } else if (c.activation == "percentile") {
-    q.activation = obs::with_args<obs::PercentileObserver>(act(obs::PercentileObserverOptions().percentile(c.percentile)));
-  } else if (c.activation == "mse") {
-    q.activation = obs::with_args<obs::MSEObserver>(act(obs::MSEObserverOptions()));
-  } else {
-    throw std::invalid_argument("unknown activation observer '" + c.activation +
-                                "' (expected histogram, minmax, moving-average, entropy, percentile, mse)");
-  }
-  // Weights: qint8, symmetric, on [-2^(bits-1), 2^(bits-1) - 1].
-  const int64_t wmax = (int64_t{1} << (c.weight_bits - 1)) - 1, wmin = -wmax - 1;
-  if (c.weights == "per-channel") {
-    if (c.weight_bits != 8) {
-      q.weight = obs::with_args<obs::PerChannelMinMaxObserver>(obs::PerChannelMinMaxObserverOptions()
-                                                                   .dtype(tq::QDType::QInt8)
-                                                                   .qscheme(tq::QScheme::PerChannelSymmetric)
-                                                                   .quant_min(wmin)
-                                                                   .quant_max(wmax));
-    }
-  } else if (c.weights == "per-tensor") {
-    q.weight = obs::with_args<obs::MinMaxObserver>(
-        obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric).quant_min(wmin).quant_max(wmax));
-  } else if (c.weights == "per-tensor-mse") {
-    q.weight = obs::with_args<obs::MSEObserver>(
-        obs::MSEObserverOptions().dtype(tq::QDType::QInt8).qscheme(tq::QScheme::PerTensorSymmetric).quant_min(wmin).quant_max(wmax));
-  } else if (c.weights == "per-channel-mse") {
-    q.weight = obs::with_args<obs::PerChannelMSEObserver>(obs::PerChannelMSEObserverOptions().quant_min(wmin).quant_max(wmax));
-  } else {
-    throw std::invalid_argument("weights must be per-channel, per-tensor, per-channel-mse or per-tensor-mse, got '" +
-                                c.weights + "'");
-  }
-  return q;
-}
-
 // --qconfig FILE.json:
 //   {"global": {"activation": "histogram", "weights": "per-channel"},
 //    "module_name": {"fc": null, "layer4": {"activation": "minmax"}},
 //    "object_type": {"add": null}}
 // null keeps that part float; missing fields take the command line's (or the engine's) defaults.
-void apply_qconfig_file(const std::string& path, const std::string& engine, const QConfigChoice& defaults,
+void apply_qconfig_file(const std::string& path, const std::string& engine, const tq::quant::QConfigSpec& defaults,
                         tq::quant::QConfigMapping& mapping) {
   std::ifstream f(path);
   if (!f) throw BadInput("no such file: " + path);
@@ -204,7 +136,7 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
   }
   auto parse = [&](const nlohmann::json& spec, const std::string& where) {
     if (!spec.is_object()) throw BadInput(path + ": " + where + " must be an object or null");
-    QConfigChoice c = defaults;
+    tq::quant::QConfigSpec c = defaults;
     for (const auto& [key, value] : spec.items()) {
       if (key == "activation" && value.is_string()) {
         c.activation = value.get<std::string>();
@@ -220,7 +152,7 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
       }
     }
     try {
-      return make_qconfig(engine, c);
+      return tq::quant::make_qconfig(engine, c);
     } catch (const std::invalid_argument& e) {
       throw BadInput(path + ": " + where + ": " + e.what());
     }
@@ -248,8 +180,8 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
 }
 
 // The global QConfig the command line asks for.
-QConfigChoice qconfig_choice(const QuantizeArgs& a) {
-  QConfigChoice c;
+tq::quant::QConfigSpec qconfig_choice(const QuantizeArgs& a) {
+  tq::quant::QConfigSpec c;
   c.activation = a.observer;
   c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
   c.percentile = a.percentile;
@@ -288,8 +220,8 @@ int quantize(const QuantizeArgs& a) {
     options = tq::graph::GraphQuantizeOptions::dynamic();
   } else {
     options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
-    const QConfigChoice c = qconfig_choice(a);
-    options.mapping.set_global(make_qconfig(a.engine, c));
+    const tq::quant::QConfigSpec c = qconfig_choice(a);
+    options.mapping.set_global(tq::quant::make_qconfig(a.engine, c));
     if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
     options.equalize = a.equalize;
   }
@@ -366,12 +298,13 @@ int quantize(const QuantizeArgs& a) {
     const auto eval_batches = tq::cli::batches(eval.inputs, 256, 0);
     tq::graph::MixedPrecisionOptions mp;
     mp.max_drop = a.max_accuracy_drop;
-    const QConfigChoice aggressive = qconfig_choice(a);
-    QConfigChoice eight = aggressive;
+    mp.ranking = a.sensitivity == "metric" ? tq::graph::SensitivityRanking::Metric : tq::graph::SensitivityRanking::OutputSqnr;
+    const tq::quant::QConfigSpec aggressive = qconfig_choice(a);
+    tq::quant::QConfigSpec eight = aggressive;
     eight.weight_bits = eight.activation_bits = 8;
-    auto name = [](const QConfigChoice& c) { return "W" + std::to_string(c.weight_bits) + "A" + std::to_string(c.activation_bits); };
-    mp.levels.push_back({name(aggressive), make_qconfig(a.engine, aggressive)});
-    if (a.weight_bits != 8 || a.activation_bits != 8) mp.levels.push_back({name(eight), make_qconfig(a.engine, eight)});
+    auto name = [](const tq::quant::QConfigSpec& c) { return "W" + std::to_string(c.weight_bits) + "A" + std::to_string(c.activation_bits); };
+    mp.levels.push_back({name(aggressive), tq::quant::make_qconfig(a.engine, aggressive)});
+    if (a.weight_bits != 8 || a.activation_bits != 8) mp.levels.push_back({name(eight), tq::quant::make_qconfig(a.engine, eight)});
     mp.levels.push_back({"float", std::nullopt});
     const auto& labels = eval.labels;
     auto accuracy = [&](torch::jit::Module& m) {
@@ -408,6 +341,7 @@ int quantize(const QuantizeArgs& a) {
       m["evaluations"] = searched.evaluations;
       m["layers"] = searched.layer_levels;
       m["sensitivity_order"] = searched.layers;
+      m["ranking"] = a.sensitivity;
     }
     if (a.bias_correction) {
       auto& r = j["bias_correction"];
@@ -671,6 +605,9 @@ int main(int argc, char** argv) {
   qc->add_option("--eval", q.eval, "labelled evaluation data for --max-accuracy-drop (same formats as --calib)");
   qc->add_option("--eval-labels", q.eval_labels, "IDX labels for --eval");
   qc->add_option("--eval-limit", q.eval_limit, "at most this many evaluation samples (0: all)");
+  qc->add_option("--sensitivity", q.sensitivity, "how --max-accuracy-drop ranks layers: sqnr (each layer's output "
+                 "SQNR, no evaluation) or metric (accuracy gained by that layer alone in float, one evaluation each)")
+      ->check(CLI::IsMember({"sqnr", "metric"}));
   qc->add_flag("--equalize", q.equalize, "cross-layer equalization of conv -> (ReLU / ReLU6) -> conv pairs before "
                "calibrating (for per-tensor weights; ReLU6 between them becomes ReLU)");
   qc->add_flag("--bias-correction", q.bias_correction, "take each conv / linear layer's mean output shift from "

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "progress.h"
+#include "tq/core/atomic_file.h"
 #include "tq/graph/graph_quantizer.h"
 
 namespace tq::cli {
@@ -95,8 +96,7 @@ void write_layer_svg(const std::string& title, const std::vector<std::pair<std::
   const int height = top + row * static_cast<int>(layers.size()) + 30;
   double max_db = 1;
   for (const auto& l : layers) max_db = std::max(max_db, std::isfinite(l.second) ? l.second : 0.0);
-  const std::string tmp = path + ".tmp-tq";
-  {
+  tq::write_atomically(path, "tq", [&](const std::string& tmp) {
     std::ofstream f(tmp);
     if (!f) throw std::runtime_error("cannot write " + path);
     f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << label_w + bar_w + 90 << "\" height=\"" << height
@@ -115,8 +115,7 @@ void write_layer_svg(const std::string& title, const std::vector<std::pair<std::
         << "</text>\n";
     }
     f << "</svg>\n";
-  }
-  std::filesystem::rename(tmp, path);
+  });
 }
 
 }  // namespace tq::cli

@@ -32,6 +32,7 @@
 #include "normalize.h"
 #include "observe_op.h"
 #include "observed_model_impl.h"
+#include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
@@ -112,24 +113,7 @@ torch::jit::Module load_torchscript(const std::string& path) {
 
 namespace {
 void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra) {
-  std::error_code ec;
-  TQ_CHECK(!fs::is_directory(path, ec), "save_torchscript", path, " is a directory");
-  const auto parent = fs::path(path).parent_path();
-  TQ_CHECK(parent.empty() || fs::is_directory(parent, ec), "save_torchscript", "no such directory: ", parent.string());
-  // Beside the target, so the rename stays on one file system; a symlink target is followed.
-  const auto target = fs::is_symlink(path, ec) ? fs::canonical(path, ec).string() : path;
-  const std::string tmp = target + ".tmp-tq";
-  try {
-    module.save(tmp, extra);
-  } catch (const std::exception& e) {
-    fs::remove(tmp, ec);
-    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", error_message(e));
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    TQ_CHECK(false, "save_torchscript", "cannot write ", path, ": ", ec.message());
-  }
+  write_atomically(path, "save_torchscript", [&](const std::string& tmp) { module.save(tmp, extra); });
 }
 }  // namespace
 

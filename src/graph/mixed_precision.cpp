@@ -85,9 +85,30 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
   auto best_levels = level;
   r.steps.push_back({"", o.levels[0].name, best.metric});
 
-  // Sensitivity: each layer's output SQNR in the start model (lowest = most sensitive).
+  const Candidate start = best;
+  // Sensitivity, most sensitive first (stable: equal scores keep graph order).
   std::vector<std::pair<double, std::string>> ranked;
-  {
+  if (o.ranking == SensitivityRanking::Metric) {
+    // The metric each group gains alone at the top level (negated, so that ascending = most gain).
+    for (const auto& root : roots) {
+      if (r.evaluations >= o.max_evaluations) break;
+      level[root] = o.levels.size() - 1;
+      Candidate alone{build(), 0};
+      alone.metric = run_eval(alone.model, conv_path[root] + " alone at " + o.levels.back().name);
+      r.steps.push_back({conv_path[root] + " alone", o.levels.back().name, alone.metric});
+      if (alone.metric > best.metric) {
+        best = alone;
+        best_levels = level;
+      }
+      level[root] = 0;
+      ranked.emplace_back(-(alone.metric - start.metric), root);
+    }
+    for (const auto& root : roots) {
+      const bool ranked_already = std::any_of(ranked.begin(), ranked.end(), [&](const auto& p) { return p.second == root; });
+      if (!ranked_already) ranked.emplace_back(0.0, root);  // out of evaluations: unranked, graph order
+    }
+    std::stable_sort(ranked.begin(), ranked.end());
+  } else {
     std::map<std::string, double> sqnr;
     for (const auto& c : compare_layers(model, best.model, options_at_levels(), {calibration.front()})) {
       sqnr[c.layer] = c.sqnr_db;
@@ -103,9 +124,10 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
   }
   for (const auto& [s, root] : ranked) r.layers.push_back(conv_path[root]);
 
-  Candidate current = best;
-  // Most sensitive first: each layer goes up one level per step, in rank order, round after round.
-  bool moved = true;
+  Candidate current = start;
+  // Most sensitive first: each layer goes up one level per step, in rank order, round after round
+  // (not at all when one layer alone at the top level already met the tolerance while ranking).
+  bool moved = best.metric < r.float_metric - o.max_drop;
   while (current.metric < r.float_metric - o.max_drop && moved && r.evaluations < o.max_evaluations) {
     moved = false;
     for (const auto& [s, root] : ranked) {

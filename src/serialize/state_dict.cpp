@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
 #include "tq/core/module_state.h"
 
@@ -79,29 +80,39 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
     TQ_CHECK(unexpected.empty(), op, "unexpected key(s) in state_dict: ", c10::Join(", ", unexpected));
   }
   at::NoGradGuard no_grad;
+  // The modules validate their new state (qparams, packing) last; if one refuses it, every
+  // tensor gets its old shape and values back, and the modules their old state.
+  std::vector<std::pair<at::Tensor, at::Tensor>> previous;
   for (auto& [k, t] : own) {
     auto it = given.find(k);
     if (it == given.end()) continue;
+    previous.emplace_back(t, t.clone());
     if (t.sizes() != it->second.sizes()) t.resize_(it->second.sizes());
     t.copy_(it->second);
   }
-  for_each_stateful(module, [](const std::string&, const StatefulModule& m) { m.validate_state(); });
+  try {
+    for_each_stateful(module, [](const std::string&, const StatefulModule& m) { m.validate_state(); });
+  } catch (...) {
+    for (auto& [t, old] : previous) {
+      if (t.sizes() != old.sizes()) t.resize_(old.sizes());
+      t.copy_(old);
+    }
+    for_each_stateful(module, [](const std::string&, const StatefulModule& m) { m.validate_state(); });
+    throw;
+  }
 }
 
 void save_state_dict_file(const StateDict& state, const std::string& path) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [k, v] : state) dict.insert(k, v.detach().cpu());
   const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
-  const std::string tmp = path + ".tmp";
-  {
+  write_atomically(path, "save_state_dict_file", [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     TQ_CHECK(f.good(), "save_state_dict_file", "cannot open '", tmp, "' for writing");
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     f.close();
     TQ_CHECK(f.good(), "save_state_dict_file", "writing '", tmp, "' failed");
-  }
-  TQ_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "save_state_dict_file", "cannot rename '", tmp, "' to '",
-           path, "'");
+  });
 }
 
 void save_state_dict_file(const torch::nn::Module& module, const std::string& path) {

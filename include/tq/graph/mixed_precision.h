@@ -1,7 +1,7 @@
 #pragma once
 // Mixed precision with an accuracy target, in the manner of Intel Neural Compressor: start with
 // every quantized layer at the most aggressive precision asked for, rank the layers by how much
-// quantization hurts them (their output SQNR, int8 against float), and move the most sensitive
+// quantization hurts them, and move the most sensitive
 // layer up one precision level (the last level may be float) until the model's metric is within
 // the tolerance of the float model's, or no layer can move up. Each step re-calibrates and
 // converts; the report says what was chosen and how many evaluations it took.
@@ -29,10 +29,18 @@ struct PrecisionLevel {
   std::optional<nn::QConfig> qconfig;  // nullopt: float
 };
 
+// How layers are ranked:
+//   OutputSqnr: each layer's output SQNR (int8 against float) in the start model, lowest first;
+//               no evaluation, but errors accumulate towards the output, so late layers rank high.
+//   Metric:     the metric gained by moving that layer alone to the top level, highest first
+//               (Intel Neural Compressor's fallback ranking); one evaluation per layer.
+enum class SensitivityRanking { OutputSqnr, Metric };
+
 struct MixedPrecisionOptions {
   std::vector<PrecisionLevel> levels;  // from the most aggressive up; at least one
   double max_drop = 1.0;               // tolerated metric drop from the float model's
   int64_t max_evaluations = 200;
+  SensitivityRanking ranking = SensitivityRanking::OutputSqnr;
 };
 
 // Higher is better (accuracy); called with the float model first, then each candidate.
