@@ -1,5 +1,8 @@
 #include "golden.h"
 
+#include <c10/util/Exception.h>
+#include <torch/version.h>
+
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -75,6 +78,30 @@ void expect_error(const std::function<void()>& fn, const std::string& needle) {
   return ::testing::AssertionFailure() << "value " << i << ": " << a.flatten()[i].item<double>() << " vs expected "
                                        << e.flatten()[i].item<double>() << " (rtol " << rtol << ", atol " << atol
                                        << ")";
+}
+
+namespace {
+// LibTorch 2 hands the handler a c10::Warning; 1.13 its parts.
+class RecordingHandler : public c10::WarningHandler {
+ public:
+#if TORCH_VERSION_MAJOR >= 2
+  void process(const c10::Warning& warning) override { messages.push_back(warning.msg()); }
+#else
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override { messages.push_back(msg); }
+#endif
+  std::vector<std::string> messages;
+};
+}  // namespace
+
+std::vector<std::string> capture_warnings(const std::function<void()>& fn) {
+  RecordingHandler handler;
+#if TORCH_VERSION_MAJOR >= 2
+  c10::WarningUtils::WarningHandlerGuard guard(&handler);
+#else
+  c10::Warning::WarningHandlerGuard guard(&handler);
+#endif
+  fn();
+  return handler.messages;
 }
 
 }  // namespace tq::testing

@@ -22,6 +22,9 @@ at::Tensor float_tensor(const nlohmann::json& data, const std::vector<int64_t>& 
 // Runs fn, which must throw a c10::Error whose message contains `needle`.
 void expect_error(const std::function<void()>& fn, const std::string& needle);
 
+// The warnings (TORCH_WARN) fn raises, in order.
+std::vector<std::string> capture_warnings(const std::function<void()>& fn);
+
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected, double rtol,
                                          double atol);
 

@@ -224,13 +224,27 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
   {
     Net net;
     quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
-    expect_error([&] { quant::convert(*net); }, "quant");  // the first module named, never calibrated
-    expect_error([&] { quant::convert(*net); }, "never calibrated");
+    expect_error([&] { quant::convert(*net); },
+                 "[convert] 'quant' was prepared but never calibrated: its activation_post_process saw no data "
+                 "(nothing was converted");
+    // Calibrated in part: convert names the first module without data and converts none.
+    net->stem(net->quant(at::randn({2, 3, 6, 6})));
+    expect_error([&] { quant::convert(*net); }, "[convert] 'block.conv1' was prepared but never calibrated");
+    EXPECT_EQ(net->quant->mode(), QuantMode::Observed);
+    EXPECT_EQ(net->stem->mode(), QuantMode::Observed);
+    net->forward(at::randn({2, 3, 6, 6}));
+    quant::convert(*net);
+    EXPECT_EQ(net->head->mode(), QuantMode::Quantized);
   }
   {
+    // prepare fails at 'stem' after preparing 'quant': 'quant' goes back to float, and a retry works.
     Net net;
     expect_error([&] { quant::prepare(*net, quant::QConfigMapping().set_global(quant::default_dynamic_qconfig())); },
-                 "module 'stem'");
+                 "[prepare] module 'stem': [Conv2d] qconfig '");
+    EXPECT_EQ(net->quant->mode(), QuantMode::Float);
+    EXPECT_TRUE(quant::get_observer_dict(*net).empty());
+    const auto summary = quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    EXPECT_EQ(summary.changed.front(), "quant");
   }
   {
     Net net;
@@ -312,12 +326,13 @@ TEST_F(EagerWorkflow, QatConvBnTrainsTheBatchNormThenFoldsIt) {
   quant::prepare_qat(m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine_)));
   const auto x = at::randn({16, 2, 6, 6}) * 2 + 1;
   for (int i = 0; i < 5; ++i) m.forward(x);
-  EXPECT_GT(m.bn->num_batches_tracked.item<int64_t>(), -1);
+  EXPECT_EQ(m.bn->num_batches_tracked.item<int64_t>(), 5);  // as PyTorch's ConvBn2d counts
   EXPECT_GT(m.bn->running_mean.abs().sum().item<double>(), 0.0) << "the batch norm's statistics must train";
   quant::freeze_bn_stats(m);
   const auto mean_before = m.bn->running_mean.clone();
   m.forward(x);
   EXPECT_TRUE(at::equal(m.bn->running_mean, mean_before)) << "frozen statistics must not move";
+  EXPECT_EQ(m.bn->num_batches_tracked.item<int64_t>(), 5) << "frozen statistics count no batch";
   m.eval();
   fake_quant::disable_observer(m);
   const auto fake_quantized = m.forward(x).detach();
@@ -535,4 +550,41 @@ TEST_F(EagerWorkflow, LinearBatchNorm1dFusionKeepsFloatResults) {
   quant::fuse_modules(*model, {{"0", "1", "2"}});
   EXPECT_LT(max_abs(model->forward(x) - reference), 1e-5);
   EXPECT_TRUE(model[0]->as<nn::LinearImpl>()->fused_relu());
+}
+
+// fuse_modules checks every group before fusing any: fusing twice (which would fold the batch norm
+// a second time), batch norms in training mode for post-training fusion, and a bad later group
+// are errors that leave the model computing as before.
+TEST_F(EagerWorkflow, FuseModulesChecksEverythingBeforeChangingAnything) {
+  Net net;
+  randomize_batch_norms(*net);
+  net->eval();
+  const auto x = at::randn({2, 3, 6, 6});
+  const auto before = net->forward(x);
+  const auto stem_weight = net->stem->weight().clone();
+  const auto conv1_weight = net->block->conv1->weight().clone();
+
+  net->train();
+  expect_error([&] { quant::fuse_modules(*net, {{"block.conv1", "block.bn1", "block.relu1"}}); },
+               "Fusion only for eval! BatchNorm2d 'block.bn1' is in training mode");
+  net->eval();
+  expect_error([&] { quant::fuse_modules(*net, {{"block.conv1", "block.bn1", "block.relu1"}, {"block.conv2", "nope"}}); },
+               "no module named 'nope'");
+  expect_error([&] { quant::fuse_modules(*net, {{"block.conv1", "block.bn1"}, {"block.conv2", "block.bn1"}}); },
+               "'block.bn1' is named in two groups");
+  expect_error([&] { quant::fuse_modules(*net, {{"stem", "block.relu1"}, {"head", "block.bn2"}}); },
+               "BatchNorm2d 'block.bn2' can only follow a Conv2d directly");  // after a valid group
+  EXPECT_TRUE(at::equal(net->stem->weight(), stem_weight));
+  EXPECT_TRUE(at::equal(net->block->conv1->weight(), conv1_weight));
+  EXPECT_FALSE(net->stem->fused_relu());
+  EXPECT_FALSE(net->block->relu1->folded());
+  EXPECT_TRUE(at::equal(net->forward(x), before));
+
+  quant::fuse_modules(*net, {{"block.conv1", "block.bn1", "block.relu1"}, {"block.conv2", "block.bn2"}});
+  const auto fused = net->forward(x);
+  EXPECT_TRUE(at::allclose(fused, before, 1e-4, 1e-5));
+  expect_error([&] { quant::fuse_modules(*net, {{"block.conv2", "block.bn2"}}); },
+               "BatchNorm2d 'block.bn2' was fused already (folding it again would scale twice)");
+  expect_error([&] { quant::fuse_modules(*net, {{"block.conv1", "block.relu1"}}); }, "'block.conv1' was fused already");
+  EXPECT_TRUE(at::equal(net->forward(x), fused));
 }

@@ -130,7 +130,24 @@ TEST(Observers, BadInputIsRejectedAndStateIsKept) {
   expect_error([&] { ob.forward(at::empty({0})); }, "input is empty");
   expect_error([&] { ob.forward(at::tensor({1, 2})); }, "floating-point");
   expect_error([&] { ob.forward(at::Tensor()); }, "undefined");
+  expect_error([&] { ob.forward(at::tensor({0.0, 1e39}, at::kDouble)); },
+               "[MinMaxObserver] float64 input holds 1e+39, beyond float32's range");
   EXPECT_EQ(ob.max_val().item<float>(), 1.0f);  // unchanged by the failed calls
+
+  HistogramObserver h;
+  expect_error([&] { h.forward(at::tensor({-3e38f, 3e38f})); },
+               "[HistogramObserver] the observed range [-3e+38, 3e+38] is wider than float32 can hold");
+  h.forward(at::tensor({-1e38f, 0.0f}));
+  expect_error([&] { h.forward(at::tensor({3e38f})); }, "the observed range [-1e+38, 3e+38] is wider");
+
+  // Qparams before any data: PyTorch's defaults, with its warning.
+  MinMaxObserver fresh;
+  tq::QParams qp;
+  const auto warnings = tq::testing::capture_warnings([&] { qp = fresh.calculate_qparams(); });
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("must run observer before calling calculate_qparams"), std::string::npos) << warnings[0];
+  EXPECT_EQ(qp.scale.item<float>(), 1.0f);
+  EXPECT_EQ(qp.zero_point.item<int64_t>(), 0);
 
   PerChannelMinMaxObserver pc(PerChannelMinMaxObserverOptions().ch_axis(2));
   expect_error([&] { pc.forward(at::randn({2, 3})); }, "axis 2 is out of range");

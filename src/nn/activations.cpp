@@ -74,6 +74,12 @@ void ActivationImpl::convert(const std::string& qualified_name) {
   mode_ = QuantMode::Quantized;
 }
 
+void ActivationImpl::unprepare() {
+  if (mode_ != QuantMode::Observed && mode_ != QuantMode::QAT) return;
+  out_.detach(*this);
+  mode_ = QuantMode::Float;
+}
+
 void ActivationImpl::prepare_quantized_layout(bool /*dynamic*/) {
   if (kind_ != ActivationKind::ReLU6) out_.layout(*this);
   mode_ = QuantMode::Quantized;

@@ -106,6 +106,7 @@ at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight, c
   if (bn_) {
     // Fused for QAT (outside QAT mode): conv then the live batch norm.
     const bool train = bn_->is_training() && !freeze_bn_;
+    if (train) bn_->num_batches_tracked.add_(1);
     y = at::batch_norm(y, bn_->weight, bn_->bias, bn_->running_mean, bn_->running_var, train, bn_->momentum(),
                        bn_->eps(), true);
   }
@@ -132,6 +133,7 @@ bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
   y = y / scale_factor.reshape({1, -1, 1, 1});
   if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});
   const bool train = bn_->is_training() && !freeze_bn_;
+  if (train) bn_->num_batches_tracked.add_(1);  // as the batch norm module's own forward counts
   out = at::batch_norm(y, bn_->weight, bn_->bias, bn_->running_mean, bn_->running_var, train, bn_->momentum(),
                        bn_->eps(), true);
   return true;
@@ -218,6 +220,12 @@ void BatchNorm2dImpl::prepare(const QConfig& qconfig) {
 void BatchNorm2dImpl::convert(const std::string& qualified_name) {
   out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
   mode_ = QuantMode::Quantized;
+}
+
+void BatchNorm2dImpl::unprepare() {
+  if (mode_ != QuantMode::Observed) return;
+  out_.detach(*this);
+  mode_ = QuantMode::Float;
 }
 
 void BatchNorm2dImpl::prepare_quantized_layout(bool /*dynamic*/) {

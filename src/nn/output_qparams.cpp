@@ -11,6 +11,12 @@ void OutputQParams::attach(torch::nn::Module& owner, const QuantizerFactory& mak
   observer_ = owner.register_module("activation_post_process", make());
 }
 
+void OutputQParams::detach(torch::nn::Module& owner) {
+  if (!observer_) return;
+  owner.unregister_module("activation_post_process");
+  observer_.reset();
+}
+
 at::Tensor OutputQParams::observe(const at::Tensor& y) const {
   if (!observer_) return y;
   if (is_fake_quantize(*observer_)) return run_quantizer(*observer_, y);
@@ -40,6 +46,12 @@ void OutputQuantizedModule::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
   out_.attach(*this, qconfig.activation);
   mode_ = QuantMode::Observed;
+}
+
+void OutputQuantizedModule::unprepare() {
+  if (mode_ != QuantMode::Observed && mode_ != QuantMode::QAT) return;
+  out_.detach(*this);
+  mode_ = QuantMode::Float;
 }
 
 bool OutputQuantizedModule::prepare_qat(const QConfig& qconfig) {

@@ -90,6 +90,17 @@ void WeightedModule::prepare(const QConfig& qconfig) {
   mode_ = QuantMode::Observed;
 }
 
+void WeightedModule::unprepare() {
+  if (mode_ != QuantMode::Observed && mode_ != QuantMode::QAT) return;
+  drop_quantizers();
+  if (input_post_process_) {
+    unregister_module("input_post_process");
+    input_post_process_.reset();
+  }
+  qconfig_.reset();
+  mode_ = QuantMode::Float;
+}
+
 bool WeightedModule::add_quant_dequant() {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "add_quant_dequant goes before prepare");
   wrap_io_ = true;

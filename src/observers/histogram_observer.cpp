@@ -126,6 +126,10 @@ at::Tensor HistogramObserver::forward(const at::Tensor& x_orig) {
     kernels::cpu::min_max(x.data_ptr<float>(), x.numel(), &x_min, &x_max);
   }
   const float cur_min = min_val_.item<float>(), cur_max = max_val_.item<float>();
+  const float span_min = cur_min == kInf ? x_min : std::min(cur_min, x_min);
+  const float span_max = cur_max == -kInf ? x_max : std::max(cur_max, x_max);
+  TQ_CHECK(std::isfinite(span_max - span_min), name(), "the observed range [", span_min, ", ", span_max,
+           "] is wider than float32 can hold (max - min overflows); scale the input down");
   if (cur_min == kInf || cur_max == -kInf) {
     min_val_.fill_(x_min);
     max_val_.fill_(x_max);

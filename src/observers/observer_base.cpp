@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <ostream>
 #include <sstream>
 
@@ -47,6 +48,10 @@ QParams UniformQuantizationObserverBase::calculate_qparams_from(const at::Tensor
   spec.quant_max = range_.quant_max;
   spec.has_customized_qrange = has_customized_qrange_;
   spec.eps = eps_.item<float>();
+  if (min_val.numel() > 0 && (min_val.flatten()[0].item<float>() == std::numeric_limits<float>::infinity())) {
+    // As PyTorch's observers do.
+    TORCH_WARN("[", name(), "] must run observer before calling calculate_qparams. Returning default values.");
+  }
   return tq::calculate_qparams(min_val, max_val, spec);
 }
 
@@ -56,6 +61,12 @@ at::Tensor UniformQuantizationObserverBase::checked_input(const at::Tensor& x) c
   TQ_CHECK(at::isFloatingType(x.scalar_type()), op, "input must be a floating-point tensor, got ", x.scalar_type());
   TQ_CHECK(x.numel() > 0, op, "input is empty (shape ", x.sizes(), "); there is nothing to observe");
   TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), "; this build of tq observes CPU tensors");
+  if (x.scalar_type() == at::kDouble) {
+    // Observers compute in float32: a finite float64 value beyond its range would become Inf.
+    const double largest = x.detach().abs().masked_fill(x.detach().isinf(), 0).max().item<double>();
+    TQ_CHECK(largest <= std::numeric_limits<float>::max(), op, "float64 input holds ", largest,
+             ", beyond float32's range (", std::numeric_limits<float>::max(), ") in which observers compute");
+  }
   return x.detach().to(at::kFloat).contiguous();
 }
 

@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -55,6 +56,7 @@ Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, co
                      const std::vector<std::string>& allow_list = {}) {
   Summary summary;
   const auto qconfigs = propagate(model, mapping);
+  std::vector<nn::Quantizable*> changed;
   bool any = false;
   for (const auto& [name, m] : walk(model)) {
     if (is_quantizer(*m)) continue;
@@ -71,8 +73,13 @@ Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, co
       continue;
     }
     try {
-      if (apply(*q, *qc)) summary.changed.push_back(name);
+      if (apply(*q, *qc)) {
+        summary.changed.push_back(name);
+        changed.push_back(q);
+      }
     } catch (const c10::Error& e) {
+      // Modules prepared before this one go back to float: the model is as it was.
+      for (auto* done : changed) done->unprepare();
       TQ_CHECK(false, op, "module '", name, "': ", e.what_without_backtrace());
     }
   }
@@ -124,6 +131,17 @@ Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping) {
 }
 
 Summary convert(torch::nn::Module& model, bool is_reference) {
+  // Every prepared module's observers must have data before any module converts.
+  for (const auto& [name, m] : walk(model)) {
+    auto* q = dynamic_cast<nn::Quantizable*>(m);
+    if (q == nullptr || (q->mode() != nn::QuantMode::Observed && q->mode() != nn::QuantMode::QAT)) continue;
+    for (const auto& child : m->named_children()) {
+      if (!is_quantizer(*child.value())) continue;
+      TQ_CHECK(nn::quantizer_has_observed(*child.value()), "convert", "'", name.empty() ? m->name() : name,
+               "' was prepared but never calibrated: its ", child.key(),
+               " saw no data (nothing was converted; run calibration data through the model first)");
+    }
+  }
   Summary summary;
   for (const auto& [name, m] : walk(model)) {
     auto* q = dynamic_cast<nn::Quantizable*>(m);
@@ -162,50 +180,77 @@ void freeze_bn_stats(torch::nn::Module& model, bool freeze) {
 }
 
 void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::string>>& groups, bool is_qat) {
+  const char* op = "fuse_modules";
   std::map<std::string, std::shared_ptr<torch::nn::Module>> shared;
   for (const auto& item : model.named_modules("", false)) shared[item.key()] = item.value();
   std::map<std::string, torch::nn::Module*> by_name;
   for (const auto& [name, m] : walk(model)) by_name[name] = m;
   auto find = [&](const std::string& n) {
     auto it = by_name.find(n);
-    TQ_CHECK(it != by_name.end(), "fuse_modules", "no module named '", n, "'");
+    TQ_CHECK(it != by_name.end(), op, "no module named '", n, "'");
     return it->second;
   };
+  // Every group is checked before any is fused: a bad group leaves the model as it was.
+  std::vector<std::function<void()>> steps;
+  std::set<std::string> used;
   for (const auto& group : groups) {
-    TQ_CHECK(group.size() >= 2 && group.size() <= 3, "fuse_modules", "a group has 2 or 3 modules, got ", group.size());
+    TQ_CHECK(group.size() >= 2 && group.size() <= 3, op, "a group has 2 or 3 modules, got ", group.size());
+    for (const auto& n : group) TQ_CHECK(used.insert(n).second, op, "'", n, "' is named in two groups");
     auto* first = find(group[0]);
     auto* conv = dynamic_cast<nn::Conv2dImpl*>(first);
     auto* weighted = dynamic_cast<nn::WeightedModule*>(first);
-    TQ_CHECK(weighted != nullptr, "fuse_modules", "'", group[0], "' is a ", first->name(),
-             "; groups start with a tq Conv2d or Linear");
+    TQ_CHECK(weighted != nullptr, op, "'", group[0], "' is a ", first->name(), "; groups start with a tq Conv2d or Linear");
+    TQ_CHECK(weighted->mode() == nn::QuantMode::Float, op, "'", group[0], "' is ", nn::to_string(weighted->mode()),
+             ": fuse before prepare");
+    TQ_CHECK(!weighted->fused_relu() && !(conv && conv->has_attached_batch_norm()), op, "'", group[0],
+             "' was fused already");
     for (size_t i = 1; i < group.size(); ++i) {
       auto* m = find(group[i]);
+      const std::string& name = group[i];
       if (auto* bn = dynamic_cast<nn::BatchNorm2dImpl*>(m)) {
-        TQ_CHECK(conv != nullptr && i == 1, "fuse_modules", "BatchNorm2d '", group[i],
-                 "' can only follow a Conv2d directly");
+        TQ_CHECK(conv != nullptr && i == 1, op, "BatchNorm2d '", name, "' can only follow a Conv2d directly");
+        TQ_CHECK(!bn->folded(), op, "BatchNorm2d '", name, "' was fused already (folding it again would scale twice)");
+        TQ_CHECK(bn->mode() == nn::QuantMode::Float, op, "BatchNorm2d '", name, "' is ", nn::to_string(bn->mode()),
+                 ": fuse before prepare");
         if (is_qat) {
-          conv->attach_batch_norm(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(shared.at(group[i])));
+          auto shared_bn = std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(shared.at(name));
+          steps.push_back([conv, shared_bn] { conv->attach_batch_norm(shared_bn); });
         } else {
-          conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+          TQ_CHECK(!bn->is_training(), op, "Fusion only for eval! BatchNorm2d '", name,
+                   "' is in training mode: call eval() first (or fuse with is_qat for QAT)");
+          TQ_CHECK(bn->weight.size(0) == conv->options().out_channels(), op, "BatchNorm2d '", name, "' has ",
+                   bn->weight.size(0), " features, '", group[0], "' ", conv->options().out_channels(), " output channels");
+          steps.push_back([conv, bn] { conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps()); });
         }
-        bn->mark_folded();
+        steps.push_back([bn] { bn->mark_folded(); });
       } else if (auto* bn1 = dynamic_cast<nn::BatchNorm1dImpl*>(m)) {
         auto* linear = dynamic_cast<nn::LinearImpl*>(first);
-        TQ_CHECK(linear != nullptr && i == 1 && !is_qat, "fuse_modules", "BatchNorm1d '", group[i],
+        TQ_CHECK(linear != nullptr && i == 1 && !is_qat, op, "BatchNorm1d '", name,
                  "' can only follow a Linear directly (post-training fusion)");
-        linear->fold_batch_norm(bn1->running_mean, bn1->running_var, bn1->weight, bn1->bias, bn1->eps());
-        bn1->mark_folded();
+        TQ_CHECK(!bn1->folded(), op, "BatchNorm1d '", name, "' was fused already (folding it again would scale twice)");
+        TQ_CHECK(!bn1->is_training(), op, "Fusion only for eval! BatchNorm1d '", name,
+                 "' is in training mode: call eval() first");
+        TQ_CHECK(bn1->weight.size(0) == linear->options().out_features(), op, "BatchNorm1d '", name, "' has ",
+                 bn1->weight.size(0), " features, '", group[0], "' ", linear->options().out_features(), " outputs");
+        steps.push_back([linear, bn1] {
+          linear->fold_batch_norm(bn1->running_mean, bn1->running_var, bn1->weight, bn1->bias, bn1->eps());
+          bn1->mark_folded();
+        });
       } else if (auto* relu = dynamic_cast<nn::ReLUImpl*>(m)) {
-        TQ_CHECK(i == group.size() - 1, "fuse_modules", "ReLU '", group[i], "' must end its group");
-        weighted->set_fused_relu(true);
-        relu->mark_folded();
+        TQ_CHECK(i == group.size() - 1, op, "ReLU '", name, "' must end its group");
+        TQ_CHECK(!relu->folded(), op, "ReLU '", name, "' was fused already");
+        steps.push_back([weighted, relu] {
+          weighted->set_fused_relu(true);
+          relu->mark_folded();
+        });
       } else {
-        TQ_CHECK(false, "fuse_modules", "cannot fuse '", group[i], "' (", m->name(),
+        TQ_CHECK(false, op, "cannot fuse '", name, "' (", m->name(),
                  "); supported: Conv2d+BatchNorm2d(+ReLU), Conv+ReLU, Linear+BatchNorm1d, Linear+ReLU with tq::nn "
                  "modules");
       }
     }
   }
+  for (const auto& step : steps) step();
 }
 
 std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torch::nn::Module& model) {

@@ -19,6 +19,7 @@ class ActivationImpl : public torch::nn::Module, public Quantizable {
   bool prepare_qat(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
+  void unprepare() override;
   void pretty_print(std::ostream& stream) const override;
   ActivationKind kind() const { return kind_; }
 

@@ -83,6 +83,7 @@ class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
   void prepare(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
+  void unprepare() override;
   bool participates() const override { return !folded_; }
   bool folded() const { return folded_; }
   void mark_folded() { folded_ = true; }

@@ -16,6 +16,8 @@ namespace tq::nn {
 class OutputQParams {
  public:
   void attach(torch::nn::Module& owner, const QuantizerFactory& make);
+  // Undoes attach.
+  void detach(torch::nn::Module& owner);
   bool attached() const { return observer_ != nullptr; }
   // Observed: records y and returns it; QAT: returns the fake-quantized y.
   at::Tensor observe(const at::Tensor& y) const;
@@ -42,6 +44,7 @@ class OutputQuantizedModule : public torch::nn::Module, public Quantizable {
   void convert(const std::string& qualified_name) override;
   bool convert_reference(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
+  void unprepare() override;
 
  protected:
   explicit OutputQuantizedModule(std::string name) : torch::nn::Module(std::move(name)) {}

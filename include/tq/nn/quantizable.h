@@ -41,6 +41,9 @@ class Quantizable : public StatefulModule {
   virtual void prepare_quantized_layout(bool dynamic) = 0;
   // False for modules that take no part in quantization right now (a batch norm folded away).
   virtual bool participates() const { return true; }
+  // Observed / QAT -> Float: removes what prepare / prepare_qat attached, so that a prepare that
+  // fails half-way leaves the model as it was.
+  virtual void unprepare() {}
   // Forgets the qconfig kept for convert (PyTorch's remove_qconfig after convert).
   virtual void remove_qconfig() {}
   // Makes the module quantize its own float input and dequantize its output once converted, as if

@@ -21,6 +21,7 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   bool convert_dynamic(const QConfig& qconfig) override;
   bool convert_reference(const std::string& qualified_name) override;
   void remove_qconfig() override { qconfig_.reset(); }
+  void unprepare() override;
   bool add_quant_dequant() override;
   void prepare_quantized_layout(bool dynamic) override;
   std::vector<std::string> resizable_buffers() const override;
