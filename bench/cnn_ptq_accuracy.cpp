@@ -37,17 +37,6 @@ struct Run {
   bool adaround = false, bias_correction = false, equalize = false;
 };
 
-double accuracy(FashionCnn& model, const tq::apps::Dataset& data) {
-  at::NoGradGuard no_grad;
-  int64_t correct = 0;
-  const int64_t n = data.images.size(0);
-  for (int64_t i = 0; i < n; i += 500) {
-    const int64_t m = std::min<int64_t>(500, n - i);
-    correct += model->forward(data.images.narrow(0, i, m)).argmax(1).eq(data.labels.narrow(0, i, m)).sum().item<int64_t>();
-  }
-  return 100.0 * static_cast<double>(correct) / n;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,7 +98,7 @@ int main(int argc, char** argv) {
     {
       auto m = fresh();
       rows.push_back({{"model", "fashion_cnn"}, {"method", "fp32"}, {"weight_bits", 32}, {"act_bits", 32},
-                      {"accuracy", accuracy(m, test)}, {"seconds", 0.0}});
+                      {"accuracy", 100.0 * tq::apps::accuracy(m, test)}, {"seconds", 0.0}});
     }
     for (const auto& r : runs) {
       if (!only.empty() && std::find(only.begin(), only.end(), r.method) == only.end()) continue;
@@ -133,7 +122,7 @@ int main(int argc, char** argv) {
       }
       tq::quant::convert(*m);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double acc = accuracy(m, test);
+      const double acc = 100.0 * tq::apps::accuracy(m, test);
       rows.push_back({{"model", "fashion_cnn"}, {"method", r.method}, {"weight_bits", r.spec.weight_bits},
                       {"act_bits", r.spec.activation_bits}, {"accuracy", acc}, {"seconds", seconds}});
       std::printf("fashion_cnn %s W%dA%d: accuracy %.2f%%, %.1f s\n", r.method.c_str(), r.spec.weight_bits,

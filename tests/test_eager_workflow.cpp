@@ -1,7 +1,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
 
 #include <fstream>
 #include <sstream>
@@ -256,6 +258,17 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
     const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
     ASSERT_EQ(summary.left_float.size(), 1u) << summary.to_string();
     EXPECT_NE(summary.left_float[0].find("Linear"), std::string::npos);
+  }
+  {
+    // Recognised by type: a PReLU is no ReLU and an unfused BatchNorm1d has no int8 form; a
+    // plain ReLU and a max pool run on int8 tensors as they are.
+    torch::nn::Sequential model(nn::QuantStub(), nn::Linear(4, 4), torch::nn::PReLU(), nn::BatchNorm1d(4),
+                                torch::nn::ReLU(), torch::nn::MaxPool1d(1), nn::DeQuantStub());
+    const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    ASSERT_EQ(summary.left_float.size(), 2u) << summary.to_string();
+    EXPECT_EQ(summary.left_float[0].rfind("2 (", 0), 0u) << summary.left_float[0];
+    EXPECT_NE(summary.left_float[0].find("PReLU"), std::string::npos) << summary.left_float[0];
+    EXPECT_EQ(summary.left_float[1], "3 (BatchNorm1d)");
   }
   expect_error([] { kernels::int8::set_engine("tpu"); }, "not available in this LibTorch; available:");
   expect_error([] { quant::get_default_qconfig("arm"); }, "unknown backend 'arm'");

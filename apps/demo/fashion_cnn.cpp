@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 namespace tq::apps {
 
 FashionCnnImpl::FashionCnnImpl() {
@@ -26,6 +28,19 @@ at::Tensor FashionCnnImpl::forward(const at::Tensor& input) {
   x = x.flatten(1);
   x = relu3(fc1(x));
   return dequant(fc2(x));
+}
+
+double accuracy(FashionCnn& model, const Dataset& data) {
+  at::NoGradGuard no_grad;
+  model->eval();
+  int64_t correct = 0;
+  const int64_t n = data.images.size(0);
+  for (int64_t i = 0; i < n; i += 500) {
+    const int64_t m = std::min<int64_t>(500, n - i);
+    const auto pred = model->forward(data.images.narrow(0, i, m)).argmax(1);
+    correct += pred.eq(data.labels.narrow(0, i, m)).sum().item<int64_t>();
+  }
+  return static_cast<double>(correct) / n;
 }
 
 std::vector<std::vector<std::string>> FashionCnnImpl::fusion_groups() {

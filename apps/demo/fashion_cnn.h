@@ -3,6 +3,7 @@
 // calibrated, fine-tuned with fake quantization, and runs in int8.
 #include <torch/nn/modules/pooling.h>
 
+#include "idx_reader.h"
 #include "tq/nn/modules.h"
 
 namespace tq::apps {
@@ -22,5 +23,8 @@ struct FashionCnnImpl : torch::nn::Module {
   tq::nn::DeQuantStub dequant;
 };
 TORCH_MODULE(FashionCnn);
+
+// Top-1 accuracy (0..1) on `data` (eval mode, batches of 500).
+double accuracy(FashionCnn& model, const Dataset& data);
 
 }  // namespace tq::apps

@@ -38,19 +38,6 @@ void train(FashionCnn& model, const Dataset& data, int64_t batches, double lr, c
   model->eval();
 }
 
-double accuracy(FashionCnn& model, const Dataset& data) {
-  at::NoGradGuard no_grad;
-  model->eval();
-  int64_t correct = 0;
-  const int64_t n = data.images.size(0);
-  for (int64_t i = 0; i < n; i += 500) {
-    const int64_t m = std::min<int64_t>(500, n - i);
-    const auto pred = model->forward(data.images.narrow(0, i, m)).argmax(1);
-    correct += pred.eq(data.labels.narrow(0, i, m)).sum().item<int64_t>();
-  }
-  return static_cast<double>(correct) / n;
-}
-
 // Median milliseconds per forward of `batch` images (after warm-up).
 double latency_ms(FashionCnn& model, const Dataset& data, int64_t batch, int64_t runs) {
   at::NoGradGuard no_grad;

@@ -30,14 +30,11 @@ AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& 
   report.samples = samples.size(0);
   std::vector<detail::GraphLayer> layers;
   for (auto& c : detail::weighted_layers(impl, report.skipped)) {
-    auto probe = c.info->qconfig->weight();
-    if (!std::dynamic_pointer_cast<observers::ObserverBase>(probe)) {
-      report.skipped.push_back(c.layer.name + ": its weight quantizer is not an observer");
-    } else if (!is_symmetric(nn::quantizer_qscheme(*probe))) {
-      report.skipped.push_back(c.layer.name + ": its weights are " + tq::to_string(nn::quantizer_qscheme(*probe)) +
-                               " (AdaRound rounds symmetric weights)");
-    } else {
+    const std::string why = ptq::adaround_unsupported(*c.info->qconfig->weight());
+    if (why.empty()) {
       layers.push_back(std::move(c));
+    } else {
+      report.skipped.push_back(c.layer.name + ": " + why);
     }
   }
   const auto qparams = detail::activation_qparams(impl);

@@ -11,6 +11,7 @@
 #include "tq/core/check.h"
 #include "tq/fake_quant/adaround_fake_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/nn/qconfig.h"
 
 namespace tq::ptq {
 
@@ -125,6 +126,13 @@ AdaRoundResult adaround_layer(const WeightedLayer& layer, const observers::Obser
   r.loss_nearest = full_loss(layer, nearest, x_all, y_all);
   r.loss_adaround = full_loss(layer, r.rounded_weight, x_all, y_all);
   return r;
+}
+
+std::string adaround_unsupported(torch::nn::Module& weight_quantizer) {
+  if (dynamic_cast<observers::ObserverBase*>(&weight_quantizer) == nullptr) return "its weight quantizer is not an observer";
+  const QScheme scheme = nn::quantizer_qscheme(weight_quantizer);
+  if (is_symmetric(scheme)) return "";
+  return "its weights are " + to_string(scheme) + " (AdaRound rounds symmetric weights)";
 }
 
 std::string AdaRoundReport::to_string() const {

@@ -30,14 +30,11 @@ ptq::AdaRoundReport adaround(torch::nn::Module& model, const ForwardFn& forward,
   report.samples = samples.size(0);
   std::vector<detail::EagerLayer> layers;
   for (auto& l : detail::observed_layers(model, forward, samples.narrow(0, 0, chunk), report.skipped)) {
-    auto probe = l.module->qconfig()->weight();
-    if (!std::dynamic_pointer_cast<observers::ObserverBase>(probe)) {
-      report.skipped.push_back(l.layer.name + ": its weight quantizer is not an observer");
-    } else if (!is_symmetric(nn::quantizer_qscheme(*probe))) {
-      report.skipped.push_back(l.layer.name + ": its weights are " + tq::to_string(nn::quantizer_qscheme(*probe)) +
-                               " (AdaRound rounds symmetric weights)");
-    } else {
+    const std::string why = ptq::adaround_unsupported(*l.module->qconfig()->weight());
+    if (why.empty()) {
       layers.push_back(std::move(l));
+    } else {
+      report.skipped.push_back(l.layer.name + ": " + why);
     }
   }
 

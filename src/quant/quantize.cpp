@@ -1,6 +1,10 @@
 #include "tq/quant/quantize.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -29,12 +33,18 @@ std::string parent_of(const std::string& name) {
 
 bool is_leaf(torch::nn::Module& m) { return m.children().empty(); }
 
-// Modules without parameters that run on int8 tensors as they are (the engines implement them).
+// Modules without parameters that run on int8 tensors as they are (the engines implement them),
+// recognised by type: a PReLU is not a ReLU, and an unfused BatchNorm1d has no int8 form.
+template <class... Types>
+bool is_any_of(const torch::nn::Module& m) {
+  return (... || (dynamic_cast<const Types*>(&m) != nullptr));
+}
 bool runs_on_int8_as_is(const torch::nn::Module& m) {
-  for (const char* kind : {"ReLU", "DeQuantStub", "MaxPool", "AvgPool", "Flatten", "Dropout", "Identity", "BatchNorm1d"}) {
-    if (m.name().find(kind) != std::string::npos) return true;
-  }
-  return false;
+  if (const auto* bn1 = dynamic_cast<const nn::BatchNorm1dImpl*>(&m)) return bn1->folded();
+  return is_any_of<nn::ReLUImpl, nn::DeQuantStubImpl, torch::nn::ReLUImpl, torch::nn::MaxPool1dImpl,
+                   torch::nn::MaxPool2dImpl, torch::nn::MaxPool3dImpl, torch::nn::AvgPool1dImpl, torch::nn::AvgPool2dImpl,
+                   torch::nn::AvgPool3dImpl, torch::nn::AdaptiveAvgPool2dImpl, torch::nn::FlattenImpl,
+                   torch::nn::DropoutImpl, torch::nn::Dropout2dImpl, torch::nn::IdentityImpl>(m);
 }
 
 bool is_quantizer(const torch::nn::Module& m) {

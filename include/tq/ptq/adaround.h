@@ -72,6 +72,10 @@ struct AdaRoundReport {
   std::string to_string() const;
 };
 
+// Why AdaRound cannot round with this weight quantizer ("" if it can): it needs an observer (a
+// grid computed from the float weight) with a symmetric qscheme. The drivers skip such layers.
+std::string adaround_unsupported(torch::nn::Module& weight_quantizer);
+
 // The reconstruction loss: squared error summed over dim 1 (features / channels), mean over the rest.
 at::Tensor reconstruction_loss(const at::Tensor& output, const at::Tensor& target);
 // beta at iteration `it` (cosine from beta_start to beta_end after the warm start).
