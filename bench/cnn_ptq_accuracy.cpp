@@ -25,11 +25,9 @@
 #include "tq/quant/equalization.h"
 #include "tq/quant/qconfig_spec.h"
 #include "tq/quant/quantize.h"
-#include "tq/serialize/state_dict.h"
 
 namespace {
 
-using tq::apps::FashionCnn;
 
 struct Run {
   std::string method;
@@ -88,12 +86,7 @@ int main(int argc, char** argv) {
     runs.push_back({"nearest (per-tensor)", spec("minmax", 4, 8, "per-tensor")});
     runs.push_back({"equalization (per-tensor)", spec("minmax", 4, 8, "per-tensor"), false, false, true});
 
-    auto fresh = [&] {
-      FashionCnn m;
-      tq::serialize::load_state_dict_file(*m, weights);
-      m->eval();
-      return m;
-    };
+    auto fresh = [&] { return tq::apps::load_fashion_cnn(weights); };
     nlohmann::json rows = nlohmann::json::array();
     {
       auto m = fresh();

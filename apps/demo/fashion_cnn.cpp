@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "tq/serialize/state_dict.h"
+
 namespace tq::apps {
 
 FashionCnnImpl::FashionCnnImpl() {
@@ -28,6 +30,13 @@ at::Tensor FashionCnnImpl::forward(const at::Tensor& input) {
   x = x.flatten(1);
   x = relu3(fc1(x));
   return dequant(fc2(x));
+}
+
+FashionCnn load_fashion_cnn(const std::string& path) {
+  FashionCnn m;
+  tq::serialize::load_state_dict_file(*m, path);
+  m->eval();
+  return m;
 }
 
 double accuracy(FashionCnn& model, const Dataset& data) {

@@ -24,6 +24,10 @@ struct FashionCnnImpl : torch::nn::Module {
 };
 TORCH_MODULE(FashionCnn);
 
+// A trained float CNN from a state_dict file, in eval mode (a fresh copy each call: the
+// quantization workflows change a model in place).
+FashionCnn load_fashion_cnn(const std::string& path);
+
 // Top-1 accuracy (0..1) on `data` (eval mode, batches of 500).
 double accuracy(FashionCnn& model, const Dataset& data);
 

@@ -89,12 +89,7 @@ nlohmann::json run_model_demo(const Dataset& train_set, const Dataset& test_set,
   float_model->eval();
 
   // A fresh copy of the trained float model (the quantization below works in place).
-  auto fresh = [&] {
-    FashionCnn m;
-    tq::serialize::load_state_dict_file(*m, weights);
-    m->eval();
-    return m;
-  };
+  auto fresh = [&] { return load_fashion_cnn(weights); };
 
   nlohmann::json rows = nlohmann::json::array();
   auto record = [&](const std::string& variant, FashionCnn& m, const std::string& path) {
