@@ -126,12 +126,15 @@ TEST(StateDict, BadFilesAndMismatchesAreErrorsThatLeaveTheModuleUnchanged) {
 
   const std::string garbage = out_dir() + "/garbage.pt";
   std::ofstream(garbage) << "this is not a torch.save file";
-  expect_error([&] { tq::serialize::read_state_dict_file(garbage); }, "is not a readable torch.save file");
+  expect_error([&] { tq::serialize::read_state_dict_file(garbage); },
+               "[read_state_dict_file] '" + garbage + "' is not a torch.save file (no zip archive)");
   expect_error([&] { tq::serialize::read_state_dict_file(out_dir() + "/no_such_file.pt"); }, "cannot open");
   const std::string list_file = out_dir() + "/list.pt";
   const auto bytes = torch::jit::pickle_save(c10::IValue(c10::List<int64_t>({1, 2})));
   std::ofstream(list_file, std::ios::binary).write(bytes.data(), bytes.size());
-  expect_error([&] { tq::serialize::read_state_dict_file(list_file); }, "not a dict of tensors");
+  expect_error([&] { tq::serialize::read_state_dict_file(list_file); },
+               "[read_state_dict_file] '" + list_file + "' holds a GenericList, not a state_dict (a dict of tensors: "
+               "save model.state_dict())");
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(tensors_equal(before[i].second, tq::serialize::state_dict(ob)[i].second));
 }
 

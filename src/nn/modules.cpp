@@ -146,6 +146,7 @@ void Conv2dImpl::convert(const std::string& qualified_name) {
     const auto saved_mode = mode_;
     mode_ = QuantMode::Float;
     fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps());
+    bn->mark_folded(/*into_weights=*/true);
     mode_ = saved_mode;
   }
   WeightedModule::convert(qualified_name);

@@ -156,14 +156,10 @@ void WeightedModule::set_bias(const at::Tensor& bias) {
 }
 
 void WeightedModule::install_weight(const at::Tensor& wq_t) {
-  if (wq_t.qscheme() == at::kPerChannelAffine) {
-    weight_scale_ = register_buffer("weight_scale", wq_t.q_per_channel_scales().clone());
-    weight_zero_point_ = register_buffer("weight_zero_point", wq_t.q_per_channel_zero_points().clone());
-  } else {
-    weight_scale_ = register_buffer("weight_scale", at::full({1}, wq_t.q_scale(), at::kDouble));
-    weight_zero_point_ = register_buffer("weight_zero_point", at::full({1}, wq_t.q_zero_point(), at::kLong));
-  }
-  weight_int8_ = register_buffer("weight_int8", wq_t.int_repr().clone());
+  auto parts = kernels::int8::split_quantized_weight(wq_t);
+  weight_scale_ = register_buffer("weight_scale", parts.scales);
+  weight_zero_point_ = register_buffer("weight_zero_point", parts.zero_points);
+  weight_int8_ = register_buffer("weight_int8", parts.values);
   packed_ = prepack(wq_t, bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
   release_float_weight();
 }
@@ -259,11 +255,7 @@ std::vector<std::string> WeightedModule::resizable_buffers() const {
 
 at::Tensor WeightedModule::quantized_weight() const {
   TQ_CHECK(weight_int8_.defined(), name(), "is not quantized");
-  if (weight_scale_.numel() > 1) {
-    return at::_make_per_channel_quantized_tensor(weight_int8_, weight_scale_, weight_zero_point_, 0);
-  }
-  return at::_make_per_tensor_quantized_tensor(weight_int8_, weight_scale_.item<double>(),
-                                               weight_zero_point_.item<int64_t>());
+  return kernels::int8::make_quantized_weight(weight_int8_, weight_scale_, weight_zero_point_);
 }
 
 void WeightedModule::validate_state() const {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -232,7 +233,7 @@ void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::s
                    bn->weight.size(0), " features, '", group[0], "' ", conv->options().out_channels(), " output channels");
           steps.push_back([conv, bn] { conv->fold_batch_norm(bn->running_mean, bn->running_var, bn->weight, bn->bias, bn->eps()); });
         }
-        steps.push_back([bn] { bn->mark_folded(); });
+        steps.push_back([bn, is_qat] { bn->mark_folded(/*into_weights=*/!is_qat); });
       } else if (auto* bn1 = dynamic_cast<nn::BatchNorm1dImpl*>(m)) {
         auto* linear = dynamic_cast<nn::LinearImpl*>(first);
         TQ_CHECK(linear != nullptr && i == 1 && !is_qat, op, "BatchNorm1d '", name,
@@ -271,21 +272,91 @@ std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torc
   return out;
 }
 
-void load_quantized_state_dict(torch::nn::Module& model, const std::string& path) {
-  const auto state = serialize::read_state_dict_file(path);
-  std::set<std::string> keys;
-  for (const auto& [k, v] : state) keys.insert(k);
+void save_quantized_state_dict(torch::nn::Module& model, const std::string& path) {
+  bool converted = false;
   for (const auto& [name, m] : walk(model)) {
+    const auto* q = dynamic_cast<const nn::Quantizable*>(m);
+    converted |= q != nullptr && (q->mode() == nn::QuantMode::Quantized || q->mode() == nn::QuantMode::DynamicQuantized);
+  }
+  TQ_CHECK(converted, "save_quantized_state_dict", "nothing in the model is converted to int8 (float and prepared "
+           "models save with serialize::save_state_dict_file)");
+  serialize::save_state_dict_file(serialize::to_pytorch_quantized_layout(serialize::state_dict(model)), path);
+}
+
+void load_quantized_state_dict(torch::nn::Module& model, const std::string& path) {
+  const char* op = "load_quantized_state_dict";
+  auto state = serialize::read_state_dict_file(path);
+  std::map<std::string, at::Tensor> given(state.begin(), state.end());
+  // Which modules switch to their quantized layout, and how (dynamic ones have no output qparams).
+  std::vector<std::pair<nn::Quantizable*, bool>> switches;
+  std::map<std::string, const torch::nn::Module*> switching;  // by prefix "conv."
+  std::map<std::string, const torch::nn::Module*> modules;
+  for (const auto& [name, m] : walk(model)) {
+    const std::string prefix = name.empty() ? "" : name + ".";
+    modules[prefix] = m;
     auto* q = dynamic_cast<nn::Quantizable*>(m);
     if (q == nullptr || q->mode() != nn::QuantMode::Float || !q->participates()) continue;
-    const std::string prefix = name.empty() ? "" : name + ".";
-    // Dynamically quantized modules have int8 weights but no output qparams.
-    if (keys.count(prefix + "scale")) {
-      q->prepare_quantized_layout(/*dynamic=*/false);
-    } else if (keys.count(prefix + "weight_int8")) {
-      q->prepare_quantized_layout(/*dynamic=*/true);
+    if (given.count(prefix + "scale")) {
+      switches.emplace_back(q, false);
+    } else if (given.count(prefix + "weight_int8")) {
+      switches.emplace_back(q, true);
+    } else {
+      continue;
+    }
+    switching[prefix] = m;
+  }
+  // PyTorch's qnnpack gives a layer built without bias a zero one when it unpacks the weights.
+  for (const auto& [prefix, m] : switching) {
+    const auto it = given.find(prefix + "bias");
+    if (it == given.end() || m->named_parameters(/*recurse=*/false).contains("bias")) continue;
+    TQ_CHECK(!at::any(it->second != 0).item<bool>(), op, "'", path, "' has a bias for '",
+             prefix.substr(0, prefix.size() - 1), "', which is built without one; nothing was changed");
+    given.erase(it);
+    state.erase(std::remove_if(state.begin(), state.end(), [&](const auto& e) { return e.first == prefix + "bias"; }),
+                state.end());
+  }
+  // The file is checked against the model before anything changes: a switched module has freed
+  // its float weight, so a mismatch found afterwards would leave the model broken.
+  const auto own = serialize::state_dict(model);
+  std::vector<std::string> missing, unexpected;
+  std::set<std::string> own_keys;
+  std::string live_batch_norm;
+  for (const auto& [k, t] : own) {
+    own_keys.insert(k);
+    if (given.count(k)) continue;
+    missing.push_back(k);
+    const std::string prefix = k.substr(0, k.rfind('.') + 1);
+    const auto* m = modules.count(prefix) ? modules.at(prefix) : nullptr;
+    if (live_batch_norm.empty() && (dynamic_cast<const nn::BatchNorm2dImpl*>(m) != nullptr ||
+                                    dynamic_cast<const nn::BatchNorm1dImpl*>(m) != nullptr)) {
+      live_batch_norm = prefix.substr(0, prefix.size() - 1);
     }
   }
+  TQ_CHECK(live_batch_norm.empty(), op, "'", path, "' has no state for batch norm '", live_batch_norm,
+           "', which the quantized model had folded into the layer before it: fuse this model as that one was "
+           "(fuse_modules) before loading; nothing was changed");
+  TQ_CHECK(missing.empty(), op, "'", path, "' lacks key(s) of this model: ", c10::Join(", ", missing),
+           "; nothing was changed");
+  for (const auto& [k, v] : state) {
+    if (own_keys.count(k)) continue;
+    const std::string prefix = k.substr(0, k.rfind('.') + 1);
+    const bool layout_key = switching.count(prefix) > 0 && k.find('.', prefix.size()) == std::string::npos;
+    const auto* m = modules.count(prefix) ? dynamic_cast<const StatefulModule*>(modules.at(prefix)) : nullptr;
+    if (!layout_key && !(m != nullptr && !m->has_state())) unexpected.push_back(k);
+  }
+  TQ_CHECK(unexpected.empty(), op, "'", path, "' has key(s) this model lacks: ", c10::Join(", ", unexpected),
+           "; nothing was changed");
+  for (const auto& [prefix, m] : switching) {
+    const auto it = given.find(prefix + "weight_int8");
+    if (it == given.end()) continue;
+    for (const auto& p : m->named_parameters(/*recurse=*/false)) {
+      if (p.key() != "weight") continue;
+      TQ_CHECK(it->second.sizes() == p.value().sizes(), op, "size mismatch for '", prefix,
+               "weight_int8': the file has shape ", it->second.sizes(), ", the model's weight ", p.value().sizes(),
+               "; nothing was changed");
+    }
+  }
+  for (auto& [q, dynamic] : switches) q->prepare_quantized_layout(dynamic);
   serialize::load_state_dict(model, state);
 }
 

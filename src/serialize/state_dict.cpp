@@ -7,13 +7,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 
 #include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
 #include "tq/core/module_state.h"
+#include "torch_save_reader.h"
 
 namespace tq::serialize {
 namespace {
@@ -28,6 +28,24 @@ void for_each_stateful(const torch::nn::Module& module, Fn fn) {
   }
 }
 
+// Prefixes ("bn.") of modules whose state lives elsewhere (has_state() false).
+std::vector<std::string> stateless_prefixes(const torch::nn::Module& module) {
+  std::vector<std::string> prefixes;
+  for_each_stateful(module, [&](const std::string& prefix, const StatefulModule& m) {
+    if (!m.has_state()) prefixes.push_back(prefix);
+  });
+  return prefixes;
+}
+
+bool under_any(const std::string& key, const std::vector<std::string>& prefixes) {
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return key.compare(0, p.size(), p) == 0; });
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // Which entries of the module may change shape on load, by full key.
 std::set<std::string> resizable_keys(const torch::nn::Module& module) {
   std::set<std::string> keys;
@@ -40,9 +58,14 @@ std::set<std::string> resizable_keys(const torch::nn::Module& module) {
 }  // namespace
 
 StateDict state_dict(const torch::nn::Module& module) {
+  const auto skip = stateless_prefixes(module);
   StateDict out;
-  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
-  for (const auto& b : module.named_buffers(/*recurse=*/true)) out.emplace_back(b.key(), b.value());
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    if (!under_any(p.key(), skip)) out.emplace_back(p.key(), p.value());
+  }
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) {
+    if (!under_any(b.key(), skip)) out.emplace_back(b.key(), b.value());
+  }
   return out;
 }
 
@@ -68,12 +91,16 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
     const at::Tensor& v = it->second;
     TQ_CHECK(v.sizes() == t.sizes() || resizable.count(k) > 0, op, "size mismatch for '", k,
              "': the file has shape ", v.sizes(), ", the module has shape ", t.sizes());
+    TQ_CHECK(!v.is_quantized(), op, "'", k, "' is a quantized tensor: PyTorch's converted layout goes through "
+             "from_pytorch_quantized_layout (read_state_dict_file does it)");
     TQ_CHECK(!(at::isFloatingType(t.scalar_type()) && !at::isFloatingType(v.scalar_type()) &&
                v.scalar_type() != at::kBool),
              op, "type mismatch for '", k, "': the file has ", v.scalar_type(), ", the module has ", t.scalar_type());
   }
+  // Files from before a batch norm was folded carry its (now unused) state: ignored.
+  const auto skip = stateless_prefixes(module);
   for (const auto& [k, v] : given) {
-    if (own_keys.count(k) == 0) unexpected.push_back(k);
+    if (own_keys.count(k) == 0 && !under_any(k, skip)) unexpected.push_back(k);
   }
   if (strict) {
     TQ_CHECK(missing.empty(), op, "missing key(s) in state_dict: ", c10::Join(", ", missing));
@@ -103,8 +130,9 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
 }
 
 void save_state_dict_file(const StateDict& state, const std::string& path) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [k, v] : state) dict.insert(k, v.detach().cpu());
+  // An undefined tensor is written as None (PyTorch's converted modules without bias save that).
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& [k, v] : state) dict.insert(k, v.defined() ? c10::IValue(v.detach().cpu()) : c10::IValue());
   const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
   write_atomically(path, "save_state_dict_file", [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -121,27 +149,39 @@ void save_state_dict_file(const torch::nn::Module& module, const std::string& pa
 
 StateDict read_state_dict_file(const std::string& path) {
   const char* op = "read_state_dict_file";
-  std::ifstream f(path, std::ios::binary);
-  TQ_CHECK(f.good(), op, "cannot open '", path, "'");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  TQ_CHECK(!bytes.empty(), op, "'", path, "' is empty");
-  c10::IValue value;
-  try {
-    value = torch::jit::pickle_load(bytes);
-  } catch (const std::exception& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.what());
-  }
+  const auto contents = detail::read_torch_save(path, op);
+  const c10::IValue& value = contents.value;
   TQ_CHECK(value.isGenericDict(), op, "'", path, "' holds a ", value.tagKind(),
-           ", not a dict of tensors (save dict(module.state_dict()) in Python)");
+           ", not a state_dict (a dict of tensors: save model.state_dict())");
+  const std::string packed_suffix = "._packed_params._packed_params", dtype_suffix = "._packed_params.dtype";
   StateDict out;
   for (const auto& entry : value.toGenericDict()) {
-    TQ_CHECK(entry.key().isString(), op, "'", path, "' has a non-string key");
+    TQ_CHECK(entry.key().isString(), op, "'", path, "' has a key that is a ", entry.key().tagKind(), ", not a string");
     const std::string key = entry.key().toStringRef();
-    TQ_CHECK(entry.value().isTensor(), op, "entry '", key, "' in '", path, "' is a ", entry.value().tagKind(),
-             ", not a tensor");
-    out.emplace_back(key, entry.value().toTensor());
+    const c10::IValue& v = entry.value();
+    // PyTorch's quantized Linear: (weight, bias) and the weight's dtype in its packed parameters.
+    if (ends_with(key, packed_suffix)) {
+      const std::string prefix = key.substr(0, key.size() - packed_suffix.size());
+      TQ_CHECK(v.isTuple() && v.toTupleRef().elements().size() == 2 && v.toTupleRef().elements()[0].isTensor(), op,
+               "entry '", key, "' in '", path, "' is a ", v.tagKind(), ", not the (weight, bias) of a quantized Linear");
+      const auto& wb = v.toTupleRef().elements();
+      out.emplace_back(prefix + ".weight", wb[0].toTensor());
+      if (!wb[1].isNone()) {
+        TQ_CHECK(wb[1].isTensor(), op, "entry '", key, "' in '", path, "' has a ", wb[1].tagKind(), " for its bias");
+        out.emplace_back(prefix + ".bias", wb[1].toTensor());
+      }
+      continue;
+    }
+    if (ends_with(key, dtype_suffix)) {
+      TQ_CHECK(v.isString() && v.toStringRef() == "torch.qint8", op, "entry '", key, "' in '", path, "' is ",
+               v.isString() ? v.toStringRef() : v.tagKind(), ": tq reads int8 packed weights (torch.qint8)");
+      continue;
+    }
+    if (v.isNone()) continue;  // a converted module's missing bias
+    TQ_CHECK(v.isTensor(), op, "entry '", key, "' in '", path, "' is a ", v.tagKind(), ", not a tensor");
+    out.emplace_back(key, v.toTensor());
   }
-  return out;
+  return from_pytorch_quantized_layout(out);
 }
 
 void load_state_dict_file(torch::nn::Module& module, const std::string& path, bool strict) {

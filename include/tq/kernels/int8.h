@@ -31,6 +31,16 @@ struct PackedWeight {
 // qparams.scale has one value per output channel.
 at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qparams, bool per_channel);
 
+// A qint8 weight from its integer values and qparams (per channel along axis 0 when scales holds
+// more than one value), and taken apart again: how modules and files keep weights as plain tensors.
+at::Tensor make_quantized_weight(const at::Tensor& values, const at::Tensor& scales, const at::Tensor& zero_points);
+struct WeightParts {
+  at::Tensor values;       // int8
+  at::Tensor scales;       // float64, one per output channel or one
+  at::Tensor zero_points;  // int64, same shape
+};
+WeightParts split_quantized_weight(const at::Tensor& weight_q);
+
 // Embedding rows quantized with per-row float qparams (quint8, or quint4x2 when four_bit).
 at::Tensor quantize_embedding_weight(const at::Tensor& weight, const QParams& qparams, bool four_bit);
 

@@ -85,26 +85,33 @@ class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
   void prepare_quantized_layout(bool dynamic) override;
   void unprepare() override;
   bool participates() const override { return !folded_; }
+  // Fused: the convolution before it computes it (then this passes x through). Folded into the
+  // weights (post-training) its state is gone from state_dicts; attached for QAT it stays.
   bool folded() const { return folded_; }
-  void mark_folded() { folded_ = true; }
+  void mark_folded(bool into_weights) {
+    folded_ = true;
+    folded_into_weights_ = into_weights;
+  }
+  bool has_state() const override { return !folded_into_weights_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:
   double eps_, momentum_;
-  bool folded_ = false;
+  bool folded_ = false, folded_into_weights_ = false;
   OutputQParams out_;
 };
 TORCH_MODULE(BatchNorm2d);
 
 // BatchNorm1d that fuse_modules folds into the preceding Linear (then it passes x through).
-class BatchNorm1dImpl : public torch::nn::Module {
+class BatchNorm1dImpl : public torch::nn::Module, public StatefulModule {
  public:
   explicit BatchNorm1dImpl(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x);
   bool folded() const { return folded_; }
   void mark_folded() { folded_ = true; }
+  bool has_state() const override { return !folded_; }
   double eps() const { return eps_; }
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 

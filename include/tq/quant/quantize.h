@@ -63,8 +63,13 @@ void freeze_bn_stats(torch::nn::Module& model, bool freeze = true);
 // Observers and fake quantizers by qualified name (PyTorch's get_observer_dict).
 std::map<std::string, std::shared_ptr<torch::nn::Module>> get_observer_dict(torch::nn::Module& model);
 
-// A converted model saves with tq::serialize::save_state_dict_file; to load it, build the float
-// model and call this: modules named in the file switch to their quantized layout first.
+// A converted model's state as PyTorch's converted eager model has it (weight as a quantized
+// tensor, Linear's bias beside it, folded batch norms absent): in Python,
+// int8_model.load_state_dict(torch.load(path)) takes it.
+void save_quantized_state_dict(torch::nn::Module& model, const std::string& path);
+// Reads a converted state, tq's or PyTorch's (torch.save(int8_model.state_dict())), into a float
+// model built and fused as the quantized one was: modules named in the file switch to their
+// quantized layout. The file is checked against the model first; a mismatch changes nothing.
 void load_quantized_state_dict(torch::nn::Module& model, const std::string& path);
 
 // Copying variants: the user's model stays untouched. C++ has no generic deep copy of a module

@@ -1,0 +1,20 @@
+#pragma once
+// Reads what Python's torch.save wrote (the zip format of PyTorch >= 1.6) with LibTorch's
+// unpickler, including what that unpickler cannot take as it is: the OrderedDict a state_dict is,
+// with its _metadata attribute; nn.Parameter values; torch.<dtype> values (packed parameters).
+#include <ATen/core/ivalue.h>
+
+#include <string>
+
+namespace tq::serialize::detail {
+
+struct TorchSaveContents {
+  c10::IValue value;     // OrderedDicts are dicts, Parameters tensors
+  c10::IValue metadata;  // the state_dict's _metadata (a dict), or None
+};
+
+// Throws tq::Error naming the file: legacy (pre-1.6) files, TorchScript archives, pickled Python
+// objects other than tensors and containers.
+TorchSaveContents read_torch_save(const std::string& path, const char* op);
+
+}  // namespace tq::serialize::detail
