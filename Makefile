@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test bench accuracy golden clean
+.PHONY: deps configure build demo test test-sanitize fuzz bench accuracy golden clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -22,6 +22,27 @@ demo: build
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (-O0: compiles in half the time; its own build
+# directory). The install test is left out: it builds an unsanitized consumer against tq.
+SANITIZE_DIR ?= build-sanitize
+test-sanitize: deps
+	@cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O0" \
+	  -DTQ_SANITIZE=address,undefined -DTQ_BUILD_BENCHMARKS=OFF > /dev/null
+	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	@cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -E '^Package\.'
+
+# libFuzzer on the state-dict loader, the TorchScript loader and the tool's data loaders (clang,
+# ASan + UBSan), FUZZ_RUNS executions each from the committed seed corpus (fuzz/corpus); new
+# inputs go to $(FUZZ_DIR)/corpus, crashes to $(FUZZ_DIR)/findings. Figures: docs/FUZZING.md.
+FUZZ_DIR ?= build-fuzz
+FUZZ_RUNS ?= 1000000
+fuzz:
+	@bash scripts/install_deps.sh fuzz
+	@CXX=clang++ cmake -S fuzz -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+	@bash scripts/run_fuzz.sh $(FUZZ_DIR) $(FUZZ_RUNS) fuzz_state_dict fuzz_torchscript fuzz_cli_data
 
 bench: build
 	@$(BUILD_DIR)/bench/tq_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
@@ -46,6 +67,7 @@ golden:
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph --activation minmax
 	@PYTHONHASHSEED=0 /usr/bin/python3 tools/gen_golden_graph_dynamic.py --out tests/golden/graph
+	@/usr/bin/python3 tools/gen_golden_interop.py --out tests/golden/interop
 
 clean:
 	@rm -rf $(BUILD_DIR)

@@ -13,6 +13,10 @@ PACKAGES=(
   python3-torch           # the executable reference: golden data and the Python side of benchmarks
   python3-torchvision     # real architectures for graph mode (rebuilt from a seed; no downloads)
 )
+# `make fuzz` also needs clang and its libFuzzer / sanitizer runtimes.
+if [ "${1:-}" = "fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

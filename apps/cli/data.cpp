@@ -3,7 +3,8 @@
 #include <ATen/ATen.h>
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>
-#include <torch/csrc/jit/serialization/pickle.h>
+#include "tq/core/check.h"
+#include "tq/serialize/torch_save.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -33,13 +34,11 @@ bool is_image(const fs::path& p) {
 }
 
 Samples load_pt(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   c10::IValue v;
   try {
-    v = torch::jit::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    throw BadInput(path + ": not a torch.save file of tensors (" + e.what_without_backtrace() + ")");
+    v = serialize::read_torch_save_file(path);
+  } catch (const tq::Error& e) {
+    throw BadInput(e.what());
   }
   Samples s;
   if (v.isTensor()) {
@@ -94,9 +93,19 @@ Samples load_npy(const std::string& path) {
   std::vector<int64_t> shape;
   const std::string sh = field("shape");
   const auto open = sh.find('('), close = sh.find(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) {
+    throw BadInput(path + ": .npy header with a malformed shape");
+  }
   std::stringstream dims(sh.substr(open + 1, close - open - 1));
+  // Each dimension no larger than the file: a header cannot promise more data than it has.
   for (std::string d; std::getline(dims, d, ',');) {
-    if (d.find_first_of("0123456789") != std::string::npos) shape.push_back(std::stoll(d));
+    const auto first = d.find_first_not_of(' '), last = d.find_last_not_of(' ');
+    if (first == std::string::npos) continue;
+    const std::string digits = d.substr(first, last - first + 1);
+    if (digits.size() > 12 || digits.find_first_not_of("0123456789") != std::string::npos) {
+      throw BadInput(path + ": .npy shape holds '" + digits + "', not a dimension");
+    }
+    shape.push_back(std::stoll(digits));
   }
   at::ScalarType st;
   if (type == "<f4") st = at::kFloat;
@@ -104,11 +113,14 @@ Samples load_npy(const std::string& path) {
   else if (type == "|u1") st = at::kByte;
   else if (type == "<i8") st = at::kLong;
   else throw BadInput(path + ": .npy dtype " + type + " (expected <f4, <f8, |u1 or <i8)");
-  int64_t numel = 1;
-  for (auto d : shape) numel *= d;
   const size_t data_start = start + header_len;
-  const size_t need = static_cast<size_t>(numel) * c10::elementSize(st);
-  if (bytes.size() - data_start < need) throw BadInput(path + ": truncated .npy data");
+  const size_t available = (bytes.size() - data_start) / c10::elementSize(st);
+  size_t numel = 1;
+  for (auto d : shape) {
+    // numel * d stays below 2^64: both factors are at most the file's size in elements.
+    numel = d == 0 ? 0 : (numel > available ? numel : numel * static_cast<size_t>(d));
+    if (numel > available) throw BadInput(path + ": truncated .npy data (the shape needs more than the file holds)");
+  }
   Samples s;
   s.inputs = at::from_blob(bytes.data() + data_start, shape, st).clone();
   if (s.inputs.dim() == 0 || s.inputs.size(0) == 0) throw BadInput(path + ": no samples");

@@ -40,6 +40,9 @@ at::Tensor read_idx(const std::string& path) {
            "' is not an unsigned-byte IDX file (magic ", int(header[0]), " ", int(header[1]), " ", int(header[2]), ")");
   const int dims = header[3];
   TQ_CHECK(dims >= 1 && dims <= 4, "read_idx", "'", path, "' declares ", dims, " dimensions");
+  // The header promises the size; the data is read in chunks (a gzipped file's length says
+  // nothing), so a header promising terabytes fails at the end of the data, not at allocation.
+  constexpr int64_t kMaxBytes = int64_t{1} << 34;
   std::vector<int64_t> shape(dims);
   int64_t numel = 1;
   for (int d = 0; d < dims; ++d) {
@@ -47,11 +50,20 @@ at::Tensor read_idx(const std::string& path) {
     read_exact(file.f, b, 4, path);
     shape[d] = big_endian(b);
     TQ_CHECK(shape[d] > 0 && shape[d] < (1 << 24), "read_idx", "'", path, "' has dimension ", d, " of size ", shape[d]);
+    TQ_CHECK(numel <= kMaxBytes / shape[d], "read_idx", "'", path, "' declares more than ", kMaxBytes, " bytes of data");
     numel *= shape[d];
   }
-  at::Tensor out = at::empty(shape, at::kByte);
-  read_exact(file.f, out.data_ptr<uint8_t>(), static_cast<size_t>(numel), path);
-  return out;
+  std::vector<uint8_t> data;
+  constexpr size_t kChunk = size_t{1} << 24;
+  while (data.size() < static_cast<size_t>(numel)) {
+    const size_t done = data.size(), n = std::min(kChunk, static_cast<size_t>(numel) - done);
+    data.resize(done + n);
+    const int got = gzread(file.f, data.data() + done, static_cast<unsigned>(n));
+    TQ_CHECK(got == static_cast<int>(n) || (got > 0 && gzeof(file.f) == 0), "read_idx", "'", path,
+             "' is truncated: expected ", numel, " bytes of data, got ", done + std::max(got, 0));
+    data.resize(done + static_cast<size_t>(got));
+  }
+  return at::from_blob(data.data(), shape, at::kByte).clone();
 }
 
 Dataset load_fashion_mnist(const std::string& dir, const std::string& split) {

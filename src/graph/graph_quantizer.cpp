@@ -97,20 +97,6 @@ std::string layer_value_name(const std::string& module_path) {
 // ---------------------------------------------------------------------------------------------
 // Loading and saving
 
-torch::jit::Module load_torchscript(const std::string& path) {
-  std::error_code ec;
-  TQ_CHECK(fs::exists(path, ec), "load_torchscript", "no such file: ", path);
-  TQ_CHECK(fs::is_regular_file(path, ec), "load_torchscript", "not a regular file: ", path);
-  torch::jit::Module m;
-  try {
-    m = torch::jit::load(path);
-  } catch (const std::exception& e) {
-    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
-  }
-  TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
-  return m;
-}
-
 namespace {
 void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra) {
   write_atomically(path, "save_torchscript", [&](const std::string& tmp) { module.save(tmp, extra); });

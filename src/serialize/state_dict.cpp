@@ -147,9 +147,8 @@ void save_state_dict_file(const torch::nn::Module& module, const std::string& pa
   save_state_dict_file(state_dict(module), path);
 }
 
-StateDict read_state_dict_file(const std::string& path) {
-  const char* op = "read_state_dict_file";
-  const auto contents = detail::read_torch_save(path, op);
+namespace {
+StateDict to_state_dict(const detail::TorchSaveContents& contents, const std::string& path, const char* op) {
   const c10::IValue& value = contents.value;
   TQ_CHECK(value.isGenericDict(), op, "'", path, "' holds a ", value.tagKind(),
            ", not a state_dict (a dict of tensors: save model.state_dict())");
@@ -182,6 +181,17 @@ StateDict read_state_dict_file(const std::string& path) {
     out.emplace_back(key, v.toTensor());
   }
   return from_pytorch_quantized_layout(out);
+}
+}  // namespace
+
+StateDict read_state_dict_file(const std::string& path) {
+  const char* op = "read_state_dict_file";
+  return to_state_dict(detail::read_torch_save(path, op), path, op);
+}
+
+StateDict parse_state_dict(const std::string& bytes, const std::string& name) {
+  const char* op = "parse_state_dict";
+  return to_state_dict(detail::parse_torch_save(bytes, name, op), name, op);
 }
 
 void load_state_dict_file(torch::nn::Module& module, const std::string& path, bool strict) {

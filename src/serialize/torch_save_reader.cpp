@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "tq/core/check.h"
+#include "tq/serialize/torch_save.h"
 
 namespace tq::serialize::detail {
 namespace {
@@ -115,8 +117,10 @@ class PickleRewriter {
           items_.push_back(out_start);
           break;
         case '\x80': skip(1); break;  // PROTO
-        case 'q': skip(1); break;     // BINPUT
-        case 'r': skip(4); break;     // LONG_BINPUT
+        case 'q':  // BINPUT
+        case 'r':  // LONG_BINPUT
+          check_memo_id(read_uint(opcode == 'q' ? 1 : 4));
+          break;
         case '(':                     // MARK
           marks_.emplace_back(items_.size(), out_start);
           break;
@@ -194,7 +198,15 @@ class PickleRewriter {
   // The memo slot the OrderedDict class goes to (BINPUT / LONG_BINPUT): dropped with it.
   uint32_t memo_id() {
     const bool long_form = in_[pos_++] == 'r';
-    return read_uint(long_form ? 4 : 1);
+    return check_memo_id(read_uint(long_form ? 4 : 1));
+  }
+  // Python numbers memo slots 0, 1, 2, ...; LibTorch sizes its memo table by the largest id, so
+  // one forged id would allocate gigabytes.
+  uint32_t check_memo_id(uint32_t id) {
+    TQ_CHECK(id <= memo_puts_, op_, "'", path_, "' has a malformed pickle (memo slot ", id, " after ", memo_puts_,
+             " slots)");
+    ++memo_puts_;
+    return id;
   }
   // OrderedDict is only ever called without arguments in what torch.save writes.
   void empty_call() {
@@ -217,34 +229,56 @@ class PickleRewriter {
   std::vector<size_t> items_;                         // where each stack item's instructions start in out_
   std::vector<std::pair<size_t, size_t>> marks_;      // (items below the mark, the mark's offset in out_)
   size_t last_popped_first_ = 0;
+  uint32_t memo_puts_ = 0;
   std::set<uint32_t> ordered_dict_memo_;
 };
 
-// nn.Parameter arrives as an object of a stand-in class holding the tensor; this replaces each by
-// its tensor, through dicts, lists and tuples.
-c10::IValue unwrap_parameters(const c10::IValue& v, int depth, const char* op, const std::string& path) {
-  TQ_CHECK(depth < kMaxNesting, op, "'", path, "' nests containers deeper than ", kMaxNesting, " levels");
-  if (v.isObject()) {
-    const auto obj = v.toObject();
-    return obj->getSlot(0);
+// After unpickling: nn.Parameter (an object of a stand-in class holding the tensor) becomes its
+// tensor, through dicts, lists and tuples; and every tensor's storage must fit in the record its
+// bytes came from (LibTorch's unpickler trusts the size the pickle declares).
+class ValueCheck {
+ public:
+  ValueCheck(const std::map<const void*, size_t>& record_bytes, const char* op, const std::string& path)
+      : record_bytes_(record_bytes), op_(op), path_(path) {}
+
+  c10::IValue operator()(const c10::IValue& v, int depth = 0) const {
+    TQ_CHECK(depth < kMaxNesting, op_, "'", path_, "' nests containers deeper than ", kMaxNesting, " levels");
+    if (v.isObject()) return (*this)(v.toObject()->getSlot(0), depth + 1);
+    if (v.isTensor()) {
+      check_storage(v.toTensor());
+      return v;
+    }
+    if (v.isGenericDict()) {
+      auto dict = v.toGenericDict();
+      for (auto it = dict.begin(); it != dict.end(); ++it) it->setValue((*this)(it->value(), depth + 1));
+      return dict;
+    }
+    if (v.isList()) {
+      auto list = v.toList();
+      for (size_t i = 0; i < list.size(); ++i) list.set(i, (*this)(list.get(i), depth + 1));
+      return list;
+    }
+    if (v.isTuple()) {
+      std::vector<c10::IValue> elements;
+      for (const auto& e : v.toTupleRef().elements()) elements.push_back((*this)(e, depth + 1));
+      return c10::ivalue::Tuple::create(std::move(elements));
+    }
+    return v;
   }
-  if (v.isGenericDict()) {
-    auto dict = v.toGenericDict();
-    for (auto it = dict.begin(); it != dict.end(); ++it) it->setValue(unwrap_parameters(it->value(), depth + 1, op, path));
-    return dict;
+
+ private:
+  void check_storage(const at::Tensor& t) const {
+    if (!t.defined() || !t.has_storage() || t.storage().nbytes() == 0) return;
+    const auto it = record_bytes_.find(t.storage().data());
+    TQ_CHECK(it != record_bytes_.end() && t.storage().nbytes() <= it->second, op_, "'", path_,
+             "' declares a tensor storage of ", t.storage().nbytes(), " bytes, its data record holds ",
+             it == record_bytes_.end() ? 0 : it->second);
   }
-  if (v.isList()) {
-    auto list = v.toList();
-    for (size_t i = 0; i < list.size(); ++i) list.set(i, unwrap_parameters(list.get(i), depth + 1, op, path));
-    return list;
-  }
-  if (v.isTuple()) {
-    std::vector<c10::IValue> elements;
-    for (const auto& e : v.toTupleRef().elements()) elements.push_back(unwrap_parameters(e, depth + 1, op, path));
-    return c10::ivalue::Tuple::create(std::move(elements));
-  }
-  return v;
-}
+
+  const std::map<const void*, size_t>& record_bytes_;
+  const char* op_;
+  const std::string& path_;
+};
 
 std::string read_bytes(const std::string& path, const char* op) {
   std::ifstream f(path, std::ios::binary);
@@ -257,8 +291,16 @@ std::string read_bytes(const std::string& path, const char* op) {
 
 }  // namespace
 
+void check_pickle(const std::string& pickle, const std::string& path, const char* op) {
+  PickleRewriter(pickle, path, op).run();
+}
+
 TorchSaveContents read_torch_save(const std::string& path, const char* op) {
-  const std::string bytes = read_bytes(path, op);
+  return parse_torch_save(read_bytes(path, op), path, op);
+}
+
+TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& path, const char* op) {
+  TQ_CHECK(!bytes.empty(), op, "'", path, "' is empty");
   // torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=False) writes pickles
   // back to back, starting with protocol 2's header and a magic number.
   TQ_CHECK(!(bytes.size() >= 2 && bytes[0] == '\x80' && bytes[1] == '\x02'), op, "'", path,
@@ -281,6 +323,8 @@ TorchSaveContents read_torch_save(const std::string& path, const char* op) {
     throw;
   } catch (const c10::Error& e) {
     TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.msg());
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.what());
   }
 
   const std::string rewritten = PickleRewriter(pickle, path, op).run();
@@ -310,10 +354,13 @@ TorchSaveContents read_torch_save(const std::string& path, const char* op) {
     offset += k;
     return k;
   };
+  std::map<const void*, size_t> record_bytes;
   auto read_record = [&](const std::string& name) {
     const std::string record = "data/" + name;
     TQ_CHECK(archive->hasRecord(record), op, "'", path, "' lacks the tensor data '", record, "'");
-    return std::get<0>(archive->getRecord(record));
+    auto [data, size] = archive->getRecord(record);
+    record_bytes[data.get()] = size;
+    return std::move(data);
   };
 
   c10::IValue value;
@@ -324,6 +371,8 @@ TorchSaveContents read_torch_save(const std::string& path, const char* op) {
     throw;
   } catch (const c10::Error& e) {
     TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.msg());
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.what());
   }
   TorchSaveContents out;
   // An object with attributes (an OrderedDict with _metadata) arrives as (object, attributes).
@@ -333,8 +382,16 @@ TorchSaveContents read_torch_save(const std::string& path, const char* op) {
     if (metadata != attributes.end()) out.metadata = metadata->value();
     value = value.toTupleRef().elements()[0];
   }
-  out.value = unwrap_parameters(value, 0, op, path);
+  out.value = ValueCheck(record_bytes, op, path)(value);
   return out;
 }
 
 }  // namespace tq::serialize::detail
+
+namespace tq::serialize {
+
+c10::IValue read_torch_save_file(const std::string& path) {
+  return detail::read_torch_save(path, "read_torch_save_file").value;
+}
+
+}  // namespace tq::serialize

@@ -16,5 +16,11 @@ struct TorchSaveContents {
 // Throws tq::Error naming the file: legacy (pre-1.6) files, TorchScript archives, pickled Python
 // objects other than tensors and containers.
 TorchSaveContents read_torch_save(const std::string& path, const char* op);
+// The same on a file's bytes; `path` names it in errors.
+TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& path, const char* op);
+
+// Walks a pickle as LibTorch's unpickler would take it and throws tq::Error on what would make it
+// crash or allocate without bound (lengths past the end, forged memo slots, deep nesting).
+void check_pickle(const std::string& pickle, const std::string& path, const char* op);
 
 }  // namespace tq::serialize::detail

@@ -49,6 +49,8 @@ void save_state_dict_file(const torch::nn::Module& module, const std::string& pa
 // Parameters; PyTorch's converted modules, see above) as well as tq's files; names legacy
 // (pre-1.6) files and TorchScript archives in the error.
 StateDict read_state_dict_file(const std::string& path);
+// The same from a file's bytes in memory; `name` stands for the file in errors.
+StateDict parse_state_dict(const std::string& bytes, const std::string& name = "<memory>");
 void load_state_dict_file(torch::nn::Module& module, const std::string& path, bool strict = true);
 
 }  // namespace tq::serialize

@@ -1,0 +1,40 @@
+// Reading TorchScript files (its own file: the fuzz target builds it alone).
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <filesystem>
+
+#include "tq/core/check.h"
+#include "tq/core/error_message.h"
+#include "tq/graph/graph_quantizer.h"
+#include "../serialize/torch_save_reader.h"
+
+namespace tq::graph {
+
+torch::jit::Module load_torchscript(const std::string& path) {
+  std::error_code ec;
+  namespace fs = std::filesystem;
+  TQ_CHECK(fs::exists(path, ec), "load_torchscript", "no such file: ", path);
+  TQ_CHECK(fs::is_regular_file(path, ec), "load_torchscript", "not a regular file: ", path);
+  torch::jit::Module m;
+  try {
+    // LibTorch's loader trusts the lengths and memo slots its pickles declare: check them first.
+    caffe2::serialize::PyTorchStreamReader archive(path);
+    for (const auto& record : archive.getAllRecords()) {
+      if (record.size() < 4 || record.compare(record.size() - 4, 4, ".pkl") != 0) continue;
+      auto [data, size] = archive.getRecord(record);
+      serialize::detail::check_pickle(std::string(static_cast<const char*>(data.get()), size), path + ":" + record,
+                                      "load_torchscript");
+    }
+    m = torch::jit::load(path);
+  } catch (const tq::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
+  }
+  TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
+  return m;
+}
+
+}  // namespace tq::graph
