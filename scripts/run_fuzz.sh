@@ -18,7 +18,7 @@ for t in "$@"; do
   mkdir -p "$build/corpus/$t"
   echo "== $t: $runs executions" | tee -a "$report"
   start=$(date +%s)
-  if ! "$build/$t" -runs="$runs" -detect_leaks=0 -rss_limit_mb=8192 -malloc_limit_mb=8192 -timeout=30 -print_final_stats=1 \
+  if ! LSAN_OPTIONS=suppressions="$root/fuzz/lsan.supp" "$build/$t" -runs="$runs" -detect_leaks=0 -rss_limit_mb=8192 -malloc_limit_mb=8192 -timeout=30 -print_final_stats=1 \
       -artifact_prefix="$build/findings/$t-" "$build/corpus/$t" "$root/fuzz/corpus/$t" > "$build/$t.log" 2>&1; then
     echo "$t: FAILED, see $build/$t.log and $build/findings" | tee -a "$report"
     status=1
