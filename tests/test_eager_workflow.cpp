@@ -10,6 +10,8 @@
 
 #include "golden.h"
 #include "tq/fake_quant/fake_quantize.h"
+#include "tq/fake_quant/learnable_fake_quantize.h"
+#include "tq/observers/min_max_observer.h"
 #include "tq/kernels/int8.h"
 #include "tq/nn/activations.h"
 #include "tq/nn/conv_nd.h"
@@ -600,4 +602,51 @@ TEST_F(EagerWorkflow, FuseModulesChecksEverythingBeforeChangingAnything) {
                "BatchNorm2d 'block.bn2' was fused already (folding it again would scale twice)");
   expect_error([&] { quant::fuse_modules(*net, {{"block.conv1", "block.relu1"}}); }, "'block.conv1' was fused already");
   EXPECT_TRUE(at::equal(net->forward(x), fused));
+}
+
+namespace {
+// LSQ (LearnableFakeQuantize) on both sides of a QConfig: qint8 symmetric weights, quint8 activations.
+nn::QConfig lsq_qconfig() {
+  using observers::MovingAverageMinMaxObserver;
+  using observers::MovingAverageMinMaxObserverOptions;
+  auto weight = [] {
+    return std::shared_ptr<fake_quant::FakeQuantizeBase>(std::make_shared<fake_quant::LearnableFakeQuantize>(
+        fake_quant::LearnableFakeQuantizeOptions()
+            .observer(observers::with_args<MovingAverageMinMaxObserver>(MovingAverageMinMaxObserverOptions()
+                                                                            .dtype(QDType::QInt8)
+                                                                            .qscheme(QScheme::PerTensorSymmetric)
+                                                                            .quant_min(-128)
+                                                                            .quant_max(127)))
+            .quant_min(-128)
+            .quant_max(127)));
+  };
+  auto activation = [] {
+    return std::shared_ptr<fake_quant::FakeQuantizeBase>(std::make_shared<fake_quant::LearnableFakeQuantize>(
+        fake_quant::LearnableFakeQuantizeOptions().observer(
+            observers::with_args<MovingAverageMinMaxObserver>(MovingAverageMinMaxObserverOptions().quant_min(0).quant_max(255)))));
+  };
+  return nn::QConfig{fake_quant::FakeQuantizeFactory(activation), fake_quant::FakeQuantizeFactory(weight), "lsq"};
+}
+}  // namespace
+
+TEST_F(EagerWorkflow, LearnableFakeQuantizeWeightsConvertToInt8) {
+  // Every quantizer tells its dtype: LSQ's comes from its observer (qint8 here), so convert takes
+  // its weights (it failed with "weights must be qint8" when LSQ answered quint8).
+  torch::nn::Sequential model(nn::QuantStub(), nn::Linear(6, 4), nn::DeQuantStub());
+  model->train();
+  quant::prepare_qat(*model, quant::QConfigMapping().set_global(lsq_qconfig()));
+  auto* linear = model[1]->as<nn::LinearImpl>();
+  auto fq = std::dynamic_pointer_cast<fake_quant::LearnableFakeQuantize>(quant::get_observer_dict(*model).at("1.weight_fake_quant"));
+  ASSERT_NE(fq, nullptr);
+  EXPECT_EQ(fq->dtype(), QDType::QInt8);
+  EXPECT_EQ(fq->qscheme(), QScheme::PerTensorSymmetric);
+  EXPECT_EQ(fq->ch_axis(), -1);
+  fq->enable_static_estimate();
+  model->forward(at::randn({16, 6}));
+  const auto qp = fq->calculate_qparams();
+  quant::convert(*model);
+  const auto w = linear->quantized_weight();
+  EXPECT_EQ(w.scalar_type(), at::kQInt8);
+  EXPECT_DOUBLE_EQ(w.q_scale(), qp.scale.item<double>());
+  EXPECT_EQ(w.q_zero_point(), 0);
 }

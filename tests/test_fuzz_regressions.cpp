@@ -13,6 +13,7 @@
 #include "tq/core/check.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/serialize/state_dict.h"
+#include "tq/serialize/torch_save.h"
 
 namespace {
 
@@ -54,6 +55,18 @@ TEST(FuzzRegressions, TorchScriptLoader) {
     if (name != "string_length_past_end.pt") continue;
     const std::string path = tq::fuzz::write_input(bytes_of(bytes), bytes.size(), ".pt");
     tq::testing::expect_error([&] { tq::graph::load_torchscript(path); }, "is truncated inside its pickle");
+  }
+}
+
+TEST(FuzzRegressions, TensorSizesBeyondTheirStorageAreNamed) {
+  // LibTorch's unpickler sets the shape a file declares on a 72-byte storage; reading it would
+  // run past the buffer (the tool's loader took the first 64 samples of it).
+  for (const auto& [name, bytes] : inputs("fuzz_cli_data")) {
+    if (name != "tensor_beyond_storage.pt") continue;
+    const std::string path = tq::fuzz::data_file(bytes_of(bytes), bytes.size());
+    tq::testing::expect_error([&] { tq::serialize::read_torch_save_file(path); },
+                              "' declares a tensor of shape [250, 1, 3, 3] (strides [9, 9, 3, 1], offset 0) beyond its "
+                              "storage of 72 bytes");
   }
 }
 

@@ -77,19 +77,18 @@ FakeQuantize::FakeQuantize(std::string name, const FakeQuantizeOptions& options,
   TQ_CHECK(observer_ != nullptr, op, "the observer constructor returned no observer");
   dtype_ = observer_->dtype();
   is_dynamic_ = observer_->is_dynamic();
+  qscheme_ = observer_->qscheme();
+  ch_axis_ = observer_->ch_axis();
   if (auto* u = dynamic_cast<observers::UniformQuantizationObserverBase*>(observer_.get())) {
-    qscheme_ = u->qscheme();
     quant_min_ = u->quant_min();
     quant_max_ = u->quant_max();
   } else if (auto* f = dynamic_cast<observers::FixedQParamsObserver*>(observer_.get())) {
-    qscheme_ = f->qscheme();
     quant_min_ = f->quant_min();
     quant_max_ = f->quant_max();
   } else {
     TQ_CHECK(false, op, "needs an observer that computes qparams (MinMax, Histogram, FixedQParams, ...); got ",
              observer_->name());
   }
-  if (auto* pc = dynamic_cast<observers::PerChannelMinMaxObserver*>(observer_.get())) ch_axis_ = pc->ch_axis();
   TQ_CHECK(quant_min_ <= quant_max_, op, "quant_min (", quant_min_, ") must be <= quant_max (", quant_max_, ")");
   if (dtype_ != QDType::QUInt4x2) {
     TQ_CHECK(dtype_min(dtype_) <= quant_min_ && quant_max_ <= dtype_max(dtype_), op, "quantization range [",

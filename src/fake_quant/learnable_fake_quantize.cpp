@@ -36,7 +36,7 @@ LearnableFakeQuantize::LearnableFakeQuantize(const LearnableFakeQuantizeOptions&
            quant_max_, "]; give the observer the same range");
   qscheme_ = uniform->qscheme();
   TQ_CHECK(qscheme_ != QScheme::PerChannelAffineFloatQParams, op, "float-qparams schemes are not learnable");
-  if (auto* pc = dynamic_cast<observers::PerChannelMinMaxObserver*>(observer_.get())) ch_axis_ = pc->ch_axis();
+  ch_axis_ = observer_->ch_axis();
   TQ_CHECK(is_per_channel(qscheme_) == (o.channel_len() != -1), op,
            "a per-channel observer needs channel_len > 0, a per-tensor one channel_len -1 (got ", o.channel_len(),
            " with ", to_string(qscheme_), ")");

@@ -19,11 +19,12 @@ torch::jit::Module load_torchscript(const std::string& path) {
   TQ_CHECK(fs::is_regular_file(path, ec), "load_torchscript", "not a regular file: ", path);
   torch::jit::Module m;
   try {
-    // LibTorch's loader trusts the lengths and memo slots its pickles declare: check them first.
+    // LibTorch's loader trusts what the archive holds: every record must decompress, and the
+    // pickles (data, constants, debug info) must keep to their own lengths and memo slots.
     caffe2::serialize::PyTorchStreamReader archive(path);
     for (const auto& record : archive.getAllRecords()) {
-      if (record.size() < 4 || record.compare(record.size() - 4, 4, ".pkl") != 0) continue;
       auto [data, size] = archive.getRecord(record);
+      if (record.size() < 3 || record.compare(record.size() - 3, 3, "pkl") != 0) continue;
       serialize::detail::check_pickle(std::string(static_cast<const char*>(data.get()), size), path + ":" + record,
                                       "load_torchscript");
     }

@@ -4,8 +4,8 @@
 
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
-#include "tq/observers/min_max_observer.h"
-#include "tq/observers/simple_observers.h"
+#include "tq/fake_quant/fake_quantize.h"
+#include "tq/observers/quantizer.h"
 
 namespace tq::nn {
 
@@ -20,60 +20,23 @@ std::shared_ptr<torch::nn::Module> QuantizerFactory::operator()() const {
 }
 
 namespace {
-observers::ObserverBase* as_observer(torch::nn::Module& q) { return dynamic_cast<observers::ObserverBase*>(&q); }
-fake_quant::FakeQuantizeBase* as_fake_quant(torch::nn::Module& q) { return dynamic_cast<fake_quant::FakeQuantizeBase*>(&q); }
-fake_quant::FakeQuantize* as_fq_module(torch::nn::Module& q) { return dynamic_cast<fake_quant::FakeQuantize*>(&q); }
-[[noreturn]] void unknown(const torch::nn::Module& q) {
-  TQ_CHECK(false, "QConfig", q.name(), " is neither an observer nor a fake quantizer");
+// Observers and fake quantizers all derive from tq::Quantizer.
+Quantizer& as_quantizer(torch::nn::Module& q) {
+  auto* quantizer = dynamic_cast<Quantizer*>(&q);
+  TQ_CHECK(quantizer != nullptr, "QConfig", q.name(), " is neither an observer nor a fake quantizer");
+  return *quantizer;
 }
 }  // namespace
 
-at::Tensor run_quantizer(torch::nn::Module& q, const at::Tensor& x) {
-  if (auto* o = as_observer(q)) return o->forward(x);
-  if (auto* f = as_fake_quant(q)) return f->forward(x);
-  unknown(q);
-}
-
-QParams quantizer_qparams(torch::nn::Module& q) {
-  if (auto* o = as_observer(q)) return o->calculate_qparams();
-  if (auto* f = as_fake_quant(q)) return f->calculate_qparams();
-  unknown(q);
-}
-
-QDType quantizer_dtype(torch::nn::Module& q) {
-  if (auto* o = as_observer(q)) return o->dtype();
-  if (auto* f = as_fq_module(q)) return f->dtype();
-  if (as_fake_quant(q)) return QDType::QUInt8;  // learnable quantizers emulate 8-bit
-  unknown(q);
-}
-
-QScheme quantizer_qscheme(torch::nn::Module& q) {
-  if (auto* u = dynamic_cast<observers::UniformQuantizationObserverBase*>(&q)) return u->qscheme();
-  if (auto* f = dynamic_cast<observers::FixedQParamsObserver*>(&q)) return f->qscheme();
-  if (auto* f = as_fq_module(q)) return f->qscheme();
-  return QScheme::PerTensorAffine;
-}
-
-bool quantizer_is_dynamic(torch::nn::Module& q) {
-  if (auto* o = as_observer(q)) return o->is_dynamic();
-  if (auto* f = as_fq_module(q)) return f->is_dynamic();
-  return false;
-}
+at::Tensor run_quantizer(torch::nn::Module& q, const at::Tensor& x) { return as_quantizer(q).forward(x); }
+QParams quantizer_qparams(torch::nn::Module& q) { return as_quantizer(q).calculate_qparams(); }
+QDType quantizer_dtype(torch::nn::Module& q) { return as_quantizer(q).dtype(); }
+QScheme quantizer_qscheme(torch::nn::Module& q) { return as_quantizer(q).qscheme(); }
+bool quantizer_is_dynamic(torch::nn::Module& q) { return as_quantizer(q).is_dynamic(); }
+bool quantizer_has_observed(torch::nn::Module& q) { return as_quantizer(q).has_observed(); }
 
 bool is_fake_quantize(const torch::nn::Module& q) {
   return dynamic_cast<const fake_quant::FakeQuantizeBase*>(&q) != nullptr;
-}
-
-bool quantizer_has_observed(torch::nn::Module& q) {
-  torch::nn::Module* target = &q;
-  if (auto* f = as_fq_module(q)) target = f->observer().get();
-  for (const auto& b : target->named_buffers(false)) {
-    if (b.key() == "min_val") {
-      const auto& t = b.value();
-      return t.numel() > 0 && std::isfinite(t.flatten()[0].item<float>());
-    }
-  }
-  return true;  // fixed-qparams and learnable quantizers always have qparams
 }
 
 at::Tensor quantize_weight(torch::nn::Module& wq, const at::Tensor& weight, const std::string& who) {

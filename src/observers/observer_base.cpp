@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <limits>
 #include <ostream>
 #include <sstream>
@@ -18,6 +19,16 @@ void ObserverBase::reset_min_max_vals() {
 }
 
 void ObserverBase::pretty_print(std::ostream& stream) const { stream << name() << "(" << extra_repr() << ")"; }
+
+bool ObserverBase::has_observed() const {
+  for (const auto& b : named_buffers(/*recurse=*/false)) {
+    if (b.key() == "min_val") {
+      const auto& t = b.value();
+      return t.numel() > 0 && std::isfinite(t.flatten()[0].item<float>());
+    }
+  }
+  return true;
+}
 
 UniformQuantizationObserverBase::UniformQuantizationObserverBase(std::string name, QDType dtype, QScheme qscheme,
                                                                  bool reduce_range,

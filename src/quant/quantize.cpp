@@ -49,7 +49,7 @@ bool runs_on_int8_as_is(const torch::nn::Module& m) {
 }
 
 bool is_quantizer(const torch::nn::Module& m) {
-  return dynamic_cast<const observers::ObserverBase*>(&m) || dynamic_cast<const fake_quant::FakeQuantizeBase*>(&m);
+  return dynamic_cast<const Quantizer*>(&m) != nullptr;
 }
 
 // propagate_qconfig: each module's qconfig, by name.

@@ -124,12 +124,18 @@ class PickleRewriter {
         case '(':                     // MARK
           marks_.emplace_back(items_.size(), out_start);
           break;
-        case 't': case 'l': case 'd': {  // TUPLE, LIST, DICT from the last mark
+        case 't': case 'l': {  // TUPLE, LIST from the last mark
           const size_t mark_start = pop_mark();
           items_.push_back(mark_start);
           break;
         }
-        case 'u': case 'e':  // SETITEMS, APPENDS: into the container below the mark
+        case 'u': case 'd':  // SETITEMS, DICT: key / value pairs from the mark (LibTorch reads past an odd one)
+          TQ_CHECK(!marks_.empty() && (items_.size() - marks_.back().first) % 2 == 0, op_, "'", path_,
+                   "' has a malformed pickle (byte ", start, ": a key without value)");
+          if (opcode == 'd') items_.push_back(pop_mark());
+          else pop_mark();
+          break;
+        case 'e':  // APPENDS: into the list below the mark
           pop_mark();
           break;
         case '\x85': case '\x86': case '\x87': {  // TUPLE1, TUPLE2, TUPLE3
@@ -137,9 +143,12 @@ class PickleRewriter {
           items_.push_back(last_popped_first_);
           break;
         }
-        case 'R': case '\x81':  // REDUCE, NEWOBJ: callable / class and arguments
+        case 'R':  // REDUCE: callable and arguments
           pop(2);
           items_.push_back(last_popped_first_);
+          break;
+        case '\x81':  // NEWOBJ: LibTorch drops the argument tuple and keeps the class for BUILD
+          pop(1);
           break;
         case 'Q':  // BINPERSID
           pop(1);
@@ -268,7 +277,24 @@ class ValueCheck {
 
  private:
   void check_storage(const at::Tensor& t) const {
-    if (!t.defined() || !t.has_storage() || t.storage().nbytes() == 0) return;
+    if (!t.defined() || !t.has_storage()) return;
+    // LibTorch sets the sizes and strides a file declares without checking them against the
+    // storage (rebuildTensor): the farthest element must lie inside it.
+    if (t.numel() > 0) {
+      int64_t last = t.storage_offset();
+      bool overflow = last < 0;
+      for (int64_t d = 0; d < t.dim() && !overflow; ++d) {
+        int64_t step = 0;
+        overflow = t.stride(d) < 0 || __builtin_mul_overflow(t.size(d) - 1, t.stride(d), &step) ||
+                   __builtin_add_overflow(last, step, &last);
+      }
+      int64_t bytes = 0;
+      overflow = overflow || __builtin_mul_overflow(last + 1, static_cast<int64_t>(t.element_size()), &bytes);
+      TQ_CHECK(!overflow && bytes <= static_cast<int64_t>(t.storage().nbytes()), op_, "'", path_,
+               "' declares a tensor of shape ", t.sizes(), " (strides ", t.strides(), ", offset ", t.storage_offset(),
+               ") beyond its storage of ", t.storage().nbytes(), " bytes");
+    }
+    if (t.storage().nbytes() == 0) return;
     const auto it = record_bytes_.find(t.storage().data());
     TQ_CHECK(it != record_bytes_.end() && t.storage().nbytes() <= it->second, op_, "'", path_,
              "' declares a tensor storage of ", t.storage().nbytes(), " bytes, its data record holds ",

@@ -22,10 +22,10 @@
 
 namespace tq::fake_quant {
 
-class FakeQuantizeBase : public torch::nn::Module, public StatefulModule {
+class FakeQuantizeBase : public torch::nn::Module, public StatefulModule, public Quantizer {
  public:
-  virtual at::Tensor forward(const at::Tensor& x) = 0;
-  virtual QParams calculate_qparams() = 0;
+  at::Tensor forward(const at::Tensor& x) override = 0;
+  QParams calculate_qparams() override = 0;
 
   void enable_fake_quant(bool enabled = true);
   void disable_fake_quant() { enable_fake_quant(false); }
@@ -71,12 +71,13 @@ class FakeQuantize : public FakeQuantizeBase {
 
   observers::ObserverBase& activation_post_process() { return *observer_; }
   std::shared_ptr<observers::ObserverBase> observer() const { return observer_; }
-  QDType dtype() const { return dtype_; }
-  QScheme qscheme() const { return qscheme_; }
-  int64_t ch_axis() const { return ch_axis_; }
+  QDType dtype() const override { return dtype_; }
+  QScheme qscheme() const override { return qscheme_; }
+  int64_t ch_axis() const override { return ch_axis_; }
   int64_t quant_min() const { return quant_min_; }
   int64_t quant_max() const { return quant_max_; }
-  bool is_dynamic() const { return is_dynamic_; }
+  bool is_dynamic() const override { return is_dynamic_; }
+  bool has_observed() const override { return observer_->has_observed(); }
   bool is_per_channel() const { return tq::is_per_channel(qscheme_); }
   const at::Tensor& scale() const { return scale_; }
   const at::Tensor& zero_point() const { return zero_point_; }

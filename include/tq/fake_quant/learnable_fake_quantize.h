@@ -37,6 +37,10 @@ class LearnableFakeQuantize : public FakeQuantizeBase {
   LearnableFakeQuantize& toggle_qparam_learning(bool enabled = true);  // also sets requires_grad
   LearnableFakeQuantize& toggle_fake_quant(bool enabled = true);
   void enable_observer(bool enabled = true) override { toggle_observer_update(enabled); }
+  // The observer's dtype (LSQ emulates its quant range), the scheme and axis of the qparams.
+  QDType dtype() const override { return observer_->dtype(); }
+  QScheme qscheme() const override { return qscheme_; }
+  int64_t ch_axis() const override { return ch_axis_; }
 
   const at::Tensor& scale() const { return scale_; }
   const at::Tensor& zero_point() const { return zero_point_; }

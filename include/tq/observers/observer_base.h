@@ -21,21 +21,25 @@
 #include "tq/core/module_state.h"
 #include "tq/core/options.h"
 #include "tq/numerics/qparams.h"
+#include "tq/observers/quantizer.h"
 
 namespace tq::observers {
 
-class ObserverBase : public torch::nn::Module, public StatefulModule {
+class ObserverBase : public torch::nn::Module, public StatefulModule, public Quantizer {
  public:
   ObserverBase(std::string name, QDType dtype, bool is_dynamic);
 
   // Records statistics of x and returns x unchanged.
-  virtual at::Tensor forward(const at::Tensor& x) = 0;
-  virtual QParams calculate_qparams() = 0;
+  at::Tensor forward(const at::Tensor& x) override = 0;
+  QParams calculate_qparams() override = 0;
   // Forgets what was observed (PyTorch raises for observers that cannot).
   virtual void reset_min_max_vals();
 
-  QDType dtype() const { return dtype_; }
-  bool is_dynamic() const { return is_dynamic_; }
+  QDType dtype() const override { return dtype_; }
+  QScheme qscheme() const override { return QScheme::PerTensorAffine; }
+  bool is_dynamic() const override { return is_dynamic_; }
+  // Once a min_val buffer holds a finite value (observers without one always have qparams).
+  bool has_observed() const override;
   // Shown inside "Name(...)" when the module prints, like PyTorch's extra_repr.
   virtual std::string extra_repr() const { return ""; }
   void pretty_print(std::ostream& stream) const override;
@@ -69,7 +73,7 @@ struct UniformQuantizationOptions {
 // UniformQuantizationObserverBase: the range, the eps buffer and _calculate_qparams.
 class UniformQuantizationObserverBase : public ObserverBase {
  public:
-  QScheme qscheme() const { return qscheme_; }
+  QScheme qscheme() const override { return qscheme_; }
   bool reduce_range() const { return reduce_range_; }
   int64_t quant_min() const { return range_.quant_min; }
   int64_t quant_max() const { return range_.quant_max; }

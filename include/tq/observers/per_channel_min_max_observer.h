@@ -26,7 +26,7 @@ class PerChannelMinMaxObserver : public UniformQuantizationObserverBase {
   std::string extra_repr() const override;
   std::vector<std::string> resizable_buffers() const override { return {"min_val", "max_val"}; }
 
-  int64_t ch_axis() const { return ch_axis_; }
+  int64_t ch_axis() const override { return ch_axis_; }
   const at::Tensor& min_val() const { return min_val_; }
   const at::Tensor& max_val() const { return max_val_; }
 

@@ -22,7 +22,7 @@ class FixedQParamsObserver : public ObserverBase {
   at::Tensor forward(const at::Tensor& x) override { return x; }
   QParams calculate_qparams() override;
   std::string extra_repr() const override;
-  QScheme qscheme() const { return qscheme_; }
+  QScheme qscheme() const override { return qscheme_; }
   int64_t quant_min() const { return quant_min_; }
   int64_t quant_max() const { return quant_max_; }
   const at::Tensor& scale() const { return scale_; }
