@@ -31,6 +31,7 @@ test-sanitize: deps
 	  -DTQ_SANITIZE=address,undefined -DTQ_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	@cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -E '^Package\.'
 
 # libFuzzer on the state-dict loader, the TorchScript loader and the tool's data loaders (clang,

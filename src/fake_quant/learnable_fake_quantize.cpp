@@ -44,7 +44,7 @@ LearnableFakeQuantize::LearnableFakeQuantize(const LearnableFakeQuantizeOptions&
   static_enabled_ = register_buffer("static_enabled", at::ones({1}, at::kByte));
   learning_enabled_ = register_buffer("learning_enabled", at::zeros({1}, at::kByte));
   bitwidth_ = static_cast<int64_t>(std::log2(static_cast<double>(quant_max_ - quant_min_ + 1)));
-  eps_ = register_buffer("eps", at::full({1}, 1.1920928955078125e-07f));
+  eps_ = register_buffer("eps", at::full({1}, static_cast<float>(kFloat32Eps)));
 }
 
 LearnableFakeQuantize& LearnableFakeQuantize::enable_param_learning() {

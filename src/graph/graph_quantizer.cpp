@@ -494,7 +494,7 @@ class Emitter : public ConvertContext {
 
   Value* packed_weight(const kernels::int8::PackedWeight& packed) override {
     const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
-    out_.register_attribute(name, packed.handle.type(), packed.handle);
+    out_.register_attribute(name, kernels::int8::packed_weight_value(packed).type(), kernels::int8::packed_weight_value(packed));
     return g_->insertGetAttr(self_, name);
   }
 
@@ -502,7 +502,7 @@ class Emitter : public ConvertContext {
                             const kernels::int8::graph::ConvPacking& packing) override {
     if (!kernels::int8::graph::conv_weights_follow_input_shape()) return packed_weight(packed);
     const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
-    out_.register_attribute(name, packed.handle.type(), packed.handle);
+    out_.register_attribute(name, kernels::int8::packed_weight_value(packed).type(), kernels::int8::packed_weight_value(packed));
     const std::string shape_name = name + "_input_shape";
     out_.register_attribute(shape_name, c10::ListType::ofInts(), c10::List<int64_t>());
     return kernels::int8::graph::repack_conv_on_shape_change(*g_, self_, name, shape_name, x_q, packing);

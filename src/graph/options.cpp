@@ -36,7 +36,7 @@ class SeedMinMaxObserver : public observers::ObserverBase {
     double scale = 1.0;
     int64_t zero_point = 0;
     if (max_val != min_val) {
-      const double eps = static_cast<double>(std::numeric_limits<float>::epsilon());
+      const double eps = kFloat32Eps;
       scale = std::max((max_val - min_val) / static_cast<double>(qmax_ - qmin_), eps);
       const double zp = static_cast<double>(qmin_) - std::nearbyint(min_val / scale);  // round half to even
       zero_point = static_cast<int64_t>(std::min<double>(qmax_, std::max<double>(qmin_, zp)));

@@ -20,12 +20,23 @@
 namespace tq::quant {
 namespace {
 
-// Every submodule with its qualified name, parents before children ("" is the root).
-std::vector<std::pair<std::string, torch::nn::Module*>> walk(torch::nn::Module& model) {
-  std::vector<std::pair<std::string, torch::nn::Module*>> out{{"", &model}};
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) out.emplace_back(item.key(), item.value().get());
-  return out;
-}
+// Every submodule with its qualified name, parents before children ("" is the root). The walk
+// owns a reference to each module: converting a parent unregisters its observers, which must
+// stay alive until the loop over them ends.
+class Walk {
+ public:
+  explicit Walk(torch::nn::Module& model) : owned_(model.named_modules("", /*include_self=*/false)) {
+    items_.emplace_back("", &model);
+    for (const auto& item : owned_) items_.emplace_back(item.key(), item.value().get());
+  }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>> owned_;
+  std::vector<std::pair<std::string, torch::nn::Module*>> items_;
+};
+Walk walk(torch::nn::Module& model) { return Walk(model); }
 
 std::string parent_of(const std::string& name) {
   const auto dot = name.rfind('.');

@@ -294,6 +294,19 @@ class ValueCheck {
                "' declares a tensor of shape ", t.sizes(), " (strides ", t.strides(), ", offset ", t.storage_offset(),
                ") beyond its storage of ", t.storage().nbytes(), " bytes");
     }
+    // A per-channel quantized tensor's scales and zero points: their own storages, one value per
+    // channel of the axis (LibTorch checks that when it creates the tensor, not after setting
+    // the declared sizes).
+    if (t.is_quantized() && (t.qscheme() == at::kPerChannelAffine || t.qscheme() == at::kPerChannelAffineFloatQParams)) {
+      const int64_t axis = t.q_per_channel_axis();
+      const auto scales = t.q_per_channel_scales(), zero_points = t.q_per_channel_zero_points();
+      TQ_CHECK(axis >= 0 && axis < t.dim() && scales.dim() == 1 && zero_points.dim() == 1 &&
+                   scales.numel() == t.size(axis) && zero_points.numel() == t.size(axis),
+               op_, "'", path_, "' declares a per-channel quantized tensor of shape ", t.sizes(), " along axis ",
+               axis, " with ", scales.numel(), " scales and ", zero_points.numel(), " zero points");
+      check_storage(scales);
+      check_storage(zero_points);
+    }
     if (t.storage().nbytes() == 0) return;
     const auto it = record_bytes_.find(t.storage().data());
     TQ_CHECK(it != record_bytes_.end() && t.storage().nbytes() <= it->second, op_, "'", path_,

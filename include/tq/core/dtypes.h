@@ -8,6 +8,9 @@
 
 namespace tq {
 
+// torch.finfo(torch.float32).eps: the smallest scale observers and LSQ give.
+inline constexpr double kFloat32Eps = 1.1920928955078125e-07;
+
 // The dtype a quantizer emulates. Float16 / Float32 appear only in dynamic and placeholder configs.
 enum class QDType { QUInt8, QInt8, QInt32, QUInt4x2, Float16, Float32 };
 

@@ -6,8 +6,8 @@
 //
 // Activations are affine quint8 quantized tensors; weights are qint8 (per tensor or per channel).
 #include <ATen/core/Tensor.h>
-#include <ATen/core/ivalue.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,10 +21,17 @@ std::vector<std::string> available_engines();
 // Throws, naming the available ones, if `engine` is missing.
 void set_engine(const std::string& engine);
 
-// Opaque prepacked weights (the engine's packed-params object).
-struct PackedWeight {
-  c10::IValue handle;
-  bool defined() const { return !handle.isNone(); }
+// Opaque prepacked weights: the engine's packed-params object, which only the kernels see.
+class PackedWeight {
+ public:
+  struct Handle;  // defined by the kernels
+  PackedWeight() = default;
+  explicit PackedWeight(std::shared_ptr<const Handle> handle) : handle_(std::move(handle)) {}
+  bool defined() const { return handle_ != nullptr; }
+  const Handle& handle() const;  // throws when undefined
+
+ private:
+  std::shared_ptr<const Handle> handle_;
 };
 
 // A float weight quantized for the engines: qint8, per tensor, or per channel along axis 0 when

@@ -16,6 +16,15 @@ struct Graph;
 struct Value;
 }  // namespace torch::jit
 
+namespace c10 {
+struct IValue;
+}
+
+namespace tq::kernels::int8 {
+// The engine's packed-params object, as a TorchScript attribute holds it.
+c10::IValue packed_weight_value(const PackedWeight& packed);
+}  // namespace tq::kernels::int8
+
 namespace tq::kernels::int8::graph {
 
 using torch::jit::Graph;

@@ -15,7 +15,7 @@ struct QParamsSpec {
   int64_t quant_min = 0;
   int64_t quant_max = 255;
   bool has_customized_qrange = false;
-  float eps = 1.1920928955078125e-07f;  // torch.finfo(torch.float32).eps
+  float eps = static_cast<float>(kFloat32Eps);
 };
 
 struct QParams {

@@ -66,7 +66,7 @@ struct UniformQuantizationOptions {
   TQ_OPTION(Self, bool, reduce_range) = false;
   TQ_OPTION(Self, c10::optional<int64_t>, quant_min) = c10::nullopt;
   TQ_OPTION(Self, c10::optional<int64_t>, quant_max) = c10::nullopt;
-  TQ_OPTION(Self, double, eps) = 1.1920928955078125e-07;  // torch.finfo(torch.float32).eps
+  TQ_OPTION(Self, double, eps) = kFloat32Eps;
   TQ_OPTION(Self, bool, is_dynamic) = false;
 };
 

@@ -41,7 +41,7 @@ struct PlaceholderObserverOptions {
   TQ_OPTION(PlaceholderObserverOptions, c10::optional<int64_t>, quant_min) = c10::nullopt;
   TQ_OPTION(PlaceholderObserverOptions, c10::optional<int64_t>, quant_max) = c10::nullopt;
   TQ_OPTION(PlaceholderObserverOptions, QScheme, qscheme) = QScheme::PerTensorAffine;
-  TQ_OPTION(PlaceholderObserverOptions, double, eps) = 1.1920928955078125e-07;
+  TQ_OPTION(PlaceholderObserverOptions, double, eps) = kFloat32Eps;
   TQ_OPTION(PlaceholderObserverOptions, bool, is_dynamic) = false;
 };
 

@@ -8,6 +8,7 @@
 
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
+#include "packed_weight.h"
 
 namespace tq::kernels::int8 {
 namespace {
@@ -111,6 +112,13 @@ at::Tensor quantize_weight(const at::Tensor& weight, const QParams& qp, bool per
   return at::quantize_per_tensor(w, qp.scale.item<double>(), qp.zero_point.item<int64_t>(), at::kQInt8);
 }
 
+const PackedWeight::Handle& PackedWeight::handle() const {
+  TQ_CHECK(handle_ != nullptr, "int8", "the weight was never packed (convert the module first)");
+  return *handle_;
+}
+
+c10::IValue packed_weight_value(const PackedWeight& packed) { return packed.handle().value; }
+
 at::Tensor make_quantized_weight(const at::Tensor& values, const at::Tensor& scales, const at::Tensor& zero_points) {
   const char* op = "int8::make_quantized_weight";
   TQ_CHECK(values.scalar_type() == at::kChar, op, "int8 values expected, got ", values.scalar_type());
@@ -150,7 +158,7 @@ at::Tensor quantize_embedding_weight(const at::Tensor& weight, const QParams& qp
 }
 
 PackedWeight prepack_linear(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) {
-  return {call(ops().linear_prepack, {weight_q, bias})[0]};
+  return wrap_packed(call(ops().linear_prepack, {weight_q, bias})[0]);
 }
 
 at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
@@ -159,7 +167,7 @@ at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale
   const auto sizes = x_q.sizes().vec();
   const auto x2 = x_q.dim() == 2 ? x_q : x_q.reshape({-1, sizes.back()});
   auto y = call(relu ? ops().linear_relu : ops().linear,
-                {x2, w.handle, out_scale, out_zero_point})[0]
+                {x2, w.handle().value, out_scale, out_zero_point})[0]
                .toTensor();
   if (x_q.dim() != 2) {
     auto out_sizes = sizes;
@@ -171,7 +179,7 @@ at::Tensor linear(const at::Tensor& x_q, const PackedWeight& w, double out_scale
 
 at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduce_range) {
   TQ_CHECK(x.defined() && x.scalar_type() == at::kFloat, "int8::linear_dynamic", "input must be float32");
-  return call(ops().linear_dynamic, {x.contiguous(), w.handle, reduce_range})[0].toTensor();
+  return call(ops().linear_dynamic, {x.contiguous(), w.handle().value, reduce_range})[0].toTensor();
 }
 
 PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
@@ -181,18 +189,18 @@ PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<a
   TQ_CHECK(fbgemm, "int8::prepack_linear_fp16", "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
            c10::Join(", ", engines));
   static const auto h = op("quantized::linear_prepack_fp16", "");
-  return {call(h, {weight, bias})[0]};
+  return wrap_packed(call(h, {weight, bias})[0]);
 }
 
 at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w) {
   static const auto h = op("quantized::linear_dynamic_fp16", "");
-  return call(h, {x.contiguous(), w.handle})[0].toTensor();
+  return call(h, {x.contiguous(), w.handle().value})[0].toTensor();
 }
 
 PackedWeight prepack_conv2d(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,
                             std::vector<int64_t> dilation, int64_t groups) {
-  return {call(ops().conv2d_prepack, {weight_q, bias, stride, padding, dilation, groups})[0]};
+  return wrap_packed(call(ops().conv2d_prepack, {weight_q, bias, stride, padding, dilation, groups})[0]);
 }
 
 at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point, bool relu) {
@@ -201,7 +209,7 @@ at::Tensor conv2d(const at::Tensor& x_q, const PackedWeight& w, double out_scale
   // No .contiguous(): the engines keep activations channels-last between layers, and a copy back
   // to NCHW before every convolution costs more than the convolution's int8 arithmetic saves.
   return call(relu ? ops().conv2d_relu : ops().conv2d,
-              {x_q, w.handle, out_scale, out_zero_point})[0]
+              {x_q, w.handle().value, out_scale, out_zero_point})[0]
       .toTensor();
 }
 
@@ -211,7 +219,7 @@ PackedWeight prepack_conv(int dims, const at::Tensor& weight_q, const c10::optio
   TQ_CHECK(dims == 1 || dims == 2 || dims == 3, "int8::prepack_conv", "dims must be 1, 2 or 3, got ", dims);
   if (dims == 2) return prepack_conv2d(weight_q, bias, stride, padding, dilation, groups);
   const auto& h = dims == 1 ? ops().conv1d_prepack : ops().conv3d_prepack;
-  return {call(h, {weight_q, bias, stride, padding, dilation, groups})[0]};
+  return wrap_packed(call(h, {weight_q, bias, stride, padding, dilation, groups})[0]);
 }
 
 at::Tensor conv(int dims, const at::Tensor& x_q, const PackedWeight& w, double out_scale, int64_t out_zero_point,
@@ -220,7 +228,7 @@ at::Tensor conv(int dims, const at::Tensor& x_q, const PackedWeight& w, double o
   check_input(x_q, "int8::conv");
   TQ_CHECK(x_q.dim() == dims + 2, "int8::conv", "input must have ", dims + 2, " dimensions, got ", x_q.sizes());
   const auto& h = dims == 1 ? (relu ? ops().conv1d_relu : ops().conv1d) : (relu ? ops().conv3d_relu : ops().conv3d);
-  return call(h, {x_q, w.handle, out_scale, out_zero_point})[0].toTensor();
+  return call(h, {x_q, w.handle().value, out_scale, out_zero_point})[0].toTensor();
 }
 
 at::Tensor batch_norm2d(const at::Tensor& x_q, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& mean,
@@ -229,12 +237,12 @@ at::Tensor batch_norm2d(const at::Tensor& x_q, const at::Tensor& weight, const a
   return call(ops().batch_norm2d, {x_q, weight, bias, mean, var, eps, out_scale, out_zero_point})[0].toTensor();
 }
 
-PackedWeight prepack_embedding(const at::Tensor& weight_q) { return {call(ops().embedding_prepack, {weight_q})[0]}; }
+PackedWeight prepack_embedding(const at::Tensor& weight_q) { return wrap_packed(call(ops().embedding_prepack, {weight_q})[0]); }
 
 at::Tensor embedding(const PackedWeight& w, const at::Tensor& indices, bool four_bit) {
   TQ_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kInt, "int8::embedding",
            "indices must be int64 or int32, got ", indices.scalar_type());
-  return call(four_bit ? ops().embedding_4bit : ops().embedding_byte, {w.handle, indices, false})[0].toTensor();
+  return call(four_bit ? ops().embedding_4bit : ops().embedding_byte, {w.handle().value, indices, false})[0].toTensor();
 }
 
 at::Tensor embedding_bag(const PackedWeight& w, const at::Tensor& indices, const c10::optional<at::Tensor>& offsets,
@@ -242,7 +250,7 @@ at::Tensor embedding_bag(const PackedWeight& w, const at::Tensor& indices, const
                          bool four_bit) {
   TQ_CHECK(mode >= 0 && mode <= 2, "int8::embedding_bag", "mode must be 0 (sum), 1 (mean) or 2 (max), got ", mode);
   return call(four_bit ? ops().embedding_bag_4bit : ops().embedding_bag_byte,
-              {w.handle, indices, offsets, false, mode, false, per_sample_weights, c10::optional<at::Tensor>(),
+              {w.handle().value, indices, offsets, false, mode, false, per_sample_weights, c10::optional<at::Tensor>(),
                include_last_offset})[0]
       .toTensor();
 }
