@@ -13,6 +13,7 @@
 #include <set>
 
 #include "tq/core/check.h"
+#include "tq/core/error_message.h"
 #include "tq/serialize/torch_save.h"
 
 namespace tq::serialize::detail {
@@ -319,6 +320,19 @@ class ValueCheck {
   const std::string& path_;
 };
 
+// Runs f: LibTorch's failures (c10::Error, or std::exception from its containers) become one
+// tq::Error naming the file.
+template <class F>
+void as_file_error(const char* op, const std::string& path, F&& f) {
+  try {
+    f();
+  } catch (const tq::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", error_message(e));
+  }
+}
+
 std::string read_bytes(const std::string& path, const char* op) {
   std::ifstream f(path, std::ios::binary);
   TQ_CHECK(f.good(), op, "cannot open '", path, "'");
@@ -350,7 +364,7 @@ TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& 
   std::istringstream stream(bytes);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
   std::string pickle;
-  try {
+  as_file_error(op, path, [&] {
     archive = std::make_unique<caffe2::serialize::PyTorchStreamReader>(&stream);
     TQ_CHECK(!archive->hasRecord("constants.pkl"), op, "'", path,
              "' is a TorchScript module (torch.jit.save), not a torch.save file: give it to graph mode "
@@ -358,13 +372,7 @@ TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& 
     TQ_CHECK(archive->hasRecord("data.pkl"), op, "'", path, "' is a zip archive without data.pkl: not a torch.save file");
     auto [data, size] = archive->getRecord("data.pkl");
     pickle.assign(static_cast<const char*>(data.get()), size);
-  } catch (const tq::Error&) {
-    throw;
-  } catch (const c10::Error& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.msg());
-  } catch (const std::exception& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.what());
-  }
+  });
 
   const std::string rewritten = PickleRewriter(pickle, path, op).run();
   auto cu = std::make_shared<torch::jit::CompilationUnit>();
@@ -403,16 +411,10 @@ TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& 
   };
 
   c10::IValue value;
-  try {
+  as_file_error(op, path, [&] {
     torch::jit::Unpickler unpickler(reader, resolve, load_parameter, read_record, at::Device(at::kCPU));
     value = unpickler.parse_ivalue();
-  } catch (const tq::Error&) {
-    throw;
-  } catch (const c10::Error& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.msg());
-  } catch (const std::exception& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", e.what());
-  }
+  });
   TorchSaveContents out;
   // An object with attributes (an OrderedDict with _metadata) arrives as (object, attributes).
   if (value.isTuple() && value.toTupleRef().elements().size() == 2 && value.toTupleRef().elements()[1].isGenericDict()) {
