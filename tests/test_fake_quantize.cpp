@@ -37,42 +37,6 @@ TEST(FakeQuantize, PerTensorAndPerChannelMatchPyTorchGolden) {
   EXPECT_EQ(checked, 52);
 }
 
-TEST(FakeQuantize, CpuKernelEqualsScalarReferenceIncludingTies) {
-  // Random data plus every half step in the range (the round-half-to-even cases).
-  auto x = at::cat({at::randn({100003}) * 40, at::arange(-600, 600, at::kFloat) * 0.5f});
-  const int64_t n = x.numel();
-  for (bool float_zp : {false, true}) {
-    tq::kernels::PerTensorQParams qp{0.37f, float_zp ? 3.25f : 7.0f, -128.0f, 127.0f, float_zp};
-    std::vector<float> y_ref(n), y_cpu(n);
-    std::vector<char> m_ref(n), m_cpu(n);
-    tq::kernels::reference::fake_quantize_per_tensor(x.data_ptr<float>(), y_ref.data(),
-                                                     reinterpret_cast<bool*>(m_ref.data()), n, qp);
-    tq::kernels::cpu::fake_quantize_per_tensor(x.data_ptr<float>(), y_cpu.data(),
-                                               reinterpret_cast<bool*>(m_cpu.data()), n, qp);
-    EXPECT_EQ(0, std::memcmp(y_ref.data(), y_cpu.data(), n * sizeof(float)));
-    EXPECT_EQ(m_ref, m_cpu);
-  }
-}
-
-TEST(FakeQuantize, PerChannelCpuKernelEqualsReferenceOnEveryLayout) {
-  for (auto layout : {tq::kernels::ChannelLayout{1, 7, 5000}, tq::kernels::ChannelLayout{300, 33, 1},
-                      tq::kernels::ChannelLayout{17, 5, 3}}) {
-    const int64_t n = layout.outer * layout.channels * layout.inner;
-    auto x = at::randn({n}) * 10;
-    auto scale = at::rand({layout.channels}) * 0.3f + 0.01f;
-    auto zp = at::randint(0, 255, {layout.channels}).to(at::kFloat);
-    tq::kernels::PerChannelQParams qp{scale.data_ptr<float>(), zp.data_ptr<float>(), 0.0f, 255.0f, false};
-    std::vector<float> y_ref(n), y_cpu(n);
-    std::vector<char> m_ref(n), m_cpu(n);
-    tq::kernels::reference::fake_quantize_per_channel(x.data_ptr<float>(), y_ref.data(),
-                                                      reinterpret_cast<bool*>(m_ref.data()), layout, qp);
-    tq::kernels::cpu::fake_quantize_per_channel(x.data_ptr<float>(), y_cpu.data(),
-                                                reinterpret_cast<bool*>(m_cpu.data()), layout, qp);
-    EXPECT_EQ(0, std::memcmp(y_ref.data(), y_cpu.data(), n * sizeof(float))) << layout.inner;
-    EXPECT_EQ(m_ref, m_cpu);
-  }
-}
-
 TEST(FakeQuantize, NonFiniteInputsAreDocumentedPolicy) {
   const float inf = std::numeric_limits<float>::infinity();
   auto x = at::tensor({NAN, inf, -inf, 1e30f, -1e30f, 2.5f}).set_requires_grad(true);

@@ -1,4 +1,11 @@
-// Picks the kernel copy for the running CPU: AVX2+FMA when the processor has it, else baseline.
+// Picks the kernel copy that runs: AVX2+FMA when the processor has it, else baseline, unless one
+// is forced (cpu_capability.h).
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "tq/core/check.h"
+#include "tq/kernels/cpu_capability.h"
 #include "tq/kernels/fake_quantize_kernels.h"
 
 #define TQ_DECLARE_KERNELS(ns)                                                                                      \
@@ -17,19 +24,75 @@
 TQ_DECLARE_KERNELS(cpu_default)
 #if TQ_HAS_AVX2_KERNELS
 TQ_DECLARE_KERNELS(cpu_avx2)
+#endif
 
-namespace tq::kernels::cpu {
+namespace tq::kernels {
 namespace {
-bool has_avx2() {
+
+bool processor_has_avx2() {
+#if TQ_HAS_AVX2_KERNELS
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
-}
-}  // namespace
-}  // namespace tq::kernels::cpu
-
-#define TQ_DISPATCH(fn, ...) return has_avx2() ? cpu_avx2::fn(__VA_ARGS__) : cpu_default::fn(__VA_ARGS__)
 #else
-// Not x86 (CMake builds no AVX2 copy): the portable kernels only.
+  return false;  // not x86: CMake builds no AVX2 copy
+#endif
+}
+
+bool available(CpuCapability c) { return c == CpuCapability::kDefault || processor_has_avx2(); }
+
+CpuCapability initial_capability() {
+  const char* forced = std::getenv("TQ_CPU_CAPABILITY");
+  if (forced != nullptr && *forced != '\0') {
+    const std::string name = forced;
+    TQ_CHECK(name == "default" || name == "avx2", "TQ_CPU_CAPABILITY", "unknown CPU capability '", name,
+             "' in the environment: expected default or avx2");
+    const CpuCapability c = parse_cpu_capability(name);
+    TQ_CHECK(available(c), "TQ_CPU_CAPABILITY", "'", forced, "' is not available on this processor or build");
+    return c;
+  }
+  return processor_has_avx2() ? CpuCapability::kAvx2 : CpuCapability::kDefault;
+}
+
+std::atomic<CpuCapability>& active() {
+  static std::atomic<CpuCapability> capability{initial_capability()};
+  return capability;
+}
+
+}  // namespace
+
+const char* to_string(CpuCapability capability) {
+  return capability == CpuCapability::kAvx2 ? "avx2" : "default";
+}
+
+CpuCapability parse_cpu_capability(const std::string& name) {
+  if (name == "default") return CpuCapability::kDefault;
+  if (name == "avx2") return CpuCapability::kAvx2;
+  TQ_CHECK(false, "cpu_capability", "unknown CPU capability '", name, "': expected default or avx2");
+  return CpuCapability::kDefault;
+}
+
+std::vector<CpuCapability> available_cpu_capabilities() {
+  std::vector<CpuCapability> out{CpuCapability::kDefault};
+  if (available(CpuCapability::kAvx2)) out.push_back(CpuCapability::kAvx2);
+  return out;
+}
+
+CpuCapability cpu_capability() { return active().load(std::memory_order_relaxed); }
+
+void set_cpu_capability(CpuCapability capability) {
+  TQ_CHECK(available(capability), "cpu_capability", "'", to_string(capability),
+           "' kernels are not available on this processor or build");
+  active().store(capability, std::memory_order_relaxed);
+}
+
+}  // namespace tq::kernels
+
+#if TQ_HAS_AVX2_KERNELS
+#define TQ_DISPATCH(fn, ...)                                       \
+  return ::tq::kernels::cpu_capability() == CpuCapability::kAvx2 \
+             ? cpu_avx2::fn(__VA_ARGS__)                           \
+             : cpu_default::fn(__VA_ARGS__)
+#else
 #define TQ_DISPATCH(fn, ...) return cpu_default::fn(__VA_ARGS__)
 #endif
 

@@ -12,7 +12,8 @@
 // NaN stays NaN, +-Inf clamp to the range ends, and the mask is false for all three.
 //
 // Each kernel has a plain scalar reference (namespace reference) and a vectorized, parallel CPU
-// version (namespace cpu) that is tested against it.
+// version (namespace cpu), compiled once per instruction set, each copy tested against the
+// reference (cpu_capability.h forces a copy).
 #include <cstdint>
 
 namespace tq::kernels {
@@ -50,6 +51,18 @@ void fake_quantize_per_channel(const float* x, float* y, bool* mask, ChannelLayo
 // tensor's int_repr(); NaN maps to quant_min (callers reject NaN before quantizing).
 void quantize_per_tensor(const float* x, int64_t* q, int64_t n, float scale, int64_t zero_point, int64_t quant_min,
                          int64_t quant_max);
+// The scalar definitions of the cpu:: kernels below, same contracts, one element at a time;
+// gradient sums are accumulated in double in index order.
+void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n);
+void min_max(const float* x, int64_t n, float* min_out, float* max_out);
+void min_max_per_channel(const float* x, ChannelLayout layout, float* min_out, float* max_out);
+void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist);
+void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
+                                   float quant_min, float quant_max, float grad_factor, double* dscale,
+                                   double* dzero_point);
+void learnable_backward_per_channel(const float* x, const float* dy, float* dx, ChannelLayout layout,
+                                    const float* scale, const float* zero_point, float quant_min, float quant_max,
+                                    float grad_factor, double* dscale, double* dzero_point);
 }  // namespace reference
 
 namespace cpu {

@@ -1,0 +1,217 @@
+// Every compiled copy of the CPU kernels (baseline, AVX2 on x86) against the scalar reference:
+// the copies are forced one after the other, so a machine tests all it can run, not only the
+// one it would pick.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "golden.h"
+#include "tq/kernels/cpu_capability.h"
+#include "tq/kernels/fake_quantize_kernels.h"
+
+namespace {
+
+using tq::kernels::ChannelLayout;
+using tq::kernels::CpuCapability;
+namespace cpu = tq::kernels::cpu;
+namespace reference = tq::kernels::reference;
+
+// Runs the test body once per copy this processor can run, restoring the copy in use afterwards.
+class CpuKernels : public ::testing::TestWithParam<CpuCapability> {
+ protected:
+  void SetUp() override {
+    previous_ = tq::kernels::cpu_capability();
+    tq::kernels::set_cpu_capability(GetParam());
+    at::manual_seed(7);
+  }
+  void TearDown() override { tq::kernels::set_cpu_capability(previous_); }
+
+ private:
+  CpuCapability previous_ = CpuCapability::kDefault;
+};
+
+const ChannelLayout kLayouts[] = {{1, 7, 5000}, {300, 33, 1}, {17, 5, 3}, {2, 70000, 1}};
+
+int64_t numel(ChannelLayout l) { return l.outer * l.channels * l.inner; }
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Data with the cases kernels get wrong: half steps (round-half-even ties), values far outside
+// the range, a long random body (several parallel tasks) and an odd tail.
+at::Tensor hard_data(int64_t n, float step) {
+  auto ties = (at::arange(-600, 600, at::kFloat) * 0.5f * step).narrow(0, 0, std::min<int64_t>(1200, n));
+  auto body = at::randn({n - ties.numel()}) * (40 * step);
+  auto x = at::cat({ties, body});
+  if (n > 10) {
+    x[3] = 1e30f;
+    x[n - 2] = -1e30f;
+  }
+  return x.contiguous();
+}
+
+TEST_P(CpuKernels, FakeQuantizePerTensorEqualsReference) {
+  const int64_t n = 100003 + 1200;
+  auto x = hard_data(n, 0.37f);
+  for (bool float_zp : {false, true}) {
+    tq::kernels::PerTensorQParams qp{0.37f, float_zp ? 3.25f : 7.0f, -128.0f, 127.0f, float_zp};
+    std::vector<float> y_ref(n), y_cpu(n);
+    std::vector<char> m_ref(n), m_cpu(n);
+    reference::fake_quantize_per_tensor(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), n,
+                                        qp);
+    cpu::fake_quantize_per_tensor(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), n, qp);
+    EXPECT_TRUE(same_bits(y_ref, y_cpu)) << "float zero point " << float_zp;
+    EXPECT_EQ(m_ref, m_cpu);
+  }
+}
+
+TEST_P(CpuKernels, FakeQuantizePerChannelEqualsReferenceOnEveryLayout) {
+  for (auto l : kLayouts) {
+    const int64_t n = numel(l);
+    auto x = hard_data(n, 0.1f);
+    auto scale = at::rand({l.channels}) * 0.3f + 0.01f;
+    auto zp = at::randint(0, 255, {l.channels}).to(at::kFloat);
+    tq::kernels::PerChannelQParams qp{scale.data_ptr<float>(), zp.data_ptr<float>(), 0.0f, 255.0f, false};
+    std::vector<float> y_ref(n), y_cpu(n);
+    std::vector<char> m_ref(n), m_cpu(n);
+    reference::fake_quantize_per_channel(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), l,
+                                         qp);
+    cpu::fake_quantize_per_channel(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), l, qp);
+    EXPECT_TRUE(same_bits(y_ref, y_cpu)) << "channels " << l.channels << " inner " << l.inner;
+    EXPECT_EQ(m_ref, m_cpu);
+  }
+}
+
+TEST_P(CpuKernels, MaskedGradEqualsReference) {
+  const int64_t n = 70001;
+  auto dy = at::randn({n});
+  auto mask = at::rand({n}) > 0.3;
+  std::vector<float> ref(n), out(n, -1.0f);
+  reference::masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), ref.data(), n);
+  cpu::masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), out.data(), n);
+  EXPECT_TRUE(same_bits(ref, out));
+  EXPECT_EQ(ref[0], mask[0].item<bool>() ? dy[0].item<float>() : 0.0f);
+}
+
+TEST_P(CpuKernels, MinMaxEqualsReferenceAndPropagatesNaN) {
+  for (int64_t n : {1, 31, 33, 65536 * 3 + 17}) {
+    auto x = at::randn({n}) * 5;
+    float mn_ref, mx_ref, mn, mx;
+    reference::min_max(x.data_ptr<float>(), n, &mn_ref, &mx_ref);
+    cpu::min_max(x.data_ptr<float>(), n, &mn, &mx);
+    EXPECT_EQ(mn, mn_ref) << n;
+    EXPECT_EQ(mx, mx_ref) << n;
+    EXPECT_EQ(mn, x.min().item<float>()) << n;
+    x[n / 2] = std::numeric_limits<float>::quiet_NaN();
+    cpu::min_max(x.data_ptr<float>(), n, &mn, &mx);
+    EXPECT_TRUE(std::isnan(mn) && std::isnan(mx)) << n;
+  }
+}
+
+TEST_P(CpuKernels, MinMaxPerChannelEqualsReferenceOnEveryLayout) {
+  for (auto l : kLayouts) {
+    auto x = at::randn({numel(l)}) * 3;
+    x[numel(l) - 1] = std::numeric_limits<float>::quiet_NaN();  // the last channel's min and max are NaN
+    std::vector<float> mn_ref(l.channels), mx_ref(l.channels), mn(l.channels), mx(l.channels);
+    reference::min_max_per_channel(x.data_ptr<float>(), l, mn_ref.data(), mx_ref.data());
+    cpu::min_max_per_channel(x.data_ptr<float>(), l, mn.data(), mx.data());
+    EXPECT_TRUE(same_bits(mn_ref, mn)) << "channels " << l.channels << " inner " << l.inner;
+    EXPECT_TRUE(same_bits(mx_ref, mx)) << "channels " << l.channels << " inner " << l.inner;
+    EXPECT_TRUE(std::isnan(mx.back()));
+  }
+}
+
+TEST_P(CpuKernels, HistogramEqualsReferenceAndTorchHistc) {
+  const int64_t n = 300007, bins = 2048;
+  auto x = at::randn({n}) * 2;
+  x[0] = 3.0f;    // the right edge: counted in the last bin
+  x[1] = -3.0f;   // the left edge
+  x[2] = 3.5f;    // outside: skipped
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> ref(bins), out(bins);
+  reference::histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, ref.data());
+  cpu::histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, out.data());
+  EXPECT_TRUE(same_bits(ref, out));
+  auto finite = x.narrow(0, 4, n - 4);
+  auto histc = at::histc(at::cat({x.narrow(0, 0, 3), finite}), bins, -3.0, 3.0);
+  EXPECT_TRUE(tq::testing::tensors_equal(at::from_blob(out.data(), {bins}).clone(), histc));
+}
+
+TEST_P(CpuKernels, LearnableBackwardEqualsReference) {
+  // dx exactly; the scale / zero-point sums to summation order (blocks of float lanes).
+  for (auto l : kLayouts) {
+    const int64_t n = numel(l);
+    auto x = hard_data(n, 0.05f);
+    auto dy = at::randn({n});
+    auto scale = at::rand({l.channels}) * 0.1f + 0.01f;
+    auto zp = at::randint(-5, 5, {l.channels}).to(at::kFloat);
+    std::vector<float> dx_ref(n), dx(n);
+    std::vector<double> ds_ref(l.channels), dz_ref(l.channels), ds(l.channels), dz(l.channels);
+    reference::learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), l,
+                                              scale.data_ptr<float>(), zp.data_ptr<float>(), -8, 7, 0.5f,
+                                              ds_ref.data(), dz_ref.data());
+    cpu::learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), l,
+                                        scale.data_ptr<float>(), zp.data_ptr<float>(), -8, 7, 0.5f, ds.data(),
+                                        dz.data());
+    EXPECT_TRUE(same_bits(dx_ref, dx)) << "channels " << l.channels;
+    for (int64_t c = 0; c < l.channels; ++c) {
+      EXPECT_NEAR(ds[c], ds_ref[c], 1e-4 * (1 + std::abs(ds_ref[c]))) << c;
+      EXPECT_NEAR(dz[c], dz_ref[c], 1e-4 * (1 + std::abs(dz_ref[c]))) << c;
+    }
+  }
+  const int64_t n = 100003;
+  auto x = hard_data(n, 0.05f);
+  auto dy = at::randn({n});
+  std::vector<float> dx_ref(n), dx(n);
+  double ds_ref, dz_ref, ds, dz;
+  reference::learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), n, 0.05f, 3.0f,
+                                           0, 15, 0.25f, &ds_ref, &dz_ref);
+  cpu::learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), n, 0.05f, 3.0f, 0, 15,
+                                     0.25f, &ds, &dz);
+  EXPECT_TRUE(same_bits(dx_ref, dx));
+  EXPECT_NEAR(ds, ds_ref, 1e-5 * std::abs(ds_ref));
+  EXPECT_NEAR(dz, dz_ref, 1e-5 * std::abs(dz_ref));
+  EXPECT_NE(dz_ref, 0.0);  // some elements fall outside the range
+}
+
+std::string capability_name(const ::testing::TestParamInfo<CpuCapability>& info) {
+  return tq::kernels::to_string(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryCompiledCopy, CpuKernels, ::testing::ValuesIn(tq::kernels::available_cpu_capabilities()),
+                         capability_name);
+
+TEST(CpuCapability, AnX86ProcessorWithAvx2RunsBothCopies) {
+  const auto available = tq::kernels::available_cpu_capabilities();
+  ASSERT_GE(available.size(), 1u);
+  EXPECT_EQ(available.front(), CpuCapability::kDefault);
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_EQ(available.size(), 2u);
+  }
+#else
+  EXPECT_EQ(available.size(), 1u);
+#endif
+}
+
+TEST(CpuCapability, EnvironmentVariableForcesTheCopy) {
+  // Run as is, the best copy is in use; ctest also runs the kernel tests with TQ_CPU_CAPABILITY=default.
+  const char* forced = std::getenv("TQ_CPU_CAPABILITY");
+  const auto expected = forced != nullptr ? tq::kernels::parse_cpu_capability(forced)
+                                          : tq::kernels::available_cpu_capabilities().back();
+  EXPECT_EQ(tq::kernels::cpu_capability(), expected);
+}
+
+TEST(CpuCapability, UnknownNamesAreRejected) {
+  tq::testing::expect_error([] { tq::kernels::parse_cpu_capability("avx512"); },
+                            "[cpu_capability] unknown CPU capability 'avx512': expected default or avx2");
+  EXPECT_EQ(tq::kernels::parse_cpu_capability("avx2"), CpuCapability::kAvx2);
+}
+
+}  // namespace
