@@ -432,6 +432,28 @@ TEST_F(EagerWorkflow, RecurrentCellsQuantizeDynamically) {
   EXPECT_LT(max_abs(rnn->forward(x, h) - ref_rnn), 0.03);
 }
 
+TEST_F(EagerWorkflow, QuantizeDynamicThatFailsLeavesTheModelAsItWas) {
+  // A per-channel qconfig converts the Linear but not the LSTM cell after it (recurrent weights
+  // are per tensor): the Linear must keep its float weight and mode, and a retry must work.
+  nn::Linear linear(5, 5);
+  nn::LSTMCell lstm(5, 7);
+  torch::nn::Module parent;
+  parent.register_module("fc", linear);
+  parent.register_module("lstm", lstm);
+  const auto x = at::randn({3, 5}), h = at::randn({3, 7}), c = at::randn({3, 7});
+  const auto weight_before = linear->weight().clone();
+  const auto ref = std::get<0>(lstm->forward(linear->forward(x), h, c));
+  expect_error([&] { quant::quantize_dynamic(parent, quant::QConfigMapping().set_global(quant::per_channel_dynamic_qconfig())); },
+               "[quantize_dynamic] module 'lstm': [LSTMCell] recurrent weights are quantized per tensor");
+  EXPECT_EQ(linear->mode(), nn::QuantMode::Float);
+  EXPECT_EQ(lstm->mode(), nn::QuantMode::Float);
+  EXPECT_TRUE(linear->weight().equal(weight_before));
+  EXPECT_TRUE(std::get<0>(lstm->forward(linear->forward(x), h, c)).equal(ref));
+  EXPECT_EQ(quant::quantize_dynamic(parent).changed.size(), 2u);
+  EXPECT_EQ(linear->mode(), nn::QuantMode::DynamicQuantized);
+  EXPECT_LT(max_abs(std::get<0>(lstm->forward(linear->forward(x), h, c)) - ref), 0.05);
+}
+
 TEST_F(EagerWorkflow, Float16DynamicLinearNeedsFbgemmOrSaysSo) {
   torch::nn::Sequential model(nn::Linear(8, 4));
   const auto engines = kernels::int8::available_engines();

@@ -65,10 +65,11 @@ void RnnBase::convert(const std::string& qualified_name) {
   TQ_CHECK(false, qualified_name.empty() ? name() : qualified_name, "has no static int8 form; use quantize_dynamic");
 }
 
-bool RnnBase::convert_dynamic(const QConfig& qconfig) {
+Quantizable::InstallStep RnnBase::plan_dynamic(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "quantize_dynamic needs a float module, this one is ", to_string(mode_));
   at::NoGradGuard no_grad;
-  for (auto& w : weights_) {
+  auto planned = weights_;  // shares the float tensors; only the packed weights are new
+  for (auto& w : planned) {
     for (auto* pair : {&w.w_ih, &w.w_hh}) {
       auto obs = qconfig.weight();
       run_quantizer(*obs, pair->detach());
@@ -80,8 +81,10 @@ bool RnnBase::convert_dynamic(const QConfig& qconfig) {
       (ih ? w.packed_ih : w.packed_hh) = kernels::int8::prepack_linear(wq, (ih ? w.b_ih : w.b_hh).detach());
     }
   }
-  mode_ = QuantMode::DynamicQuantized;
-  return true;
+  return [this, planned = std::move(planned)] {
+    weights_ = planned;
+    mode_ = QuantMode::DynamicQuantized;
+  };
 }
 
 void RnnBase::prepare_quantized_layout(bool) {

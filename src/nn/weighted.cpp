@@ -216,20 +216,24 @@ bool WeightedModule::convert_reference(const std::string& qualified_name) {
   return true;
 }
 
-bool WeightedModule::convert_dynamic(const QConfig& qconfig) {
-  if (!has_dynamic_form()) return false;
+Quantizable::InstallStep WeightedModule::plan_dynamic(const QConfig& qconfig) {
+  if (!has_dynamic_form()) return {};
   TQ_CHECK(mode_ == QuantMode::Float, name(), "quantize_dynamic needs a float module, this one is ", to_string(mode_));
   auto wobs = qconfig.weight();
   if (quantizer_dtype(*wobs) == QDType::Float16) {
-    packed_ = kernels::int8::prepack_linear_fp16(weight_.detach(),
-                                                 bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
-    fp16_ = true;
-    mode_ = QuantMode::DynamicQuantized;
-    return true;
+    auto packed = kernels::int8::prepack_linear_fp16(
+        weight_.detach(), bias_.defined() ? c10::optional<at::Tensor>(bias_.detach()) : c10::nullopt);
+    return [this, packed] {
+      packed_ = packed;
+      fp16_ = true;
+      mode_ = QuantMode::DynamicQuantized;
+    };
   }
-  quantize_weight(*wobs);
-  mode_ = QuantMode::DynamicQuantized;
-  return true;
+  auto weight_q = nn::quantize_weight(*wobs, weight_, name());
+  return [this, weight_q] {
+    install_weight(weight_q);
+    mode_ = QuantMode::DynamicQuantized;
+  };
 }
 
 void WeightedModule::prepare_quantized_layout(bool dynamic) {

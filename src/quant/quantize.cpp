@@ -191,8 +191,17 @@ Summary quantize(torch::nn::Module& model, const QConfigMapping& mapping,
 }
 
 Summary quantize_dynamic(torch::nn::Module& model, const QConfigMapping& mapping) {
-  return prepare_with(model, mapping, "quantize_dynamic",
-                      [](nn::Quantizable& q, const nn::QConfig& qc) { return q.convert_dynamic(qc); });
+  // Every module's int8 weights are computed before any module changes (the float and int8
+  // weights are both held meanwhile), so a module that cannot convert leaves the model as it was.
+  std::vector<nn::Quantizable::InstallStep> steps;
+  auto summary = prepare_with(model, mapping, "quantize_dynamic", [&](nn::Quantizable& q, const nn::QConfig& qc) {
+    auto step = q.plan_dynamic(qc);
+    if (!step) return false;
+    steps.push_back(std::move(step));
+    return true;
+  });
+  for (auto& step : steps) step();
+  return summary;
 }
 
 void freeze_bn_stats(torch::nn::Module& model, bool freeze) {

@@ -11,6 +11,7 @@
 // Parameters keep torch::nn's names (weight, bias), so float checkpoints load unchanged.
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <string>
 
 #include "tq/core/module_state.h"
@@ -34,8 +35,12 @@ class Quantizable : public StatefulModule {
   // dequantized weights, outputs quantized and dequantized with the observed qparams (simulated
   // quantization, what PyTorch's reference modules express). Modules without one stay as they are.
   virtual bool convert_reference(const std::string& qualified_name) { return false; }
-  // Float -> DynamicQuantized; modules without a dynamic form return false and stay float.
-  virtual bool convert_dynamic(const QConfig& qconfig) { return false; }
+  // Float -> DynamicQuantized in two steps, so that quantize_dynamic changes nothing unless every
+  // module converts: plan_dynamic computes all that can fail (the int8 weights) without touching
+  // the module and returns the step that installs them; modules without a dynamic form return
+  // an empty function and stay float.
+  using InstallStep = std::function<void()>;
+  virtual InstallStep plan_dynamic(const QConfig& qconfig) { return {}; }
   // For load_state_dict of a saved converted model: switch to Quantized (or DynamicQuantized)
   // with int8 buffers shaped as the module's weights, ready to receive the saved values.
   virtual void prepare_quantized_layout(bool dynamic) = 0;

@@ -27,7 +27,7 @@ class RnnBase : public torch::nn::Module, public Quantizable {
  public:
   void prepare(const QConfig& qconfig) override;
   void convert(const std::string& qualified_name) override;
-  bool convert_dynamic(const QConfig& qconfig) override;
+  InstallStep plan_dynamic(const QConfig& qconfig) override;
   void prepare_quantized_layout(bool dynamic) override;
   void pretty_print(std::ostream& stream) const override;
 

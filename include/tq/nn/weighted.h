@@ -18,7 +18,7 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   void convert(const std::string& qualified_name) override;
   void prepare(const QConfig& qconfig) override;
   bool prepare_qat(const QConfig& qconfig) override;
-  bool convert_dynamic(const QConfig& qconfig) override;
+  InstallStep plan_dynamic(const QConfig& qconfig) override;
   bool convert_reference(const std::string& qualified_name) override;
   void remove_qconfig() override { qconfig_.reset(); }
   void unprepare() override;
