@@ -14,6 +14,10 @@ namespace tq::nn {
 using std::get;
 using std::holds_alternative;
 
+namespace {
+const char* const kSpatialDims[] = {", L", ", H, W", ", D, H, W"};
+}  // namespace
+
 template <size_t D>
 ConvNdImpl<D>::ConvNdImpl(std::string name, const torch::nn::ConvOptions<D>& o)
     : WeightedModule(std::move(name)), options_(o) {
@@ -54,10 +58,12 @@ std::vector<int64_t> ConvNdImpl<D>::dilation() const {
 
 template <size_t D>
 at::Tensor ConvNdImpl<D>::float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
-  TQ_CHECK(x.dim() == static_cast<int64_t>(D) + 2 && x.size(1) == options_.in_channels(), name(), "input must have ",
-           D + 2, " dimensions and ", options_.in_channels(), " channels, got ", x.sizes());
+  TQ_CHECK(x.dim() == static_cast<int64_t>(D) + 2 && x.size(1) == options_.in_channels(), name(), "input must be (N, ",
+           options_.in_channels(), kSpatialDims[D - 1], "), got ", x.sizes());
   if constexpr (D == 1) {
     return at::conv1d(x, weight, bias, stride(), padding(), dilation(), options_.groups());
+  } else if constexpr (D == 2) {
+    return at::conv2d(x, weight, bias, stride(), padding(), dilation(), options_.groups());
   } else {
     return at::conv3d(x, weight, bias, stride(), padding(), dilation(), options_.groups());
   }
@@ -72,7 +78,7 @@ kernels::int8::PackedWeight ConvNdImpl<D>::prepack(const at::Tensor& weight_q,
 template <size_t D>
 at::Tensor ConvNdImpl<D>::int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const {
   TQ_CHECK(x_q.dim() == static_cast<int64_t>(D) + 2 && x_q.size(1) == options_.in_channels(), name(),
-           "input must have ", D + 2, " dimensions and ", options_.in_channels(), " channels, got ", x_q.sizes());
+           "input must be (N, ", options_.in_channels(), kSpatialDims[D - 1], "), got ", x_q.sizes());
   return kernels::int8::conv(D, x_q, packed_, scale, zero_point, relu_);
 }
 
@@ -80,11 +86,12 @@ template <size_t D>
 std::string ConvNdImpl<D>::describe() const {
   std::ostringstream s;
   s << options_.in_channels() << ", " << options_.out_channels() << ", kernel_size=" << options_.kernel_size()
-    << ", stride=" << options_.stride() << ", groups=" << options_.groups();
+    << ", stride=" << options_.stride() << ", padding=" << c10::IntArrayRef(padding()) << ", groups=" << options_.groups();
   return s.str();
 }
 
 template class ConvNdImpl<1>;
+template class ConvNdImpl<2>;
 template class ConvNdImpl<3>;
 
 }  // namespace tq::nn

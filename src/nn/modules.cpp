@@ -13,8 +13,6 @@
 namespace tq::nn {
 
 // LibTorch 1.13's options hold c10::variant, 2.x std::variant: unqualified calls find either.
-using std::get;
-using std::holds_alternative;
 
 // ---- Linear ----
 LinearImpl::LinearImpl(const torch::nn::LinearOptions& options) : WeightedModule("Linear"), options_(options) {
@@ -71,38 +69,8 @@ std::string LinearImpl::describe() const {
 }
 
 // ---- Conv2d ----
-Conv2dImpl::Conv2dImpl(const torch::nn::Conv2dOptions& o) : WeightedModule("Conv2d"), options_(o) {
-  TQ_CHECK(o.in_channels() > 0 && o.out_channels() > 0 && o.groups() > 0 && o.in_channels() % o.groups() == 0 &&
-               o.out_channels() % o.groups() == 0,
-           "Conv2d", "in_channels (", o.in_channels(), ") and out_channels (", o.out_channels(),
-           ") must be positive multiples of groups (", o.groups(), ")");
-  TQ_CHECK(holds_alternative<torch::enumtype::kZeros>(o.padding_mode()), "Conv2d",
-           "only zero padding is supported");
-  TQ_CHECK(!holds_alternative<torch::enumtype::kSame>(o.padding()) &&
-               !holds_alternative<torch::enumtype::kValid>(o.padding()),
-           "Conv2d", "give padding as numbers");
-  const auto k = *o.kernel_size();
-  weight_ = register_parameter("weight", at::empty({o.out_channels(), o.in_channels() / o.groups(), k[0], k[1]}));
-  torch::nn::init::kaiming_uniform_(weight_, std::sqrt(5));
-  if (o.bias()) {
-    const double fan_in = static_cast<double>(o.in_channels() / o.groups() * k[0] * k[1]);
-    bias_ = register_parameter("bias", at::empty({o.out_channels()}));
-    torch::nn::init::uniform_(bias_, -1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
-  }
-}
-
-namespace {
-std::vector<int64_t> vec2(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
-std::vector<int64_t> padding_of(const torch::nn::Conv2dOptions& o) {
-  return vec2(get<torch::ExpandingArray<2>>(o.padding()));
-}
-}  // namespace
-
 at::Tensor Conv2dImpl::float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
-  TQ_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), name(), "input must be (N, ", options_.in_channels(),
-           ", H, W), got ", x.sizes());
-  auto y = at::conv2d(x, weight, bias, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
-                      options_.groups());
+  auto y = ConvNdImpl<2>::float_op(x, weight, bias);
   if (bn_) {
     // Fused for QAT (outside QAT mode): conv then the live batch norm.
     const bool train = bn_->is_training() && !freeze_bn_;
@@ -128,8 +96,7 @@ bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
   const auto running_std = at::sqrt(bn_->running_var + bn_->eps());
   const auto scale_factor = bn_->weight / running_std;
   const auto scaled_weight = run_quantizer(*weight_fake_quant_, weight_ * scale_factor.reshape({-1, 1, 1, 1}));
-  auto y = at::conv2d(x, scaled_weight, {}, vec2(options_.stride()), padding_of(options_), vec2(options_.dilation()),
-                      options_.groups());
+  auto y = at::conv2d(x, scaled_weight, {}, stride(), padding(), dilation(), options_.groups());
   y = y / scale_factor.reshape({1, -1, 1, 1});
   if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});
   const bool train = bn_->is_training() && !freeze_bn_;
@@ -152,17 +119,6 @@ void Conv2dImpl::convert(const std::string& qualified_name) {
   WeightedModule::convert(qualified_name);
 }
 
-kernels::int8::PackedWeight Conv2dImpl::prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const {
-  return kernels::int8::prepack_conv2d(weight_q, bias, vec2(options_.stride()), padding_of(options_),
-                                       vec2(options_.dilation()), options_.groups());
-}
-
-at::Tensor Conv2dImpl::int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const {
-  TQ_CHECK(x_q.dim() == 4 && x_q.size(1) == options_.in_channels(), name(), "input must be (N, ",
-           options_.in_channels(), ", H, W), got ", x_q.sizes());
-  return kernels::int8::conv2d(x_q, packed_, scale, zero_point, relu_);
-}
-
 void Conv2dImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& gamma,
                                  const at::Tensor& beta, double eps) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "fuse before prepare");
@@ -178,15 +134,6 @@ void Conv2dImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, 
     bias_ = register_parameter("bias", new_bias.clone());
     options_.bias(true);
   }
-}
-
-std::string Conv2dImpl::describe() const {
-  std::ostringstream s;
-  const auto k = *options_.kernel_size();
-  s << options_.in_channels() << ", " << options_.out_channels() << ", kernel_size=[" << k[0] << ", " << k[1]
-    << "], stride=[" << (*options_.stride())[0] << ", " << (*options_.stride())[1] << "], padding=["
-    << padding_of(options_)[0] << ", " << padding_of(options_)[1] << "], groups=" << options_.groups();
-  return s.str();
 }
 
 // ---- BatchNorm2d ----

@@ -1,6 +1,6 @@
 #pragma once
-// Quantizable Conv1d and Conv3d (zero padding, numeric padding); ReLU fuses into them like into
-// Conv2d. Batch-norm folding is Conv2d's only.
+// Quantizable convolutions of any dimension (zero padding, numeric padding): Conv1d and Conv3d
+// here, Conv2d (which adds batch-norm folding) in modules.h; ReLU fuses into all of them.
 #include <torch/nn/options/conv.h>
 #include <torch/nn/pimpl.h>
 
@@ -19,11 +19,10 @@ class ConvNdImpl : public WeightedModule {
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   std::string describe() const override;
-
- private:
   std::vector<int64_t> stride() const;
   std::vector<int64_t> padding() const;
   std::vector<int64_t> dilation() const;
+
   torch::nn::ConvOptions<D> options_;
 };
 

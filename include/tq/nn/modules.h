@@ -15,6 +15,7 @@
 #include <torch/nn/modules/container/any.h>
 #include <torch/nn/pimpl.h>
 
+#include "tq/nn/conv_nd.h"
 #include "tq/nn/output_qparams.h"
 #include "tq/nn/weighted.h"
 
@@ -43,10 +44,9 @@ class LinearImpl : public WeightedModule {
 };
 TORCH_MODULE(Linear);
 
-class Conv2dImpl : public WeightedModule {
+class Conv2dImpl : public ConvNdImpl<2> {
  public:
-  explicit Conv2dImpl(const torch::nn::Conv2dOptions& options);
-  const torch::nn::Conv2dOptions& options() const { return options_; }
+  explicit Conv2dImpl(const torch::nn::Conv2dOptions& options) : ConvNdImpl<2>("Conv2d", options) {}
   // Folds an eval-mode batch norm (running statistics) into this convolution's weight and bias.
   void fold_batch_norm(const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& gamma,
                        const at::Tensor& beta, double eps);
@@ -60,17 +60,11 @@ class Conv2dImpl : public WeightedModule {
 
  protected:
   at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const override;
-  kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
-  at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
-  std::string describe() const override;
+  bool qat_forward_override(const at::Tensor& x, at::Tensor& out) override;
 
  private:
-  torch::nn::Conv2dOptions options_;
   std::shared_ptr<BatchNorm2dImpl> bn_;
   bool freeze_bn_ = false;
-
- protected:
-  bool qat_forward_override(const at::Tensor& x, at::Tensor& out) override;
 };
 TORCH_MODULE(Conv2d);
 
