@@ -10,7 +10,7 @@
 namespace tq::nn {
 
 ActivationImpl::ActivationImpl(ActivationKind kind, std::string name, double parameter)
-    : torch::nn::Module(std::move(name)), kind_(kind), parameter_(parameter) {}
+    : OutputQuantizedModule(std::move(name)), kind_(kind), parameter_(parameter) {}
 
 at::Tensor ActivationImpl::float_forward(const at::Tensor& x) const {
   switch (kind_) {
@@ -46,43 +46,10 @@ at::Tensor ActivationImpl::forward(const at::Tensor& x) {
   }
 }
 
-QuantizerFactory ActivationImpl::observer_for(const QConfig& qconfig) const {
-  return kind_ == ActivationKind::Sigmoid ? QuantizerFactory(observers::default_fixed_qparams_range_0to1_observer())
-                                          : qconfig.activation;
-}
-
-void ActivationImpl::prepare(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  // ReLU6 keeps its input's qparams: nothing to observe.
-  if (kind_ != ActivationKind::ReLU6) out_.attach(*this, observer_for(qconfig));
-  mode_ = QuantMode::Observed;
-}
-
-bool ActivationImpl::prepare_qat(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  if (kind_ == ActivationKind::Sigmoid) {
-    out_.attach(*this, fake_quant::default_fixed_qparams_range_0to1_fake_quant());
-  } else if (kind_ != ActivationKind::ReLU6) {
-    out_.attach(*this, qconfig.activation);
-  }
-  mode_ = QuantMode::QAT;
-  return true;
-}
-
-void ActivationImpl::convert(const std::string& qualified_name) {
-  if (out_.attached()) out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
-  mode_ = QuantMode::Quantized;
-}
-
-void ActivationImpl::unprepare() {
-  if (mode_ != QuantMode::Observed && mode_ != QuantMode::QAT) return;
-  out_.detach(*this);
-  mode_ = QuantMode::Float;
-}
-
-void ActivationImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  if (kind_ != ActivationKind::ReLU6) out_.layout(*this);
-  mode_ = QuantMode::Quantized;
+QuantizerFactory ActivationImpl::output_quantizer(const QConfig& qconfig, bool qat) const {
+  if (kind_ != ActivationKind::Sigmoid) return qconfig.activation;
+  return qat ? QuantizerFactory(fake_quant::default_fixed_qparams_range_0to1_fake_quant())
+             : QuantizerFactory(observers::default_fixed_qparams_range_0to1_observer());
 }
 
 void ActivationImpl::pretty_print(std::ostream& s) const {

@@ -138,7 +138,7 @@ void Conv2dImpl::fold_batch_norm(const at::Tensor& mean, const at::Tensor& var, 
 
 // ---- BatchNorm2d ----
 BatchNorm2dImpl::BatchNorm2dImpl(int64_t n, double eps, double momentum)
-    : torch::nn::Module("BatchNorm2d"), eps_(eps), momentum_(momentum) {
+    : OutputQuantizedModule("BatchNorm2d"), eps_(eps), momentum_(momentum) {
   weight = register_parameter("weight", at::ones({n}));
   bias = register_parameter("bias", at::zeros({n}));
   running_mean = register_buffer("running_mean", at::zeros({n}));
@@ -157,28 +157,6 @@ at::Tensor BatchNorm2dImpl::forward(const at::Tensor& x) {
   if (is_training()) num_batches_tracked.add_(1);
   auto y = at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
   return mode_ == QuantMode::Observed ? out_.observe(y) : y;
-}
-
-void BatchNorm2dImpl::prepare(const QConfig& qconfig) {
-  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  out_.attach(*this, qconfig.activation);
-  mode_ = QuantMode::Observed;
-}
-
-void BatchNorm2dImpl::convert(const std::string& qualified_name) {
-  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
-  mode_ = QuantMode::Quantized;
-}
-
-void BatchNorm2dImpl::unprepare() {
-  if (mode_ != QuantMode::Observed) return;
-  out_.detach(*this);
-  mode_ = QuantMode::Float;
-}
-
-void BatchNorm2dImpl::prepare_quantized_layout(bool /*dynamic*/) {
-  out_.layout(*this);
-  mode_ = QuantMode::Quantized;
 }
 
 // ---- BatchNorm1d ----

@@ -44,8 +44,16 @@ void OutputQParams::layout(torch::nn::Module& owner) {
 
 void OutputQuantizedModule::prepare(const QConfig& qconfig) {
   TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
-  out_.attach(*this, qconfig.activation);
+  if (has_output_qparams()) out_.attach(*this, output_quantizer(qconfig, /*qat=*/false));
   mode_ = QuantMode::Observed;
+}
+
+bool OutputQuantizedModule::prepare_qat(const QConfig& qconfig) {
+  if (!has_qat_form()) return false;
+  TQ_CHECK(mode_ == QuantMode::Float, name(), "already prepared (", to_string(mode_), ")");
+  if (has_output_qparams()) out_.attach(*this, output_quantizer(qconfig, /*qat=*/true));
+  mode_ = QuantMode::QAT;
+  return true;
 }
 
 void OutputQuantizedModule::unprepare() {
@@ -54,25 +62,23 @@ void OutputQuantizedModule::unprepare() {
   mode_ = QuantMode::Float;
 }
 
-bool OutputQuantizedModule::prepare_qat(const QConfig& qconfig) {
-  prepare(qconfig);
-  mode_ = QuantMode::QAT;
-  return true;
-}
-
 void OutputQuantizedModule::convert(const std::string& qualified_name) {
-  out_.convert(*this, qualified_name.empty() ? name() : qualified_name);
+  const std::string& who = qualified_name.empty() ? name() : qualified_name;
+  TQ_CHECK(mode_ == QuantMode::Observed || mode_ == QuantMode::QAT, who,
+           "convert needs a prepared module (observed or QAT), this one is ", to_string(mode_));
+  if (has_output_qparams()) out_.convert(*this, who);
   mode_ = QuantMode::Quantized;
 }
 
 bool OutputQuantizedModule::convert_reference(const std::string& qualified_name) {
+  if (!has_reference_form()) return false;
   convert(qualified_name);
   mode_ = QuantMode::Reference;
   return true;
 }
 
 void OutputQuantizedModule::prepare_quantized_layout(bool /*dynamic*/) {
-  out_.layout(*this);
+  if (has_output_qparams()) out_.layout(*this);
   mode_ = QuantMode::Quantized;
 }
 

@@ -12,26 +12,22 @@ namespace tq::nn {
 
 enum class ActivationKind { ReLU6, Hardswish, ELU, LeakyReLU, Sigmoid };
 
-class ActivationImpl : public torch::nn::Module, public Quantizable {
+class ActivationImpl : public OutputQuantizedModule {
  public:
   at::Tensor forward(const at::Tensor& x);
-  void prepare(const QConfig& qconfig) override;
-  bool prepare_qat(const QConfig& qconfig) override;
-  void convert(const std::string& qualified_name) override;
-  void prepare_quantized_layout(bool dynamic) override;
-  void unprepare() override;
   void pretty_print(std::ostream& stream) const override;
   ActivationKind kind() const { return kind_; }
 
  protected:
   ActivationImpl(ActivationKind kind, std::string name, double parameter = 0.0);
+  bool has_output_qparams() const override { return kind_ != ActivationKind::ReLU6; }
+  bool has_reference_form() const override { return false; }
+  QuantizerFactory output_quantizer(const QConfig& qconfig, bool qat) const override;
 
  private:
   at::Tensor float_forward(const at::Tensor& x) const;
-  QuantizerFactory observer_for(const QConfig& qconfig) const;
   ActivationKind kind_;
   double parameter_;  // ELU alpha, LeakyReLU negative slope
-  OutputQParams out_;
 };
 
 class ReLU6Impl : public ActivationImpl {

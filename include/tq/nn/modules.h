@@ -70,14 +70,10 @@ TORCH_MODULE(Conv2d);
 
 // BatchNorm2d that fuse_modules can fold into the preceding Conv2d (then it passes x through);
 // unfused, it is quantizable on its own (int8 batch norm with its own output qparams).
-class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
+class BatchNorm2dImpl : public OutputQuantizedModule {
  public:
   explicit BatchNorm2dImpl(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   at::Tensor forward(const at::Tensor& x);
-  void prepare(const QConfig& qconfig) override;
-  void convert(const std::string& qualified_name) override;
-  void prepare_quantized_layout(bool dynamic) override;
-  void unprepare() override;
   bool participates() const override { return !folded_; }
   // Fused: the convolution before it computes it (then this passes x through). Folded into the
   // weights (post-training) its state is gone from state_dicts; attached for QAT it stays.
@@ -91,10 +87,14 @@ class BatchNorm2dImpl : public torch::nn::Module, public Quantizable {
   double momentum() const { return momentum_; }
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
+ protected:
+  // Under QAT a batch norm trains in float, attached to its convolution or on its own.
+  bool has_qat_form() const override { return false; }
+  bool has_reference_form() const override { return false; }
+
  private:
   double eps_, momentum_;
   bool folded_ = false, folded_into_weights_ = false;
-  OutputQParams out_;
 };
 TORCH_MODULE(BatchNorm2d);
 

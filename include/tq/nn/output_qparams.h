@@ -35,8 +35,8 @@ class OutputQParams {
   at::Tensor scale_, zero_point_;
 };
 
-// A module whose whole quantized state is its output qparams (QuantStub, FloatFunctional): the
-// Quantizable modes implemented once, on OutputQParams.
+// A module whose quantized state is its output qparams (QuantStub, FloatFunctional, activations,
+// BatchNorm2d): the Quantizable mode transitions implemented once, on OutputQParams.
 class OutputQuantizedModule : public torch::nn::Module, public Quantizable {
  public:
   void prepare(const QConfig& qconfig) override;
@@ -48,6 +48,14 @@ class OutputQuantizedModule : public torch::nn::Module, public Quantizable {
 
  protected:
   explicit OutputQuantizedModule(std::string name) : torch::nn::Module(std::move(name)) {}
+  // False for a module whose int8 output keeps its input's qparams (ReLU6): nothing to observe.
+  virtual bool has_output_qparams() const { return true; }
+  // False for a module that stays float under prepare_qat.
+  virtual bool has_qat_form() const { return true; }
+  // False for a module that convert(is_reference) leaves as it is.
+  virtual bool has_reference_form() const { return true; }
+  // The observer (fake quantizer under QAT) for the output; the qconfig's activation by default.
+  virtual QuantizerFactory output_quantizer(const QConfig& qconfig, bool qat) const { return qconfig.activation; }
   OutputQParams out_;
 };
 
