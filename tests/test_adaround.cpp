@@ -59,13 +59,11 @@ TEST(AdaroundFakeQuantizer, SoftRoundingStartsAtTheInput) {
 }
 
 TEST(AdaroundFakeQuantizer, RejectsAsymmetricAndUnsignedSchemes) {
-  EXPECT_THROW(AdaroundFakeQuantizer(AdaroundFakeQuantizerOptions().observer(obs::with_args<obs::MinMaxObserver>(
-                   obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8)))),
-               c10::Error);
-  EXPECT_THROW(AdaroundFakeQuantizer(AdaroundFakeQuantizerOptions().observer(obs::with_args<obs::MinMaxObserver>(
-                   obs::MinMaxObserverOptions().qscheme(tq::QScheme::PerTensorSymmetric)))),
-               c10::Error);
+  tq::testing::expect_error([&] { AdaroundFakeQuantizer(AdaroundFakeQuantizerOptions().observer(obs::with_args<obs::MinMaxObserver>(
+                   obs::MinMaxObserverOptions().dtype(tq::QDType::QInt8)))); }, "[AdaroundFakeQuantizer] only symmetric quantization is supported, got per_tensor_affine");
+  tq::testing::expect_error([&] { AdaroundFakeQuantizer(AdaroundFakeQuantizerOptions().observer(obs::with_args<obs::MinMaxObserver>(
+                   obs::MinMaxObserverOptions().qscheme(tq::QScheme::PerTensorSymmetric)))); }, "[AdaroundFakeQuantizer] needs a signed dtype (zero point 0), got quint8");
   AdaroundFakeQuantizer fq;
   fq.disable_observer();
-  EXPECT_THROW(fq.forward(at::randn({3})), c10::Error);  // no scale yet
+  tq::testing::expect_error([&] { fq.forward(at::randn({3})); }, "[AdaroundFakeQuantizer] no scale yet: run the observer once before fake quantizing");  // no scale yet
 }

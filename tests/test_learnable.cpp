@@ -102,5 +102,5 @@ TEST(LearnableFakeQuantize, PerChannelAndSymmetricZeroPoint) {
   EXPECT_TRUE(tensors_equal(lsq.zero_point().detach(), at::zeros({5})));
   const auto expect = at::fake_quantize_per_channel_affine(x, lsq.scale().detach(), at::zeros({5}, at::kInt), 1, -128, 127);
   EXPECT_TRUE(tensors_equal(y.detach(), expect));
-  EXPECT_THROW(LearnableFakeQuantize(LearnableFakeQuantizeOptions().channel_len(4)), c10::Error);
+  tq::testing::expect_error([&] { LearnableFakeQuantize(LearnableFakeQuantizeOptions().channel_len(4)); }, "[LearnableFakeQuantize] a per-channel observer needs channel_len > 0, a per-tensor one channel_len -1 (got 4 with per_tensor_affine)");
 }

@@ -78,10 +78,8 @@ TEST(QParams, MinAboveMaxIsAnErrorNamingTheValues) {
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("min_val (2) must be <= max_val (1)"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(tq::calculate_qparams(at::tensor({0.f, 1.f}), at::tensor({1.f}), spec(QDType::QUInt8, QScheme::PerChannelAffine, 0, 255)),
-               c10::Error);
-  EXPECT_THROW(tq::calculate_qparams(scalar(NAN), scalar(1), spec(QDType::QUInt8, QScheme::PerTensorAffine, 0, 255)),
-               c10::Error);
+  tq::testing::expect_error([&] { tq::calculate_qparams(at::tensor({0.f, 1.f}), at::tensor({1.f}), spec(QDType::QUInt8, QScheme::PerChannelAffine, 0, 255)); }, "[calculate_qparams] min_val shape [2] differs from max_val shape [1]");
+  tq::testing::expect_error([&] { tq::calculate_qparams(scalar(NAN), scalar(1), spec(QDType::QUInt8, QScheme::PerTensorAffine, 0, 255)); }, "[calculate_qparams] min_val (nan) must be <= max_val (1)");
 }
 
 TEST(Quantize, MatchesPyTorchGolden) {
@@ -107,8 +105,8 @@ TEST(Quantize, MatchesPyTorchGolden) {
 }
 
 TEST(Quantize, RejectsNaNAndBadScale) {
-  EXPECT_THROW(tq::quantize_per_tensor(at::tensor({1.0f, NAN}), 0.1, 0, QDType::QUInt8), c10::Error);
-  EXPECT_THROW(tq::quantize_per_tensor(at::tensor({1.0f}), 0.0, 0, QDType::QUInt8), c10::Error);
-  EXPECT_THROW(tq::quantize_per_tensor(at::tensor({1.0f}), 0.1, 300, QDType::QUInt8), c10::Error);
-  EXPECT_THROW(tq::quantize_per_tensor(at::tensor({1, 2}), 0.1, 0, QDType::QUInt8), c10::Error);
+  tq::testing::expect_error([&] { tq::quantize_per_tensor(at::tensor({1.0f, NAN}), 0.1, 0, QDType::QUInt8); }, "[quantize_per_tensor] input contains NaN, which has no quantized value");
+  tq::testing::expect_error([&] { tq::quantize_per_tensor(at::tensor({1.0f}), 0.0, 0, QDType::QUInt8); }, "[quantize_per_tensor] scale must be positive and finite, got 0");
+  tq::testing::expect_error([&] { tq::quantize_per_tensor(at::tensor({1.0f}), 0.1, 300, QDType::QUInt8); }, "[quantize_per_tensor] zero_point (300) is outside the range of quint8");
+  tq::testing::expect_error([&] { tq::quantize_per_tensor(at::tensor({1, 2}), 0.1, 0, QDType::QUInt8); }, "[quantize_per_tensor] input must be float32, got Int");
 }
