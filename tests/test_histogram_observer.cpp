@@ -81,3 +81,28 @@ TEST(HistogramObserver, UnobservedGivesDefaultsAndResetForgets) {
   EXPECT_EQ(ob.histogram().sum().item<float>(), 0.0f);
   EXPECT_EQ(ob.calculate_qparams().scale.item<float>(), 1.0f);
 }
+
+TEST(HistogramObserver, MergeRebinsBothOntoTheUnionOfTheRanges) {
+  // Hand-derived with 2 bins: {0, 4} gives [1, 1] over [0, 4]; {8} gives one value at 8. On [0, 8]
+  // all 32 sixteenth-parts of the first histogram have midpoints below 4 (bin 0), and 8 is the
+  // right edge (bin 1): [2, 1] -- what observing {8} after {0, 4} gives too.
+  HistogramObserver a(HistogramObserverOptions().bins(2)), b(HistogramObserverOptions().bins(2)),
+      sequential(HistogramObserverOptions().bins(2));
+  a.forward(at::tensor({0.0f, 4.0f}));
+  b.forward(at::tensor({8.0f}));
+  sequential.forward(at::tensor({0.0f, 4.0f}));
+  sequential.forward(at::tensor({8.0f}));
+  a.merge(b.histogram(), b.min_val().item<float>(), b.max_val().item<float>());
+  EXPECT_TRUE(tensors_equal(a.histogram(), at::tensor({2.0f, 1.0f})));
+  EXPECT_EQ(a.min_val().item<float>(), 0.0f);
+  EXPECT_EQ(a.max_val().item<float>(), 8.0f);
+  EXPECT_TRUE(tensors_equal(sequential.histogram(), a.histogram()));
+  // An empty state changes nothing; merged into an empty observer, a state is copied.
+  HistogramObserver empty(HistogramObserverOptions().bins(2));
+  a.merge(empty.histogram(), empty.min_val().item<float>(), empty.max_val().item<float>());
+  EXPECT_TRUE(tensors_equal(a.histogram(), at::tensor({2.0f, 1.0f})));
+  empty.merge(a.histogram(), 0.0f, 8.0f);
+  EXPECT_TRUE(tensors_equal(empty.histogram(), a.histogram()));
+  tq::testing::expect_error([&] { a.merge(at::zeros({3}), 0.0f, 1.0f); },
+                            "[HistogramObserver] merge needs a float32 histogram of 2 bins, got Float [3]");
+}

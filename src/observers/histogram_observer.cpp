@@ -142,37 +142,68 @@ at::Tensor HistogramObserver::forward(const at::Tensor& x_orig) {
     histogram_.add_(update);
     return x_orig;
   }
-  float* u = update.data_ptr<float>();
-  const float* h = histogram_.data_ptr<float>();
-  std::vector<float> combined(bins_);
-  if (cur_min == cur_max) {
-    // The old histogram is a single value: place its whole mass at that value in the new range.
+  const float* u = update.data_ptr<float>();
+  std::vector<float> combined = rebin(histogram_.data_ptr<float>(), cur_min, cur_max, new_min, new_max);
+  for (int64_t i = 0; i < bins_; ++i) combined[i] = u[i] + combined[i];
+  std::copy(combined.begin(), combined.end(), histogram_.data_ptr<float>());
+  min_val_.fill_(new_min);
+  max_val_.fill_(new_max);
+  return x_orig;
+}
+
+std::vector<float> HistogramObserver::rebin(const float* h, float lo, float hi, float new_lo, float new_hi) const {
+  std::vector<float> moved(bins_, 0.0f);
+  if (lo == new_lo && hi == new_hi) {
+    std::copy(h, h + bins_, moved.begin());
+  } else if (lo == hi) {
+    // A single value: its whole mass goes to the bin holding that value in the new range.
     double mass = 0;
     for (int64_t i = 0; i < bins_; ++i) mass += h[i];
-    at::Tensor point = histc(at::scalar_tensor(cur_min, at::kFloat), bins_, new_min, new_max);
+    at::Tensor point = histc(at::scalar_tensor(lo, at::kFloat), bins_, new_lo, new_hi);
     const float* p = point.data_ptr<float>();
-    for (int64_t i = 0; i < bins_; ++i) combined[i] = p[i] * static_cast<float>(mass) + u[i];
+    for (int64_t i = 0; i < bins_; ++i) moved[i] = p[i] * static_cast<float>(mass);
   } else {
-    // Re-bin the old histogram: split each bin into 16 equal parts and drop each part's mass
-    // into the new bin holding its midpoint.
+    // Split each bin into 16 equal parts and drop each part's mass into the new bin holding its
+    // midpoint.
     const int64_t fine = bins_ * kUpsampleRate;
-    const float bin_size = (cur_max - cur_min) / static_cast<float>(fine);
+    const float bin_size = (hi - lo) / static_cast<float>(fine);
     const float half = 0.5f * bin_size;
-    const std::vector<float> starts = linspace_avx512(cur_min, cur_max, fine + 1);
-    const std::vector<float> edges = linspace(new_min, new_max, bins_ + 1);
-    std::vector<float> moved(bins_, 0.0f);
+    const std::vector<float> starts = linspace_avx512(lo, hi, fine + 1);
+    const std::vector<float> edges = linspace(new_lo, new_hi, bins_ + 1);
     for (int64_t j = 0; j < fine; ++j) {
       const float mid = starts[j] + half;
       int64_t b = (std::upper_bound(edges.begin(), edges.end(), mid) - edges.begin()) - 1;
       b = std::clamp<int64_t>(b, 0, bins_ - 1);
       moved[b] += h[j / kUpsampleRate] / static_cast<float>(kUpsampleRate);
     }
-    for (int64_t i = 0; i < bins_; ++i) combined[i] = u[i] + moved[i];
   }
-  std::copy(combined.begin(), combined.end(), histogram_.data_ptr<float>());
+  return moved;
+}
+
+void HistogramObserver::merge(const at::Tensor& histogram, float min_val, float max_val) {
+  TQ_CHECK(histogram.scalar_type() == at::kFloat && histogram.dim() == 1 && histogram.numel() == bins_, name(),
+           "merge needs a float32 histogram of ", bins_, " bins, got ", histogram.scalar_type(), " ",
+           histogram.sizes());
+  if (min_val == kInf || max_val == -kInf) return;  // the other saw no data
+  TQ_CHECK(std::isfinite(min_val) && std::isfinite(max_val) && min_val <= max_val, name(),
+           "merge needs a finite range with min <= max, got [", min_val, ", ", max_val, "]");
+  const auto other = histogram.contiguous();
+  const float cur_min = min_val_.item<float>(), cur_max = max_val_.item<float>();
+  if (cur_min == kInf || cur_max == -kInf) {
+    histogram_.copy_(other);
+    min_val_.fill_(min_val);
+    max_val_.fill_(max_val);
+    return;
+  }
+  const float new_min = std::min(cur_min, min_val), new_max = std::max(cur_max, max_val);
+  TQ_CHECK(std::isfinite(new_max - new_min), name(), "the merged range [", new_min, ", ", new_max,
+           "] is wider than float32 can hold (max - min overflows)");
+  std::vector<float> mine = rebin(histogram_.data_ptr<float>(), cur_min, cur_max, new_min, new_max);
+  const std::vector<float> theirs = rebin(other.data_ptr<float>(), min_val, max_val, new_min, new_max);
+  for (int64_t i = 0; i < bins_; ++i) mine[i] += theirs[i];
+  std::copy(mine.begin(), mine.end(), histogram_.data_ptr<float>());
   min_val_.fill_(new_min);
   max_val_.fill_(new_max);
-  return x_orig;
 }
 
 double HistogramObserver::quantization_error(int64_t start_bin, int64_t end_bin) const {
