@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 
 #include "golden.h"
 #include "tq/core/error_message.h"
+#include "tq/distributed/data_parallel.h"
 #include "tq/distributed/observer_sync.h"
 #include "tq/distributed/process_group.h"
 #include "tq/graph/graph_quantizer.h"
@@ -89,6 +91,50 @@ at::Tensor graph_int8_output(tq::distributed::ProcessGroup* group, int64_t rank,
   return observed.convert().forward({at::randn({2, 3, 16, 16}) * 4}).toTensor().dequantize();
 }
 
+// QAT: 5 SGD steps on a global batch of 16 rows, split across the ranks; returns the losses
+// (each rank's shard loss averaged over the ranks, which is the global batch's loss).
+constexpr int kSteps = 5, kBatch = 16;
+
+at::Tensor train_qat(torch::nn::Sequential& model, tq::distributed::DataParallel* dp, int64_t rank, int64_t world) {
+  at::manual_seed(2);
+  const auto x = at::randn({kSteps, kBatch, 8}) * at::linspace(0.5, 3.0, kSteps).view({kSteps, 1, 1});
+  const auto y = at::randn({kSteps, kBatch, 4});
+  const int64_t lo = kBatch * rank / world, hi = kBatch * (rank + 1) / world;
+  auto losses = at::zeros({kSteps}, at::kDouble);
+  model->train();
+  for (int s = 0; s < kSteps; ++s) {
+    for (auto& p : model->parameters()) p.mutable_grad() = at::Tensor();
+    auto forward = [&] { return (model->forward(x[s].slice(0, lo, hi)) - y[s].slice(0, lo, hi)).pow(2).mean(); };
+    at::Tensor loss;
+    if (dp != nullptr) {
+      auto global_ranges = dp->sync_batch_ranges();
+      loss = forward();
+    } else {
+      loss = forward();
+    }
+    loss.backward();
+    double value = loss.item<double>();
+    if (dp != nullptr) {
+      dp->check_loss(std::getenv("TQ_TEST_NAN_RANK") && std::atoll(std::getenv("TQ_TEST_NAN_RANK")) == rank
+                         ? std::nan("") : value, s);
+      dp->all_reduce_gradients();
+      std::vector<at::Tensor> l{at::tensor({value}, at::kDouble)};
+      dp->group().all_reduce(l, distributed::ReduceOp::Sum);
+      value = l[0].item<double>() / static_cast<double>(world);
+    }
+    losses[s] = value;
+    at::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.sub_(p.grad() * 0.05);
+  }
+  return losses;
+}
+
+std::shared_ptr<torch::nn::Sequential> qat_model() {
+  auto m = make_model();
+  quant::prepare_qat(**m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine())));
+  return m;
+}
+
 // ---- worker side ----
 
 int run_worker(const std::string& scenario) {
@@ -110,6 +156,18 @@ int run_worker(const std::string& scenario) {
       kernels::int8::set_engine("qnnpack");
       serialize::save_state_dict_file({{"output", graph_int8_output(&group, rank, world)}},
                                       out + "/rank" + std::to_string(rank) + ".pt");
+      return 0;
+    }
+    if (scenario.rfind("qat", 0) == 0) {
+      auto model = qat_model();
+      if (scenario == "qat_mismatch" && rank == 1) (**model).register_module("extra", nn::Linear(2, 2));
+      distributed::DataParallel dp(**model, group);
+      const auto losses = train_qat(*model, scenario == "qat_nosync" ? nullptr : &dp, rank, world);
+      auto trained = serialize::state_dict(**model);
+      trained.emplace_back("losses", losses);
+      serialize::save_state_dict_file(trained, out + "/rank" + std::to_string(rank) + "_qat.pt");
+      (*model)->eval();
+      serialize::save_state_dict_file(converted_state(*model), out + "/rank" + std::to_string(rank) + ".pt");
       return 0;
     }
     auto model = make_model(scenario == "mismatch" && rank == 1);
@@ -289,6 +347,65 @@ TEST_F(DistributedCalibration, GraphModeShardsGiveTheOneProcessInt8Model) {
     ASSERT_EQ(run.ranks[r].exit_code, 0) << "rank " << r << ": " << run.ranks[r].error;
     const auto state = serialize::read_state_dict_file(run.out + "/rank" + std::to_string(r) + ".pt");
     EXPECT_TRUE(state.at(0).second.equal(expected)) << "rank " << r;
+  }
+}
+
+serialize::StateDict rank_state(const Run& run, int r, const std::string& suffix = "") {
+  return serialize::read_state_dict_file(run.out + "/rank" + std::to_string(r) + suffix + ".pt");
+}
+
+const at::Tensor& entry(const serialize::StateDict& state, const std::string& name) {
+  for (const auto& [k, v] : state) {
+    if (k == name) return v;
+  }
+  throw std::runtime_error("no entry " + name);
+}
+
+TEST_F(DistributedCalibration, DataParallelQatMatchesOneProcessOnTheGlobalBatch) {
+  auto single = qat_model();
+  const auto losses = train_qat(*single, nullptr, 0, 1);
+  const auto trained = serialize::state_dict(**single);
+  const auto run = launch("qat", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(run.ranks[r].exit_code, 0) << "rank " << r << ": " << run.ranks[r].error;
+  // Every rank holds the same model, bit for bit, before and after convert.
+  EXPECT_TRUE(same_state(rank_state(run, 1, "_qat"), rank_state(run, 0, "_qat")));
+  EXPECT_TRUE(same_state(rank_state(run, 1), rank_state(run, 0)));
+  // And it is the one process's model up to summation order: losses, weights, scales.
+  const auto qat0 = rank_state(run, 0, "_qat");
+  EXPECT_TRUE(tq::testing::tensors_close(entry(qat0, "losses"), losses, 1e-5, 0)) << entry(qat0, "losses") << losses;
+  int scales = 0;
+  for (const auto& [name, value] : trained) {
+    const auto& theirs = entry(qat0, name);
+    if (name.find("zero_point") != std::string::npos) {
+      EXPECT_TRUE(theirs.equal(value)) << name;
+    } else if (value.is_floating_point()) {
+      EXPECT_TRUE(tq::testing::tensors_close(theirs, value, 1e-5, 1e-6)) << name;
+      scales += name.find("scale") != std::string::npos;
+    }
+  }
+  EXPECT_GE(scales, 4);
+  // Without the global batch ranges the ranks' activation scales drift apart.
+  const auto unsynced = launch("qat_nosync", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(unsynced.ranks[r].exit_code, 0) << unsynced.ranks[r].error;
+  EXPECT_FALSE(same_state(rank_state(unsynced, 1, "_qat"), rank_state(unsynced, 0, "_qat")));
+}
+
+TEST_F(DistributedCalibration, DataParallelNamesDifferentModelsAndNaNLosses) {
+  const auto mismatch = launch("qat_mismatch", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(mismatch.ranks[r].exit_code, 3);
+    EXPECT_NE(mismatch.ranks[r].error.find("[DataParallel] rank 1 holds a different model than rank 0"),
+              std::string::npos)
+        << mismatch.ranks[r].error;
+  }
+  setenv("TQ_TEST_NAN_RANK", "1", 1);
+  const auto nan = launch("qat", 2, "qat", false);
+  unsetenv("TQ_TEST_NAN_RANK");
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(nan.ranks[r].exit_code, 3);
+    EXPECT_NE(nan.ranks[r].error.find("[DataParallel] the loss is not finite at step 0 on rank(s) 1"),
+              std::string::npos)
+        << nan.ranks[r].error;
   }
 }
 

@@ -114,6 +114,18 @@ std::vector<at::Tensor> ProcessGroup::all_gather(const at::Tensor& tensor) {
   return output[0];
 }
 
+void ProcessGroup::broadcast(std::vector<at::Tensor>& tensors, int64_t root) {
+  TQ_CHECK(root >= 0 && root < impl_->world_size, "ProcessGroup", "broadcast root must be in [0, ", impl_->world_size,
+           "), got ", root);
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  options.timeout = impl_->timeout;
+  for (auto& t : tensors) {
+    std::vector<at::Tensor> one{t};
+    checked("broadcast", peer_hint(*impl_), [&] { impl_->gloo->broadcast(one, options)->wait(); });
+  }
+}
+
 void ProcessGroup::barrier() {
   c10d::BarrierOptions options;
   options.timeout = impl_->timeout;

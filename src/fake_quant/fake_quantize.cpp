@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/observers/batch_range_reduction.h"
 #include "tq/kernels/fake_quantize_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 #include "tq/observers/per_channel_min_max_observer.h"
@@ -226,6 +227,7 @@ at::Tensor fused_moving_avg_obs_fake_quant(const at::Tensor& x, const at::Tensor
       float* rmin = running_min.data_ptr<float>();
       float* rmax = running_max.data_ptr<float>();
       for (int64_t i = 0; i < layout.channels; ++i) check_finite(mn[i], mx[i]);
+      observers::reduce_batch_range(mn.data(), mx.data(), layout.channels);
       for (int64_t i = 0; i < layout.channels; ++i) {
         update(rmin[i], mn[i]);
         update(rmax[i], mx[i]);
@@ -249,6 +251,7 @@ at::Tensor fused_moving_avg_obs_fake_quant(const at::Tensor& x, const at::Tensor
     float mn, mx;
     kernels::cpu::min_max(xc.data_ptr<float>(), xc.numel(), &mn, &mx);
     check_finite(mn, mx);
+    observers::reduce_batch_range(&mn, &mx, 1);
     update(running_min.data_ptr<float>()[0], mn);
     update(running_max.data_ptr<float>()[0], mx);
   }

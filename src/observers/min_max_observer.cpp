@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/observers/batch_range_reduction.h"
 #include "tq/kernels/fake_quantize_kernels.h"
 
 namespace tq::observers {
@@ -33,6 +34,7 @@ std::pair<float, float> MinMaxObserver::observed_range(const at::Tensor& x) cons
   TQ_CHECK(!std::isnan(mn), name(), "input contains NaN");
   TQ_CHECK(std::isfinite(mn) && std::isfinite(mx), name(), "input contains Inf (min ", mn, ", max ", mx,
            "); an infinite range has no finite scale");
+  reduce_batch_range(&mn, &mx, 1);
   return {mn, mx};
 }
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/observers/batch_range_reduction.h"
 #include "tq/kernels/fake_quantize_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 
@@ -39,6 +40,7 @@ std::pair<at::Tensor, at::Tensor> PerChannelMinMaxObserver::observed_ranges(cons
   TQ_CHECK(!at::isnan(mn).any().item<bool>(), name(), "input contains NaN");
   TQ_CHECK(at::isfinite(mn).all().item<bool>() && at::isfinite(mx).all().item<bool>(), name(),
            "input contains Inf; an infinite range has no finite scale");
+  reduce_batch_range(mn.data_ptr<float>(), mx.data_ptr<float>(), layout.channels);
   return {mn, mx};
 }
 

@@ -43,6 +43,8 @@ class ProcessGroup {
   void all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op);
   // Every rank's copy of `tensor` (same shape everywhere), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
+  // In place: every rank's tensors take root's values.
+  void broadcast(std::vector<at::Tensor>& tensors, int64_t root = 0);
   void barrier();
 
   struct Impl;

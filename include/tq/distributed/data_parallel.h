@@ -1,0 +1,51 @@
+#pragma once
+// Data-parallel quantization-aware training over a ProcessGroup, as PyTorch's DDP trains: every
+// rank holds the same model, runs its own shard of each batch, and after backward the gradients
+// are averaged over the ranks, so every rank takes the same optimizer step. What DDP leaves out
+// (pytorch/pytorch#85627), tq does: while a forward runs under sync_batch_ranges(), min/max
+// observers and fake quantizers update their statistics with the range of the global batch, so
+// the ranks' scales and zero points stay identical and they convert to the same int8 model.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tq/core/options.h"
+#include "tq/distributed/process_group.h"
+#include "tq/observers/batch_range_reduction.h"
+
+namespace torch::nn {
+class Module;
+}
+
+namespace tq::distributed {
+
+struct DataParallelOptions {
+  // Gradients are all-reduced in buckets of about this many bytes (DDP's bucket_cap_mb).
+  TQ_OPTION(DataParallelOptions, int64_t, bucket_bytes) = 25 << 20;
+};
+
+class DataParallel {
+ public:
+  // Collective. Checks that every rank holds the same parameters and buffers (names and shapes:
+  // a checksum, so different models fail here with an error, not later with a hang), then gives
+  // every rank rank 0's values, as DDP does at construction. The model must outlive this object.
+  DataParallel(torch::nn::Module& model, ProcessGroup& group, const DataParallelOptions& options = {});
+
+  // Keep the returned guard alive around the forward pass (collective: every rank's forward
+  // observes the same tensors in the same order).
+  [[nodiscard]] observers::ScopedBatchRangeReduction sync_batch_ranges();
+  // After backward: every parameter's gradient becomes the mean over the ranks (a parameter
+  // without a gradient counts as zeros).
+  void all_reduce_gradients();
+  // Throws on every rank, naming the ranks, if any rank's loss is NaN or infinite.
+  void check_loss(double loss, int64_t step);
+
+  ProcessGroup& group() { return group_; }
+
+ private:
+  torch::nn::Module& model_;
+  ProcessGroup& group_;
+  DataParallelOptions options_;
+};
+
+}  // namespace tq::distributed
