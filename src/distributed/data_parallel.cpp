@@ -66,6 +66,15 @@ observers::ScopedBatchRangeReduction DataParallel::sync_batch_ranges() {
   });
 }
 
+void DataParallel::broadcast_buffers() {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> buffers;
+  for (auto& b : model_.buffers(true)) {
+    if (b.numel() > 0 && b.is_contiguous()) buffers.push_back(b);
+  }
+  group_.broadcast(buffers, 0);
+}
+
 void DataParallel::all_reduce_gradients() {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;

@@ -34,6 +34,10 @@ class DataParallel {
   // Keep the returned guard alive around the forward pass (collective: every rank's forward
   // observes the same tensors in the same order).
   [[nodiscard]] observers::ScopedBatchRangeReduction sync_batch_ranges();
+  // Before each forward, as DDP's broadcast_buffers: every rank's buffers (batch-norm running
+  // statistics, observer state) take rank 0's values, so batch norms trained on each rank's own
+  // shard do not drift apart.
+  void broadcast_buffers();
   // After backward: every parameter's gradient becomes the mean over the ranks (a parameter
   // without a gradient counts as zeros).
   void all_reduce_gradients();
