@@ -9,6 +9,7 @@ PACKAGES=(
   googletest libgtest-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   libstb-dev              # PNG / JPEG decoding for the tq tool's image folders
+  libzip-dev              # zip record sizes checked before LibTorch allocates them
   libgloo-dev             # Gloo headers: tq/distributed runs on LibTorch's c10d Gloo backend
   dataset-fashion-mnist   # real data for the demo
   python3-torch           # the executable reference: golden data and the Python side of benchmarks

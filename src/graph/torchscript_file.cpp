@@ -21,6 +21,7 @@ torch::jit::Module load_torchscript(const std::string& path) {
   try {
     // LibTorch's loader trusts what the archive holds: every record must decompress, and the
     // pickles (data, constants, debug info) must keep to their own lengths and memo slots.
+    serialize::detail::check_zip_file_record_sizes(path, "load_torchscript");
     caffe2::serialize::PyTorchStreamReader archive(path);
     for (const auto& record : archive.getAllRecords()) {
       auto [data, size] = archive.getRecord(record);

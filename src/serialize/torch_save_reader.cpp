@@ -5,11 +5,14 @@
 #include <torch/csrc/jit/api/compilation_unit.h>
 #include <torch/csrc/jit/mobile/type_parser.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
+#include <zip.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "tq/core/check.h"
@@ -352,6 +355,61 @@ TorchSaveContents read_torch_save(const std::string& path, const char* op) {
   return parse_torch_save(read_bytes(path, op), path, op);
 }
 
+namespace {
+
+void check_declared_sizes(zip_t* archive, uint64_t archive_bytes, const std::string& path, const char* op) {
+  constexpr uint64_t kDeflateMaxRatio = 1032;
+  const zip_int64_t entries = zip_get_num_entries(archive, 0);
+  for (zip_int64_t i = 0; i < entries; ++i) {
+    zip_stat_t st;
+    zip_stat_init(&st);
+    if (zip_stat_index(archive, static_cast<zip_uint64_t>(i), 0, &st) != 0) continue;
+    if (!(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE)) continue;
+    const bool stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+    const uint64_t limit = stored ? st.comp_size : std::max<uint64_t>(st.comp_size, 1) * kDeflateMaxRatio;
+    TQ_CHECK(st.comp_size <= archive_bytes && st.size <= limit, op, "'", path, "': record '",
+             st.name != nullptr ? st.name : "?", "' claims ", st.size, " bytes from ", st.comp_size,
+             " stored bytes in a ", archive_bytes, "-byte file (a damaged or forged archive)");
+  }
+}
+
+std::string zip_error_text(int code) {
+  zip_error_t error;
+  zip_error_init_with_code(&error, code);
+  std::string text = zip_error_strerror(&error);
+  zip_error_fini(&error);
+  return text;
+}
+
+}  // namespace
+
+void check_zip_record_sizes(const std::string& bytes, const std::string& path, const char* op) {
+  zip_error_t error;
+  zip_error_init(&error);
+  zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
+  TQ_CHECK(source != nullptr, op, "'", path, "': cannot read it as a zip archive: ", zip_error_strerror(&error));
+  zip_t* archive = zip_open_from_source(source, ZIP_RDONLY, &error);
+  if (archive == nullptr) {
+    zip_source_free(source);
+    const std::string text = zip_error_strerror(&error);
+    zip_error_fini(&error);
+    TQ_CHECK(false, op, "'", path, "' is not a torch.save file (damaged zip archive: ", text, ")");
+  }
+  zip_error_fini(&error);
+  std::unique_ptr<zip_t, int (*)(zip_t*)> owned(archive, zip_close);
+  check_declared_sizes(archive, bytes.size(), path, op);
+}
+
+void check_zip_file_record_sizes(const std::string& path, const char* op) {
+  int code = 0;
+  zip_t* archive = zip_open(path.c_str(), ZIP_RDONLY, &code);
+  TQ_CHECK(archive != nullptr, op, path, " is not a TorchScript file (torch.jit.save): ", zip_error_text(code));
+  std::unique_ptr<zip_t, int (*)(zip_t*)> owned(archive, zip_close);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  check_declared_sizes(archive, ec ? 0 : static_cast<uint64_t>(size), path, op);
+}
+
 TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& path, const char* op) {
   TQ_CHECK(!bytes.empty(), op, "'", path, "' is empty");
   // torch.save before PyTorch 1.6 (or with _use_new_zipfile_serialization=False) writes pickles
@@ -361,6 +419,7 @@ TorchSaveContents parse_torch_save(const std::string& bytes, const std::string& 
            "re-save it with torch.save in PyTorch >= 1.6");
   TQ_CHECK(bytes.rfind("PK\x03\x04", 0) == 0, op, "'", path, "' is not a torch.save file (no zip archive)");
 
+  check_zip_record_sizes(bytes, path, op);
   std::istringstream stream(bytes);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive;
   std::string pickle;
