@@ -4,7 +4,9 @@
 #include <torch/nn/module.h>
 
 #include <cmath>
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <sstream>
 
 #include "tq/core/check.h"
@@ -59,20 +61,34 @@ DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const 
 }
 
 observers::ScopedBatchRangeReduction DataParallel::sync_batch_ranges() {
+  // One all-reduce per observed batch: the minimum of [min, -max] (negation is exact).
   return observers::ScopedBatchRangeReduction([this](float* mn, float* mx, int64_t n) {
-    std::vector<at::Tensor> lo{at::from_blob(mn, {n}, at::kFloat)}, hi{at::from_blob(mx, {n}, at::kFloat)};
-    group_.all_reduce(lo, ReduceOp::Min);
-    group_.all_reduce(hi, ReduceOp::Max);
+    std::vector<at::Tensor> both{at::cat({at::from_blob(mn, {n}, at::kFloat), -at::from_blob(mx, {n}, at::kFloat)})};
+    group_.all_reduce(both, ReduceOp::Min);
+    std::copy_n(both[0].data_ptr<float>(), n, mn);
+    const float* neg_max = both[0].data_ptr<float>() + n;
+    for (int64_t i = 0; i < n; ++i) mx[i] = -neg_max[i];
   });
 }
 
 void DataParallel::broadcast_buffers() {
+  // One broadcast per dtype: the buffers flattened into one tensor and copied back.
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> buffers;
+  std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype;
   for (auto& b : model_.buffers(true)) {
-    if (b.numel() > 0 && b.is_contiguous()) buffers.push_back(b);
+    if (b.numel() > 0) by_dtype[b.scalar_type()].push_back(b);
   }
-  group_.broadcast(buffers, 0);
+  for (auto& [dtype, buffers] : by_dtype) {
+    std::vector<at::Tensor> parts;
+    for (const auto& b : buffers) parts.push_back(b.reshape({-1}));
+    std::vector<at::Tensor> flat{at::cat(parts)};
+    group_.broadcast(flat, 0);
+    int64_t offset = 0;
+    for (auto& b : buffers) {
+      b.copy_(flat[0].narrow(0, offset, b.numel()).view(b.sizes()));
+      offset += b.numel();
+    }
+  }
 }
 
 void DataParallel::all_reduce_gradients() {
