@@ -139,12 +139,15 @@ std::shared_ptr<torch::nn::Sequential> qat_model() {
 
 int run_worker(const std::string& scenario) {
   const int64_t rank = std::atoll(std::getenv("TQ_TEST_RANK"));
-  const int64_t world = std::atoll(std::getenv("TQ_TEST_WORLD"));
+  const char* rank1_world = std::getenv("TQ_TEST_RANK1_WORLD");  // a rank told another world size
+  const int64_t world = std::atoll(rank1_world != nullptr && rank == 1 ? rank1_world : std::getenv("TQ_TEST_WORLD"));
   const std::string out = std::getenv("TQ_TEST_OUT");
   const std::string kind = std::getenv("TQ_TEST_QCONFIG");
   kernels::int8::set_engine(engine());
   try {
-    auto options = distributed::ProcessGroupOptions().rank(rank).world_size(world).timeout(std::chrono::seconds(20));
+    const char* timeout = std::getenv("TQ_TEST_TIMEOUT_S");
+    auto options = distributed::ProcessGroupOptions().rank(rank).world_size(world).timeout(
+        std::chrono::seconds(timeout != nullptr ? std::atoll(timeout) : 20));
     const std::string store = std::getenv("TQ_TEST_STORE");
     if (store.rfind("tcp:", 0) == 0) {
       options.master_port(std::atoll(store.c_str() + 4));
@@ -409,6 +412,25 @@ TEST_F(DistributedCalibration, DataParallelNamesDifferentModelsAndNaNLosses) {
   }
 }
 
+TEST_F(DistributedCalibration, MismatchedWorldSizesFailAtTheRendezvous) {
+  setenv("TQ_TEST_RANK1_WORLD", "3", 1);
+  setenv("TQ_TEST_TIMEOUT_S", "3", 1);
+  const auto run = launch("calibrate", 2, "minmax", true);
+  unsetenv("TQ_TEST_RANK1_WORLD");
+  unsetenv("TQ_TEST_TIMEOUT_S");
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(run.ranks[r].exit_code, 3) << "rank " << r;
+    EXPECT_NE(run.ranks[r].error.find("[ProcessGroup] joining the group as rank " + std::to_string(r) + " of " +
+                                      (r == 0 ? "2" : "3") + " failed"),
+              std::string::npos)
+        << "rank " << r << ": " << run.ranks[r].error;
+    EXPECT_NE(run.ranks[r].error.find("every process needs its own rank, the same world_size and store"),
+              std::string::npos)
+        << "rank " << r << ": " << run.ranks[r].error;
+  }
+  EXPECT_LT(run.seconds, 30.0);
+}
+
 TEST_F(DistributedCalibration, ARankThatDiesFailsTheOthersQuickly) {
   const auto run = launch("dies", 4, "minmax", true);
   EXPECT_EQ(run.ranks[1].exit_code, 7);
@@ -450,6 +472,21 @@ TEST(ProcessGroup, AnUnreachableStoreIsNamed) {
       },
       "[ProcessGroup] reaching the TCP store at 127.0.0.1:" + std::to_string(port) + " failed");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 15.0);
+}
+
+TEST(ProcessGroup, ConvertedModelsCannotTrainDataParallel) {
+  const auto dir = fs::path(TQ_TEST_OUTPUT_DIR) / "distributed_converted";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto group = distributed::ProcessGroup::create(
+      distributed::ProcessGroupOptions().file_store((dir / "store").string()).timeout(std::chrono::seconds(5)));
+  kernels::int8::set_engine(engine());
+  auto model = make_model();
+  quant::prepare(**model, quant::QConfigMapping().set_global(qconfig("minmax")));
+  calibrate_shard(*model, 0, 1);
+  quant::convert(**model);
+  tq::testing::expect_error([&] { distributed::DataParallel dp(**model, group); },
+                            "[DataParallel] '0' is converted (quantized) and cannot train");
 }
 
 TEST(ProcessGroup, OneProcessGroupWorksAndSyncChangesNothing) {

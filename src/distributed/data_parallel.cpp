@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/nn/quantizable.h"
 
 namespace tq::distributed {
 namespace {
@@ -36,6 +37,15 @@ std::vector<at::Tensor> state_tensors(torch::nn::Module& model, std::string* sig
 DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const DataParallelOptions& options)
     : model_(model), group_(group), options_(options) {
   TQ_CHECK(options.bucket_bytes() > 0, kOp, "bucket_bytes must be positive, got ", options.bucket_bytes());
+  for (const auto& item : model.named_modules("", /*include_self=*/true)) {
+    const auto* q = dynamic_cast<const nn::Quantizable*>(item.value().get());
+    if (q == nullptr) continue;
+    const auto mode = q->mode();
+    TQ_CHECK(mode != nn::QuantMode::Quantized && mode != nn::QuantMode::DynamicQuantized &&
+                 mode != nn::QuantMode::Reference,
+             kOp, "'", item.key().empty() ? item.value()->name() : item.key(), "' is converted (",
+             nn::to_string(mode), ") and cannot train: train the float or QAT model (prepare_qat), convert after");
+  }
   std::string signature;
   auto tensors = state_tensors(model, &signature);
   const auto mine = at::tensor({static_cast<int64_t>(std::hash<std::string>{}(signature) & 0x7fffffffffffffffULL),

@@ -73,8 +73,8 @@ ProcessGroup ProcessGroup::create(const ProcessGroupOptions& o) {
   }
   impl->store->setTimeout(o.timeout());
   impl->gloo = checked(c10::str("joining the group as rank ", o.rank(), " of ", o.world_size()),
-                       c10::str("not every rank joined within ", seconds(o.timeout()),
-                                ": check that each process has its own rank and the same world_size"),
+                       c10::str("every process needs its own rank, the same world_size and store, and to start "
+                                "within ", seconds(o.timeout()), " of the others"),
                        [&] {
                          auto gloo_options = c10d::ProcessGroupGloo::Options::create();
                          gloo_options->timeout = o.timeout();

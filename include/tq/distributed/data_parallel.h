@@ -28,7 +28,8 @@ class DataParallel {
  public:
   // Collective. Checks that every rank holds the same parameters and buffers (names and shapes:
   // a checksum, so different models fail here with an error, not later with a hang), then gives
-  // every rank rank 0's values, as DDP does at construction. The model must outlive this object.
+  // every rank rank 0's values, as DDP does at construction. A converted (int8) module cannot
+  // train: that is an error too. The model must outlive this object.
   DataParallel(torch::nn::Module& model, ProcessGroup& group, const DataParallelOptions& options = {});
 
   // Keep the returned guard alive around the forward pass (collective: every rank's forward
