@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "tq/core/check.h"
+#include "tq/observers/batch_range_reduction.h"
 #include "tq/numerics/batch_norm_folding.h"
 
 namespace tq::nn {
@@ -95,7 +96,8 @@ bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
   // training, running ones once frozen).
   const auto running_std = at::sqrt(bn_->running_var + bn_->eps());
   const auto scale_factor = bn_->weight / running_std;
-  const auto scaled_weight = run_quantizer(*weight_fake_quant_, weight_ * scale_factor.reshape({-1, 1, 1, 1}));
+  const auto scaled_weight = observers::same_on_every_rank(
+      [&] { return run_quantizer(*weight_fake_quant_, weight_ * scale_factor.reshape({-1, 1, 1, 1})); });
   auto y = at::conv2d(x, scaled_weight, {}, stride(), padding(), dilation(), options_.groups());
   y = y / scale_factor.reshape({1, -1, 1, 1});
   if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});

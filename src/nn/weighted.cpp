@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/observers/batch_range_reduction.h"
 #include "tq/nn/observed_pass.h"
 
 namespace tq::nn {
@@ -50,7 +51,8 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
         if (relu_) overridden = at::relu(overridden);
         return run_quantizer(*activation_post_process_, overridden);
       }
-      auto y = float_op(x, run_quantizer(*weight_fake_quant_, weight_), bias_);
+      const auto weight = observers::same_on_every_rank([&] { return run_quantizer(*weight_fake_quant_, weight_); });
+      auto y = float_op(x, weight, bias_);
       if (relu_) y = at::relu(y);
       return run_quantizer(*activation_post_process_, y);
     }

@@ -27,4 +27,13 @@ class ScopedBatchRangeReduction {
 // Called by observers on each batch's range (after checking it is finite).
 void reduce_batch_range(float* min, float* max, int64_t n);
 
+// Runs fn with no reduction: for tensors that are the same on every rank (weights, which
+// data-parallel training keeps identical), where a reduction would change nothing but cost a
+// round trip.
+template <class Fn>
+auto same_on_every_rank(Fn fn) -> decltype(fn()) {
+  ScopedBatchRangeReduction none{BatchRangeReduction()};
+  return fn();
+}
+
 }  // namespace tq::observers
