@@ -474,12 +474,17 @@ TEST(ProcessGroup, AnUnreachableStoreIsNamed) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 15.0);
 }
 
-TEST(ProcessGroup, ConvertedModelsCannotTrainDataParallel) {
-  const auto dir = fs::path(TQ_TEST_OUTPUT_DIR) / "distributed_converted";
+// A group of this process alone, its file store in a fresh directory.
+distributed::ProcessGroup single_process_group(const std::string& name) {
+  const auto dir = fs::path(TQ_TEST_OUTPUT_DIR) / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
-  auto group = distributed::ProcessGroup::create(
+  return distributed::ProcessGroup::create(
       distributed::ProcessGroupOptions().file_store((dir / "store").string()).timeout(std::chrono::seconds(5)));
+}
+
+TEST(ProcessGroup, ConvertedModelsCannotTrainDataParallel) {
+  auto group = single_process_group("distributed_converted");
   kernels::int8::set_engine(engine());
   auto model = make_model();
   quant::prepare(**model, quant::QConfigMapping().set_global(qconfig("minmax")));
@@ -490,11 +495,7 @@ TEST(ProcessGroup, ConvertedModelsCannotTrainDataParallel) {
 }
 
 TEST(ProcessGroup, OneProcessGroupWorksAndSyncChangesNothing) {
-  const auto dir = fs::path(TQ_TEST_OUTPUT_DIR) / "distributed_single";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  auto group = distributed::ProcessGroup::create(
-      distributed::ProcessGroupOptions().file_store((dir / "store").string()).timeout(std::chrono::seconds(5)));
+  auto group = single_process_group("distributed_single");
   EXPECT_EQ(group.rank(), 0);
   EXPECT_EQ(group.world_size(), 1);
   std::vector<at::Tensor> t{at::tensor({1.0f, -2.0f})};

@@ -57,17 +57,7 @@ DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const 
              all[r][1].item<int64_t>(), " parameters and buffers against ", all[0][1].item<int64_t>(),
              ", or other names or shapes): every rank must build and prepare the same model");
   }
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> nonempty;
-  for (auto& t : tensors) {
-    if (t.numel() > 0) nonempty.push_back(t);
-  }
-  std::vector<at::Tensor> contiguous;
-  for (auto& t : nonempty) contiguous.push_back(t.is_contiguous() ? t : t.contiguous());
-  group.broadcast(contiguous, 0);
-  for (size_t i = 0; i < nonempty.size(); ++i) {
-    if (!nonempty[i].is_same(contiguous[i])) nonempty[i].copy_(contiguous[i]);
-  }
+  broadcast_from_rank0(tensors);
 }
 
 observers::ScopedBatchRangeReduction DataParallel::sync_batch_ranges() {
@@ -81,12 +71,14 @@ observers::ScopedBatchRangeReduction DataParallel::sync_batch_ranges() {
   });
 }
 
-void DataParallel::broadcast_buffers() {
-  // One broadcast per dtype: the buffers flattened into one tensor and copied back.
+void DataParallel::broadcast_buffers() { broadcast_from_rank0(model_.buffers(true)); }
+
+void DataParallel::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) {
+  // One broadcast per dtype: the tensors flattened into one and copied back.
   at::NoGradGuard no_grad;
   std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype;
-  for (auto& b : model_.buffers(true)) {
-    if (b.numel() > 0) by_dtype[b.scalar_type()].push_back(b);
+  for (const auto& t : tensors) {
+    if (t.numel() > 0) by_dtype[t.scalar_type()].push_back(t);
   }
   for (auto& [dtype, buffers] : by_dtype) {
     std::vector<at::Tensor> parts;

@@ -48,6 +48,8 @@ class DataParallel {
   ProcessGroup& group() { return group_; }
 
  private:
+  void broadcast_from_rank0(const std::vector<at::Tensor>& tensors);
+
   torch::nn::Module& model_;
   ProcessGroup& group_;
   DataParallelOptions options_;
