@@ -73,28 +73,30 @@ LearnableFakeQuantize& LearnableFakeQuantize::toggle_fake_quant(bool enabled) {
 
 QParams LearnableFakeQuantize::calculate_qparams() {
   at::NoGradGuard no_grad;
-  scale_.clamp_min_(eps_.item<float>());
+  scale_.variable_data().clamp_min_(eps_.item<float>());
   return {scale_.detach().clone(), zero_point_.detach().round().clamp(quant_min_, quant_max_).to(at::kLong)};
 }
 
 at::Tensor LearnableFakeQuantize::forward(const at::Tensor& x) {
   {
+    // Through variable_data(), as PyTorch writes through .data: the parameters' version counters
+    // stay, so a quantizer called twice in one forward (a shared point) keeps autograd valid.
     at::NoGradGuard no_grad;
     if (static_enabled()) {
       observer_->forward(x.detach());
       const auto qp = observer_->calculate_qparams();
       TQ_CHECK(qp.scale.numel() == scale_.numel(), name(), "the observer produced ", qp.scale.numel(),
                " scales for ", scale_.numel(), " learnable ones (check channel_len)");
-      scale_.copy_(qp.scale.reshape(scale_.sizes()));
-      zero_point_.copy_(qp.zero_point.reshape(zero_point_.sizes()));
+      scale_.variable_data().copy_(qp.scale.reshape(scale_.sizes()));
+      zero_point_.variable_data().copy_(qp.zero_point.reshape(zero_point_.sizes()));
     } else {
-      scale_.clamp_min_(eps_.item<float>());
+      scale_.variable_data().clamp_min_(eps_.item<float>());
     }
   }
   if (!fake_quant_enabled()) return x;
   if (is_symmetric(qscheme_)) {
     at::NoGradGuard no_grad;
-    zero_point_.zero_();
+    zero_point_.variable_data().zero_();
   }
   const double grad_factor =
       use_grad_scaling_ ? 1.0 / std::sqrt(static_cast<double>(x.numel()) * static_cast<double>(quant_max_)) : 1.0;

@@ -233,7 +233,9 @@ void find_matches(Impl& impl) {
   std::reverse(impl.matches.begin(), impl.matches.end());
   // Handlers rewrite the float graph (batch-norm folding) once every match is known.
   for (auto& info : impl.matches) {
-    if (info.why_float.empty()) info.handler->prepare(info.match, *impl.graph);
+    if (info.why_float.empty() && !(impl.qat && detail::trains_batch_norm(info.match))) {
+      info.handler->prepare(info.match, *impl.graph);
+    }
   }
   impl.match_of.clear();
   for (size_t i = 0; i < impl.matches.size(); ++i) {
@@ -261,9 +263,9 @@ void add_point(Impl& impl, Value* v, const nn::QConfig& q, std::string kind, std
   impl.points.push_back(std::move(p));
 }
 
-// The point whose qparams a value carries in int8: its own, or through ops that keep their
-// input's qparams, their input's. -1 if none (fixed qparams, float).
-int64_t qparams_point(const Impl& impl, const Value* v) {
+}  // namespace
+
+int64_t detail::qparams_point(const Impl& impl, const Value* v) {
   for (;;) {
     v = impl.unalias(const_cast<Value*>(v));
     if (auto p = impl.point_of.find(v); p != impl.point_of.end()) return static_cast<int64_t>(p->second);
@@ -281,6 +283,8 @@ int64_t qparams_point(const Impl& impl, const Value* v) {
     v = info.handler->quantized_inputs(info.match).at(0);
   }
 }
+
+namespace {
 
 // Where the seed observes: each quantized match's output (unless its qparams come from its input
 // or its kernel) and each input that enters it from float. Ops whose inputs and output share
@@ -318,7 +322,7 @@ void insert_observers(Impl& impl) {
     if (!info.why_float.empty() || info.handler->output_qparams() != OutputQParams::kSharedWithAllInputs) continue;
     const size_t out = impl.point_of.at(info.match.root->output());
     for (auto* v : info.handler->quantized_inputs(info.match)) {
-      const auto p = qparams_point(impl, v);
+      const auto p = detail::qparams_point(impl, v);
       if (p >= 0) unite(out, static_cast<size_t>(p));
     }
   }
@@ -375,10 +379,12 @@ TensorQParams detail::point_qparams(const ObservedModel::Impl& impl, const Obser
   return {qp.scale.item<double>(), qp.zero_point.item<int64_t>()};
 }
 
-ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
+std::shared_ptr<Impl> detail::prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
+                                           bool qat) {
   TQ_CHECK(model.find_method("forward").has_value(), "prepare", "the module has no forward method");
   auto impl = std::make_shared<Impl>();
   impl->options = options;
+  impl->qat = qat;
   impl->top_type = model.type()->name()->name();
   try {
     impl->source = model.clone();
@@ -396,7 +402,11 @@ ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOption
   check_mapping(model, *g, *impl);
   find_matches(*impl);
   insert_observers(*impl);
-  return ObservedModel(impl);
+  return impl;
+}
+
+ObservedModel prepare(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
+  return ObservedModel(detail::prepare_impl(model, options, /*qat=*/false));
 }
 
 c10::IValue ObservedModel::calibrate(const at::Tensor& batch) { return calibrate(std::vector<c10::IValue>{batch}); }
@@ -607,7 +617,7 @@ class Emitter : public ConvertContext {
         qp = output_qparams(info.match);
         break;
       case OutputQParams::kSharedWithInput: {
-        const auto p = qparams_point(impl_, info.handler->quantized_inputs(info.match).at(0));
+        const auto p = detail::qparams_point(impl_, info.handler->quantized_inputs(info.match).at(0));
         TQ_CHECK(p >= 0, "convert", "internal: no qparams for the input of ", kind_of(info.match.root));
         qp = detail::point_qparams(impl_, impl_.points[static_cast<size_t>(p)]);
         break;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "layer_args.h"
 #include "tq/core/check.h"
 #include "tq/graph/pattern.h"
 #include "tq/kernels/int8_graph.h"
@@ -16,9 +17,14 @@ namespace {
 
 using torch::jit::Node;
 using torch::jit::Value;
+using detail::ConvArgs;
+using detail::kConvOps;
+using detail::optional_tensor;
+using detail::read_conv;
+using detail::why_batch_norm_float;
+using detail::why_conv_float;
 namespace int8g = kernels::int8::graph;
 
-const std::vector<std::string> kConvOps = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution"};
 const std::vector<std::string> kBatchNormOps = {"aten::batch_norm"};
 const std::vector<std::string> kReluOps = {"aten::relu"};
 
@@ -26,60 +32,6 @@ bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType:
 bool is_constant(const Value* v) { return v->node()->kind() == c10::prim::Constant; }
 
 c10::optional<c10::IValue> constant_of(const Value* v) { return torch::jit::toIValue(v); }
-
-// Convolution arguments, read from aten::conv{1,2,3}d or aten::_convolution (traced graphs).
-struct ConvArgs {
-  at::Tensor weight, bias;
-  std::vector<int64_t> stride, padding, dilation;
-  int64_t groups = 1;
-  int dims = 2;
-};
-
-// Empty string when every argument is a constant of the expected kind.
-std::string why_conv_float(const Node* conv) {
-  if (!is_tensor(conv->input(0))) return "the input is not a tensor";
-  for (size_t i = 1; i < conv->inputs().size(); ++i) {
-    if (!is_constant(conv->input(i))) return "argument " + std::to_string(i) + " is not a constant";
-  }
-  const auto w = constant_of(conv->input(1));
-  if (!w || !w->isTensor() || w->toTensor().scalar_type() != at::kFloat) return "the weight is not a float tensor";
-  const auto dims = w->toTensor().dim() - 2;
-  if (dims < 1 || dims > 3) return "the weight has " + std::to_string(dims + 2) + " dimensions";
-  if (conv->kind().toQualString() == std::string("aten::_convolution")) {
-    if (constant_of(conv->input(6))->toBool()) return "transposed convolution";
-  } else if (!constant_of(conv->input(4))->isIntList()) {
-    return "string padding ('same' / 'valid')";
-  }
-  return "";
-}
-
-ConvArgs read_conv(const Node* conv) {
-  ConvArgs a;
-  a.weight = constant_of(conv->input(1))->toTensor();
-  const auto b = constant_of(conv->input(2));
-  if (b && b->isTensor()) a.bias = b->toTensor();
-  a.stride = constant_of(conv->input(3))->toIntVector();
-  a.padding = constant_of(conv->input(4))->toIntVector();
-  a.dilation = constant_of(conv->input(5))->toIntVector();
-  const bool traced = conv->kind().toQualString() == std::string("aten::_convolution");
-  a.groups = constant_of(conv->input(traced ? 8 : 6))->toInt();
-  a.dims = static_cast<int>(a.weight.dim()) - 2;
-  return a;
-}
-
-std::string why_batch_norm_float(const Node* bn) {
-  for (size_t i = 1; i < bn->inputs().size(); ++i) {
-    if (!is_constant(bn->input(i))) return "batch norm argument " + std::to_string(i) + " is not a constant";
-  }
-  if (constant_of(bn->input(5))->toBool()) return "batch norm in training mode";
-  if (!constant_of(bn->input(3))->isTensor()) return "batch norm without running statistics";
-  return "";
-}
-
-at::Tensor optional_tensor(const Value* v) {
-  const auto iv = constant_of(v);
-  return iv && iv->isTensor() ? iv->toTensor() : at::Tensor();
-}
 
 // conv (+ batch_norm) (+ relu): one int8 convolution with the batch norm folded in.
 class ConvHandler : public QuantizeHandler {

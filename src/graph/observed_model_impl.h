@@ -38,6 +38,9 @@ struct ObservedModel::Impl {
   std::shared_ptr<Graph> graph;
   GraphQuantizeOptions options;
   std::string top_type;
+  // Prepared for QAT: points hold fake quantizers, and 2-d convolutions keep their batch norm
+  // (it trains live, as PyTorch's ConvBn2d) instead of folding it before observation.
+  bool qat = false;
 
   struct MatchInfo {
     Match match;
@@ -98,6 +101,14 @@ struct ObservedModel::Impl {
 namespace detail {
 // The linear / convolution node of a match (nullptr if it has none).
 const Node* weighted_node(const Match& m);
+// prepare() for both workflows: freeze, normalize, match, observe.
+std::shared_ptr<ObservedModel::Impl> prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
+                                                  bool qat);
+// True when graph-mode QAT keeps this match's batch norm live (a 2-d convolution + batch norm).
+bool trains_batch_norm(const Match& m);
+// The point whose qparams a value carries in int8: its own, or through ops that keep their
+// input's qparams, their input's. -1 if none (fixed qparams, float).
+int64_t qparams_point(const ObservedModel::Impl& impl, const torch::jit::Value* v);
 // A quantization point's qparams; throws, naming the point, if its observer saw no data.
 TensorQParams point_qparams(const ObservedModel::Impl& impl, const ObservedModel::Impl::Point& p);
 }  // namespace detail

@@ -63,6 +63,13 @@ GraphQuantizeOptions GraphQuantizeOptions::for_backend(const std::string& backen
   return o;
 }
 
+GraphQuantizeOptions GraphQuantizeOptions::for_backend_qat(const std::string& backend) {
+  GraphQuantizeOptions o;
+  o.mapping.set_global(quant::get_default_qat_qconfig(backend));
+  o.patterns = default_patterns();
+  return o;
+}
+
 GraphQuantizeOptions GraphQuantizeOptions::dynamic() {
   GraphQuantizeOptions o;
   o.mapping.set_global(quant::default_dynamic_qconfig());

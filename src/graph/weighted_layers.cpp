@@ -5,12 +5,19 @@
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"
+#include "layer_args.h"
 #include "tq/core/error_message.h"
 
 namespace tq::graph {
 
 const Node* detail::weighted_node(const Match& m) {
   return m.find({"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::linear"});
+}
+
+bool detail::trains_batch_norm(const Match& m) {
+  const Node* conv = m.find(kConvOps);
+  return conv != nullptr && m.find({"aten::batch_norm"}) != nullptr && why_conv_float(conv).empty() &&
+         read_conv(conv).dims == 2;
 }
 
 namespace detail {

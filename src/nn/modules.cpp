@@ -98,7 +98,9 @@ bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
   const auto scale_factor = bn_->weight / running_std;
   const auto scaled_weight = observers::same_on_every_rank(
       [&] { return run_quantizer(*weight_fake_quant_, weight_ * scale_factor.reshape({-1, 1, 1, 1})); });
-  auto y = at::conv2d(x, scaled_weight, {}, stride(), padding(), dilation(), options_.groups());
+  // A zero bias, as PyTorch passes one: the convolution then runs the same kernel, bit for bit.
+  const auto zero_bias = at::zeros({options_.out_channels()}, x.options());
+  auto y = at::conv2d(x, scaled_weight, zero_bias, stride(), padding(), dilation(), options_.groups());
   y = y / scale_factor.reshape({1, -1, 1, 1});
   if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});
   const bool train = bn_->is_training() && !freeze_bn_;

@@ -45,17 +45,8 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       if (relu_) y = at::relu(y);
       return observe_output(*activation_post_process_, y);
     }
-    case QuantMode::QAT: {
-      at::Tensor overridden;
-      if (qat_forward_override(x, overridden)) {
-        if (relu_) overridden = at::relu(overridden);
-        return run_quantizer(*activation_post_process_, overridden);
-      }
-      const auto weight = observers::same_on_every_rank([&] { return run_quantizer(*weight_fake_quant_, weight_); });
-      auto y = float_op(x, weight, bias_);
-      if (relu_) y = at::relu(y);
-      return run_quantizer(*activation_post_process_, y);
-    }
+    case QuantMode::QAT:
+      return run_quantizer(*activation_post_process_, qat_compute(x));
     case QuantMode::Quantized:
       if (wrap_io_ && !x.is_quantized()) {
         const auto xq = at::quantize_per_tensor(x, in_scale_.data_ptr<double>()[0],
@@ -78,6 +69,16 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
     }
   }
   return x;
+}
+
+at::Tensor WeightedModule::qat_compute(const at::Tensor& x) {
+  TQ_CHECK(mode_ == QuantMode::QAT, name(), "needs a QAT module, this one is ", to_string(mode_));
+  at::Tensor y;
+  if (!qat_forward_override(x, y)) {
+    const auto weight = observers::same_on_every_rank([&] { return run_quantizer(*weight_fake_quant_, weight_); });
+    y = float_op(x, weight, bias_);
+  }
+  return relu_ ? at::relu(y) : y;
 }
 
 void WeightedModule::prepare(const QConfig& qconfig) {

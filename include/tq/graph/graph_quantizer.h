@@ -45,6 +45,8 @@ struct GraphQuantizeOptions {
 
   // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
   static GraphQuantizeOptions for_backend(const std::string& backend);
+  // PyTorch FX's get_default_qat_qconfig_mapping(backend), for prepare_qat (tq/graph/qat.h).
+  static GraphQuantizeOptions for_backend_qat(const std::string& backend);
   // Dynamic quantization of Linear (default_dynamic_qconfig) and weight-only 8-bit Embedding
   // (float_qparams_weight_only_qconfig): no calibration needed.
   static GraphQuantizeOptions dynamic();

@@ -28,6 +28,12 @@ class WeightedModule : public torch::nn::Module, public Quantizable {
   void validate_state() const override;
   void pretty_print(std::ostream& stream) const override;
 
+  // QAT mode's computation up to its output fake quantizer: fake-quantized weight, live batch
+  // norm, fused ReLU. Graph-mode QAT fake-quantizes the output where the graph observes it.
+  at::Tensor qat_compute(const at::Tensor& x);
+  // QAT mode: the weight's fake quantizer.
+  const std::shared_ptr<torch::nn::Module>& weight_fake_quant() const { return weight_fake_quant_; }
+
   // Fuses a following ReLU into this module (fuse_modules).
   void set_fused_relu(bool relu) { relu_ = relu; }
   bool fused_relu() const { return relu_; }

@@ -1,0 +1,38 @@
+#pragma once
+// Arguments of convolution, linear and batch-norm nodes read from a frozen graph's constants:
+// what the int8 handlers, and graph-mode QAT when it rebuilds trainable layers, both need.
+// Not installed.
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace tq::graph::detail {
+
+// aten::conv{1,2,3}d or aten::_convolution (traced graphs).
+extern const std::vector<std::string> kConvOps;
+
+struct ConvArgs {
+  at::Tensor weight, bias;  // bias undefined when the convolution has none
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+  int dims = 2;
+};
+// Empty string when every argument is a constant of the expected kind; otherwise why not.
+std::string why_conv_float(const torch::jit::Node* conv);
+ConvArgs read_conv(const torch::jit::Node* conv);
+
+// aten::batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn).
+struct BatchNormArgs {
+  at::Tensor weight, bias, running_mean, running_var;
+  double momentum = 0.1, eps = 1e-5;
+};
+std::string why_batch_norm_float(const torch::jit::Node* bn);
+BatchNormArgs read_batch_norm(const torch::jit::Node* bn);
+
+// The node's input as a tensor constant (undefined for None).
+at::Tensor optional_tensor(const torch::jit::Value* v);
+
+}  // namespace tq::graph::detail
