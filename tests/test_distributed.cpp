@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +27,7 @@
 #include "tq/distributed/observer_sync.h"
 #include "tq/distributed/process_group.h"
 #include "tq/graph/graph_quantizer.h"
+#include "tq/graph/qat.h"
 #include "tq/kernels/int8.h"
 #include "tq/nn/modules.h"
 #include "tq/observers/histogram_observer.h"
@@ -129,6 +131,52 @@ at::Tensor train_qat(torch::nn::Sequential& model, tq::distributed::DataParallel
   return losses;
 }
 
+// Graph-mode QAT of the golden TorchScript net (conv + batch norm, add, pooling, linear): 3 SGD
+// steps on the golden batches of 8, split across the ranks. Returns the int8 output on the test
+// input; `state` gets the QAT state and the losses (averaged over the ranks).
+at::Tensor train_graph_qat(tq::distributed::ProcessGroup* group, int64_t rank, int64_t world,
+                           serialize::StateDict& state) {
+  const auto& g = tq::testing::golden("graph/qat_qnnpack.json");
+  auto qat = graph::prepare_qat(graph::load_torchscript(tq::testing::golden_path("graph/qat_model_script.pt")),
+                                graph::GraphQuantizeOptions::for_backend_qat("qnnpack"));
+  std::optional<distributed::DataParallel> dp;
+  if (group != nullptr) dp.emplace(qat.module(), *group);
+  auto losses = at::zeros({3}, at::kDouble);
+  for (int s = 0; s < 3; ++s) {
+    const auto x = tq::testing::to_tensor(g["steps"][s]["input"]);
+    const auto y = at::tensor(g["steps"][s]["target"].get<std::vector<int64_t>>(), at::kLong);
+    const int64_t lo = x.size(0) * rank / world, hi = x.size(0) * (rank + 1) / world;
+    for (auto& p : qat.parameters()) p.mutable_grad() = at::Tensor();
+    at::Tensor loss;
+    if (dp) {
+      dp->broadcast_buffers();
+      auto global_ranges = dp->sync_batch_ranges();
+      loss = at::cross_entropy_loss(qat.forward(x.slice(0, lo, hi)), y.slice(0, lo, hi));
+    } else {
+      loss = at::cross_entropy_loss(qat.forward(x.slice(0, lo, hi)), y.slice(0, lo, hi));
+    }
+    loss.backward();
+    double value = loss.item<double>();
+    if (dp) {
+      dp->check_loss(value, s);
+      dp->all_reduce_gradients();
+      std::vector<at::Tensor> l{at::tensor({value}, at::kDouble)};
+      dp->group().all_reduce(l, distributed::ReduceOp::Sum);
+      value = l[0].item<double>() / static_cast<double>(world);
+    }
+    losses[s] = value;
+    at::NoGradGuard no_grad;
+    for (auto& p : qat.parameters()) p.sub_(p.grad() * 0.05);
+  }
+  // Batch norms' running statistics follow each rank's last shard: rank 0's go everywhere before
+  // convert (DDP too leaves them apart after the last step).
+  if (dp) dp->broadcast_buffers();
+  state = serialize::state_dict(qat.module());
+  state.emplace_back("losses", losses);
+  qat.eval();
+  return qat.convert().forward({tq::testing::to_tensor(g["test_input"])}).toTensor();
+}
+
 std::shared_ptr<torch::nn::Sequential> qat_model() {
   auto m = make_model();
   quant::prepare_qat(**m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine())));
@@ -159,6 +207,14 @@ int run_worker(const std::string& scenario) {
       kernels::int8::set_engine("qnnpack");
       serialize::save_state_dict_file({{"output", graph_int8_output(&group, rank, world)}},
                                       out + "/rank" + std::to_string(rank) + ".pt");
+      return 0;
+    }
+    if (scenario == "graph_qat") {
+      kernels::int8::set_engine("qnnpack");
+      serialize::StateDict state;
+      const auto output = train_graph_qat(&group, rank, world, state);
+      state.emplace_back("int8_output", output);
+      serialize::save_state_dict_file(state, out + "/rank" + std::to_string(rank) + ".pt");
       return 0;
     }
     if (scenario.rfind("qat", 0) == 0) {
@@ -391,6 +447,26 @@ TEST_F(DistributedCalibration, DataParallelQatMatchesOneProcessOnTheGlobalBatch)
   const auto unsynced = launch("qat_nosync", 2, "qat", false);
   for (int r = 0; r < 2; ++r) ASSERT_EQ(unsynced.ranks[r].exit_code, 0) << unsynced.ranks[r].error;
   EXPECT_FALSE(same_state(rank_state(unsynced, 1, "_qat"), rank_state(unsynced, 0, "_qat")));
+}
+
+TEST_F(DistributedCalibration, GraphModeQatRanksHoldOneModel) {
+  const auto engines = kernels::int8::available_engines();
+  if (std::find(engines.begin(), engines.end(), "qnnpack") == engines.end()) GTEST_SKIP() << "no qnnpack engine";
+  const auto run = launch("graph_qat", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(run.ranks[r].exit_code, 0) << "rank " << r << ": " << run.ranks[r].error;
+  // The QAT state (weights, batch-norm statistics, fake quantizers) and the int8 model: one on both
+  // ranks, bit for bit. (Each rank's batch norms see its own shard's statistics, as under DDP
+  // without SyncBatchNorm, so it is not the one-process model.)
+  const auto r0 = rank_state(run, 0), r1 = rank_state(run, 1);
+  EXPECT_TRUE(same_state(r1, r0));
+  EXPECT_GT(r0.size(), 30u);
+  // Without data parallelism, the ranks' halves of each batch train two different models.
+  kernels::int8::set_engine("qnnpack");
+  serialize::StateDict half0, half1;
+  const auto out0 = train_graph_qat(nullptr, 0, 2, half0);
+  const auto out1 = train_graph_qat(nullptr, 1, 2, half1);
+  EXPECT_FALSE(out0.equal(out1));
+  EXPECT_FALSE(entry(r0, "int8_output").equal(out0));
 }
 
 TEST_F(DistributedCalibration, DataParallelNamesDifferentModelsAndNaNLosses) {

@@ -156,6 +156,34 @@ TEST(GraphQatModel, FrozenBatchNormStatsUseRunningStatistics) {
   EXPECT_GT((qat.forward(x) - float_out).abs().max().item<double>(), 1e-3);
 }
 
+TEST(GraphQatModel, WithoutFakeQuantizationItTrainsAsTheFloatModel) {
+  // Fake quantization and observers off from the start: three SGD steps give the float model's
+  // training-mode losses (ConvBn2d's scaled weight / unscaled output round differently: 1e-5).
+  const auto& g = golden("graph/qat_qnnpack.json");
+  auto qat = tq::graph::prepare_qat(qat_net(), tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack"));
+  qat.enable_fake_quant(false);
+  qat.enable_observer(false);
+  auto float_model = qat_net();
+  float_model.train();
+  std::vector<at::Tensor> float_params;
+  for (const auto& p : float_model.parameters()) float_params.push_back(p);
+  torch::optim::SGD qat_sgd(qat.parameters(), torch::optim::SGDOptions(0.05));
+  torch::optim::SGD float_sgd(float_params, torch::optim::SGDOptions(0.05));
+  for (int step = 0; step < 3; ++step) {
+    const auto x = to_tensor(g["steps"][step]["input"]);
+    const auto y = targets(g["steps"][step]["target"]);
+    auto qat_loss = torch::nn::functional::cross_entropy(qat.forward(x), y);
+    auto float_loss = torch::nn::functional::cross_entropy(float_model.forward({x}).toTensor(), y);
+    EXPECT_LT(relative(qat_loss.item<double>(), float_loss.item<double>()), 1e-5) << "step " << step;
+    qat_sgd.zero_grad();
+    float_sgd.zero_grad();
+    qat_loss.backward();
+    float_loss.backward();
+    qat_sgd.step();
+    float_sgd.step();
+  }
+}
+
 TEST(GraphQatModel, LearnableFakeQuantizersTrainTheirScales) {
   namespace fq = tq::fake_quant;
   namespace obs = tq::observers;

@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -42,6 +43,7 @@ struct QatModel::Impl {
   std::vector<Layer> layers;
   // Each point's fake quantizer once (shared points: the first), named as FX names them.
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> point_quantizers;
+  std::shared_ptr<torch::nn::Module> container = std::make_shared<torch::nn::Module>("QatModel");
   std::shared_ptr<Graph> graph;  // the training graph
   std::unique_ptr<torch::jit::Code> code;
   std::vector<int64_t> slots;
@@ -262,6 +264,15 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     }
     w->destroy();
   }
+  auto submodule_name = [](std::string name) {
+    std::replace(name.begin(), name.end(), '.', '_');
+    return name.empty() ? std::string("top") : name;
+  };
+  for (auto& layer : impl->layers) {
+    impl->container->register_module(submodule_name(layer.name), std::static_pointer_cast<torch::nn::Module>(layer.module));
+    if (layer.bn) impl->container->register_module(submodule_name(layer.bn_name), layer.bn);
+  }
+  for (auto& [name, q] : impl->point_quantizers) impl->container->register_module(name, q);
   try {
     impl->code = std::make_unique<torch::jit::Code>(impl->graph, "qat_forward");
   } catch (const std::exception& e) {
@@ -357,6 +368,8 @@ void QatModel::enable_fake_quant(bool on) {
 }
 
 int64_t QatModel::steps() const { return impl_->steps; }
+
+torch::nn::Module& QatModel::module() { return *impl_->container; }
 
 torch::jit::Module QatModel::convert(bool reference) const {
   auto& impl = *impl_;

@@ -101,8 +101,9 @@ bool Conv2dImpl::qat_forward_override(const at::Tensor& x, at::Tensor& out) {
   // A zero bias, as PyTorch passes one: the convolution then runs the same kernel, bit for bit.
   const auto zero_bias = at::zeros({options_.out_channels()}, x.options());
   auto y = at::conv2d(x, scaled_weight, zero_bias, stride(), padding(), dilation(), options_.groups());
-  y = y / scale_factor.reshape({1, -1, 1, 1});
-  if (bias_.defined()) y = y + bias_.reshape({1, -1, 1, 1});
+  // bias + y / scale_factor in one pass (the same two roundings as PyTorch's divide, then add).
+  y = bias_.defined() ? at::addcdiv(bias_.reshape({1, -1, 1, 1}), y, scale_factor.reshape({1, -1, 1, 1}))
+                      : y / scale_factor.reshape({1, -1, 1, 1});
   const bool train = bn_->is_training() && !freeze_bn_;
   if (train) bn_->num_batches_tracked.add_(1);  // as the batch norm module's own forward counts
   out = at::batch_norm(y, bn_->weight, bn_->bias, bn_->running_mean, bn_->running_var, train, bn_->momentum(),

@@ -61,6 +61,11 @@ class QatModel {
   // for the i-th quantization point in graph order (a shared one once).
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> named_fake_quantizers() const;
 
+  // Every trainable layer, batch norm and fake quantizer as submodules of one torch::nn::Module
+  // (names with '.' written '_': "layer1_0_conv1", "activation_post_process_3"): what state_dict
+  // checkpoints and tq::distributed::DataParallel work on.
+  torch::nn::Module& module();
+
   // Batch norms use batch statistics and update running ones while training (the default).
   void train(bool on = true);
   void eval() { train(false); }
