@@ -97,6 +97,22 @@ at::Tensor graph_int8_output(tq::distributed::ProcessGroup* group, int64_t rank,
 // (each rank's shard loss averaged over the ranks, which is the global batch's loss).
 constexpr int kSteps = 5, kBatch = 16;
 
+// After backward: with data parallelism, the loss checked on every rank, gradients averaged, and
+// the loss averaged over the ranks (the global batch's loss); then an SGD step of 0.05.
+double finish_step(tq::distributed::DataParallel* dp, const std::vector<at::Tensor>& params, double loss, int step,
+                   int64_t world) {
+  if (dp != nullptr) {
+    dp->check_loss(loss, step);
+    dp->all_reduce_gradients();
+    std::vector<at::Tensor> l{at::tensor({loss}, at::kDouble)};
+    dp->group().all_reduce(l, distributed::ReduceOp::Sum);
+    loss = l[0].item<double>() / static_cast<double>(world);
+  }
+  at::NoGradGuard no_grad;
+  for (const auto& p : params) p.sub_(p.grad() * 0.05);
+  return loss;
+}
+
 at::Tensor train_qat(torch::nn::Sequential& model, tq::distributed::DataParallel* dp, int64_t rank, int64_t world) {
   at::manual_seed(2);
   const auto x = at::randn({kSteps, kBatch, 8}) * at::linspace(0.5, 3.0, kSteps).view({kSteps, 1, 1});
@@ -115,18 +131,8 @@ at::Tensor train_qat(torch::nn::Sequential& model, tq::distributed::DataParallel
       loss = forward();
     }
     loss.backward();
-    double value = loss.item<double>();
-    if (dp != nullptr) {
-      dp->check_loss(std::getenv("TQ_TEST_NAN_RANK") && std::atoll(std::getenv("TQ_TEST_NAN_RANK")) == rank
-                         ? std::nan("") : value, s);
-      dp->all_reduce_gradients();
-      std::vector<at::Tensor> l{at::tensor({value}, at::kDouble)};
-      dp->group().all_reduce(l, distributed::ReduceOp::Sum);
-      value = l[0].item<double>() / static_cast<double>(world);
-    }
-    losses[s] = value;
-    at::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.sub_(p.grad() * 0.05);
+    const bool nan_here = std::getenv("TQ_TEST_NAN_RANK") && std::atoll(std::getenv("TQ_TEST_NAN_RANK")) == rank;
+    losses[s] = finish_step(dp, model->parameters(), nan_here ? std::nan("") : loss.item<double>(), s, world);
   }
   return losses;
 }
@@ -156,17 +162,7 @@ at::Tensor train_graph_qat(tq::distributed::ProcessGroup* group, int64_t rank, i
       loss = at::cross_entropy_loss(qat.forward(x.slice(0, lo, hi)), y.slice(0, lo, hi));
     }
     loss.backward();
-    double value = loss.item<double>();
-    if (dp) {
-      dp->check_loss(value, s);
-      dp->all_reduce_gradients();
-      std::vector<at::Tensor> l{at::tensor({value}, at::kDouble)};
-      dp->group().all_reduce(l, distributed::ReduceOp::Sum);
-      value = l[0].item<double>() / static_cast<double>(world);
-    }
-    losses[s] = value;
-    at::NoGradGuard no_grad;
-    for (auto& p : qat.parameters()) p.sub_(p.grad() * 0.05);
+    losses[s] = finish_step(dp ? &*dp : nullptr, qat.parameters(), loss.item<double>(), s, world);
   }
   // Batch norms' running statistics follow each rank's last shard: rank 0's go everywhere before
   // convert (DDP too leaves them apart after the last step).

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "fashion_cnn.h"
+#include "engine_choice.h"
 #include "idx_reader.h"
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
@@ -38,10 +39,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     at::set_num_threads(static_cast<int>(threads));
-    const auto engines = tq::kernels::int8::available_engines();
-    const std::string engine =
-        std::find(engines.begin(), engines.end(), "onednn") != engines.end() ? "onednn" : engines.at(0);
-    tq::kernels::int8::set_engine(engine);
+    const std::string engine = tq::apps::use_preferred_engine();
     auto group = tq::distributed::ProcessGroup::create(
         tq::distributed::ProcessGroupOptions().rank(rank).world_size(world).file_store(store));
     TQ_CHECK(global_batch % world == 0, "data_parallel_qat", "global batch ", global_batch,

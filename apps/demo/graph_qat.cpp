@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 
+#include "engine_choice.h"
 #include "idx_reader.h"
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
@@ -123,10 +124,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     at::set_num_threads(static_cast<int>(threads));
-    const auto engines = tq::kernels::int8::available_engines();
-    const std::string engine =
-        std::find(engines.begin(), engines.end(), "onednn") != engines.end() ? "onednn" : engines.at(0);
-    tq::kernels::int8::set_engine(engine);
+    const std::string engine = tq::apps::use_preferred_engine();
     const auto options = options_for(config, engine);
     const auto train = tq::apps::load_fashion_mnist(data_dir, "train");
 

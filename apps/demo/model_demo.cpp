@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "engine_choice.h"
 #include "fashion_cnn.h"
 #include "progress.h"
 #include "tq/kernels/int8.h"
@@ -69,10 +70,10 @@ void calibrate(FashionCnn& model, const Dataset& data, int64_t batches, const st
 nlohmann::json run_model_demo(const Dataset& train_set, const Dataset& test_set, const ModelDemoOptions& o) {
   std::string engine = o.engine;
   if (engine.empty()) {
-    const auto avail = kernels::int8::available_engines();
-    engine = std::find(avail.begin(), avail.end(), "onednn") != avail.end() ? "onednn" : avail.at(0);
+    engine = use_preferred_engine();
+  } else {
+    kernels::int8::set_engine(engine);
   }
-  kernels::int8::set_engine(engine);
   std::filesystem::create_directories(o.out_dir);
   const std::string weights = o.out_dir + "/fashion_cnn_float.pt";
 
