@@ -139,6 +139,41 @@ TEST(GraphQatModel, NamesParametersAfterTheModelsModules) {
   EXPECT_EQ(names, want);
 }
 
+TEST(GraphQatModel, LayersLeftFloatTrainInFloat) {
+  // fc2 excluded: it trains in float, as FX trains it, and convert keeps its trained weights.
+  const auto& g = golden("graph/qat_qnnpack.json");
+  tq::kernels::int8::set_engine("qnnpack");
+  auto options = tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack");
+  options.mapping.set_module_name_none("fc2");
+  auto qat = tq::graph::prepare_qat(qat_net(), options);
+  std::vector<std::string> names;
+  for (const auto& [name, t] : qat.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names.back(), "fc2.bias");
+  for (const auto& [name, q] : qat.named_fake_quantizers()) EXPECT_NE(name, "fc2.weight_fake_quant");
+  at::Tensor fc2_before;
+  for (const auto& [name, t] : qat.named_parameters()) {
+    if (name == "fc2.weight") fc2_before = t.detach().clone();
+  }
+  train(qat, g);
+  for (const auto& [name, t] : qat.named_parameters()) {
+    if (name == "fc2.weight") EXPECT_GT((t.detach() - fc2_before).abs().max().item<double>(), 1e-4);
+  }
+  qat.eval();
+  qat.enable_observer(false);
+  const auto x = to_tensor(g["test_input"]);
+  at::Tensor fake_quantized;
+  {
+    at::NoGradGuard no_grad;
+    fake_quantized = qat.forward(x);
+  }
+  const auto out = qat.convert().forward({x}).toTensor();
+  EXPECT_LE((out - fake_quantized).abs().max().item<double>(), 0.02);  // float fc2 on fc1's int8 output
+  const auto summary = qat.summary();
+  int float_linears = 0;
+  for (const auto& e : summary.nodes) float_linears += e.op == "aten::linear" && !e.quantized;
+  EXPECT_EQ(float_linears, 1);
+}
+
 TEST(GraphQatModel, FrozenBatchNormStatsUseRunningStatistics) {
   const auto& g = golden("graph/qat_qnnpack.json");
   auto qat = tq::graph::prepare_qat(qat_net(), tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack"));

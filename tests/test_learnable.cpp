@@ -84,6 +84,35 @@ TEST(LearnableFakeQuantize, CalculateQParamsClampsScaleAndRoundsZeroPoint) {
   EXPECT_EQ(qp.zero_point.scalar_type(), at::kLong);
 }
 
+TEST(LearnableFakeQuantize, ChannelCountFromTheFirstTensor) {
+  // channel_len 0: the same quantizer as channel_len 5 once it has seen a 5-channel tensor.
+  auto make = [](int64_t channels) {
+    return LearnableFakeQuantize(LearnableFakeQuantizeOptions()
+                                     .observer(obs::with_args<obs::MovingAveragePerChannelMinMaxObserver>(
+                                         obs::MovingAveragePerChannelMinMaxObserverOptions()
+                                             .ch_axis(1)
+                                             .dtype(tq::QDType::QInt8)
+                                             .qscheme(tq::QScheme::PerChannelSymmetric)
+                                             .quant_min(-8)
+                                             .quant_max(7)))
+                                     .quant_min(-8)
+                                     .quant_max(7)
+                                     .channel_len(channels));
+  };
+  auto lazy = make(0), sized = make(5);
+  EXPECT_EQ(lazy.scale().numel(), 1);
+  const auto scale_param = lazy.scale();
+  const auto x = at::randn({3, 5, 4});
+  EXPECT_TRUE(tensors_equal(lazy.forward(x).detach(), sized.forward(x).detach()));
+  EXPECT_EQ(lazy.scale().numel(), 5);
+  EXPECT_TRUE(scale_param.is_same(lazy.scale()));  // the same parameter, as an optimizer holds it
+  EXPECT_TRUE(tensors_equal(lazy.scale().detach(), sized.scale().detach()));
+  lazy.set_channel_count(5);
+  tq::testing::expect_error([&] { lazy.set_channel_count(6); }, "[LearnableFakeQuantize] has 5 channels, the tensor 6");
+  tq::testing::expect_error([&] { LearnableFakeQuantize(LearnableFakeQuantizeOptions().channel_len(-2)); },
+                            "[LearnableFakeQuantize] channel_len must be -1, 0 or positive, got -2");
+}
+
 TEST(LearnableFakeQuantize, PerChannelAndSymmetricZeroPoint) {
   LearnableFakeQuantize lsq(LearnableFakeQuantizeOptions()
                                 .observer(obs::with_args<obs::MovingAveragePerChannelMinMaxObserver>(
@@ -102,5 +131,5 @@ TEST(LearnableFakeQuantize, PerChannelAndSymmetricZeroPoint) {
   EXPECT_TRUE(tensors_equal(lsq.zero_point().detach(), at::zeros({5})));
   const auto expect = at::fake_quantize_per_channel_affine(x, lsq.scale().detach(), at::zeros({5}, at::kInt), 1, -128, 127);
   EXPECT_TRUE(tensors_equal(y.detach(), expect));
-  tq::testing::expect_error([&] { LearnableFakeQuantize(LearnableFakeQuantizeOptions().channel_len(4)); }, "[LearnableFakeQuantize] a per-channel observer needs channel_len > 0, a per-tensor one channel_len -1 (got 4 with per_tensor_affine)");
+  tq::testing::expect_error([&] { LearnableFakeQuantize(LearnableFakeQuantizeOptions().channel_len(4)); }, "[LearnableFakeQuantize] a per-channel observer needs channel_len >= 0, a per-tensor one channel_len -1 (got 4 with per_tensor_affine)");
 }

@@ -28,6 +28,7 @@
 #include "tq/graph/qat.h"
 #include "tq/kernels/int8.h"
 #include "tq/observers/min_max_observer.h"
+#include "tq/observers/per_channel_min_max_observer.h"
 #include "tq/quant/qconfig_mapping.h"
 
 namespace {
@@ -36,8 +37,8 @@ namespace fq = tq::fake_quant;
 namespace obs = tq::observers;
 
 // LSQ (LearnableFakeQuantize, gradient scaling) at `bits`: activations quint8 [0, 2^b - 1],
-// weights per tensor symmetric [-2^(b-1), 2^(b-1) - 1]; a moving-average min/max observer sets the
-// first scale.
+// weights per output channel, symmetric [-2^(b-1), 2^(b-1) - 1]; moving-average min/max observers
+// set the first scales.
 tq::nn::QConfig lsq_qconfig(int bits) {
   const int64_t amax = (1 << bits) - 1, wmin = -(1 << (bits - 1)), wmax = (1 << (bits - 1)) - 1;
   tq::nn::QConfig q;
@@ -53,13 +54,15 @@ tq::nn::QConfig lsq_qconfig(int bits) {
   q.weight = fq::FakeQuantizeFactory([wmin, wmax] {
     return std::make_shared<fq::LearnableFakeQuantize>(
         fq::LearnableFakeQuantizeOptions()
-            .observer(obs::with_args<obs::MovingAverageMinMaxObserver>(obs::MovingAverageMinMaxObserverOptions()
-                                                                           .dtype(tq::QDType::QInt8)
-                                                                           .qscheme(tq::QScheme::PerTensorSymmetric)
-                                                                           .quant_min(wmin)
-                                                                           .quant_max(wmax)))
+            .observer(obs::with_args<obs::MovingAveragePerChannelMinMaxObserver>(
+                obs::MovingAveragePerChannelMinMaxObserverOptions()
+                    .dtype(tq::QDType::QInt8)
+                    .qscheme(tq::QScheme::PerChannelSymmetric)
+                    .quant_min(wmin)
+                    .quant_max(wmax)))
             .quant_min(wmin)
             .quant_max(wmax)
+            .channel_len(0)  // one scale per output channel, sized by the layer
             .use_grad_scaling(true));
   });
   q.name = "lsq " + std::to_string(bits) + "-bit";

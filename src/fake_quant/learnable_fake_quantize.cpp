@@ -23,9 +23,11 @@ LearnableFakeQuantize::LearnableFakeQuantize(const LearnableFakeQuantizeOptions&
   const std::string& op = name();
   TQ_CHECK(quant_min_ < quant_max_, op, "quant_min (", quant_min_, ") must be strictly less than quant_max (",
            quant_max_, ")");
-  TQ_CHECK(o.channel_len() == -1 || o.channel_len() > 0, op, "channel_len must be -1 or positive, got ",
-           o.channel_len());
-  const int64_t n = o.channel_len() == -1 ? 1 : o.channel_len();
+  TQ_CHECK(o.channel_len() >= -1, op, "channel_len must be -1, 0 or positive, got ", o.channel_len());
+  const int64_t n = o.channel_len() <= 0 ? 1 : o.channel_len();
+  channels_pending_ = o.channel_len() == 0;
+  initial_scale_ = static_cast<float>(o.scale());
+  initial_zero_point_ = static_cast<float>(o.zero_point());
   scale_ = register_parameter("scale", at::full({n}, static_cast<float>(o.scale())));
   zero_point_ = register_parameter("zero_point", at::full({n}, static_cast<float>(o.zero_point())));
   observer_ = o.observer()();
@@ -38,7 +40,7 @@ LearnableFakeQuantize::LearnableFakeQuantize(const LearnableFakeQuantizeOptions&
   TQ_CHECK(qscheme_ != QScheme::PerChannelAffineFloatQParams, op, "float-qparams schemes are not learnable");
   ch_axis_ = observer_->ch_axis();
   TQ_CHECK(is_per_channel(qscheme_) == (o.channel_len() != -1), op,
-           "a per-channel observer needs channel_len > 0, a per-tensor one channel_len -1 (got ", o.channel_len(),
+           "a per-channel observer needs channel_len >= 0, a per-tensor one channel_len -1 (got ", o.channel_len(),
            " with ", to_string(qscheme_), ")");
   register_module("activation_post_process", observer_);
   static_enabled_ = register_buffer("static_enabled", at::ones({1}, at::kByte));
@@ -66,6 +68,18 @@ LearnableFakeQuantize& LearnableFakeQuantize::toggle_qparam_learning(bool enable
   zero_point_.set_requires_grad(enabled);
   return *this;
 }
+void LearnableFakeQuantize::set_channel_count(int64_t n) {
+  TQ_CHECK(n > 0, name(), "a channel count must be positive, got ", n);
+  if (!channels_pending_) {
+    TQ_CHECK(scale_.numel() == n, name(), "has ", scale_.numel(), " channels, the tensor ", n);
+    return;
+  }
+  at::NoGradGuard no_grad;
+  scale_.set_data(at::full({n}, initial_scale_));
+  zero_point_.set_data(at::full({n}, initial_zero_point_));
+  channels_pending_ = false;
+}
+
 LearnableFakeQuantize& LearnableFakeQuantize::toggle_fake_quant(bool enabled) {
   enable_fake_quant(enabled);
   return *this;
@@ -78,6 +92,11 @@ QParams LearnableFakeQuantize::calculate_qparams() {
 }
 
 at::Tensor LearnableFakeQuantize::forward(const at::Tensor& x) {
+  if (channels_pending_) {
+    TQ_CHECK(ch_axis_ >= -x.dim() && ch_axis_ < x.dim(), name(), "ch_axis ", ch_axis_, " is out of range for a ",
+             x.dim(), "-d tensor");
+    set_channel_count(x.size(ch_axis_));
+  }
   {
     // Through variable_data(), as PyTorch writes through .data: the parameters' version counters
     // stay, so a quantizer called twice in one forward (a shared point) keeps autograd valid.

@@ -32,7 +32,7 @@ using ObservedImpl = ObservedModel::Impl;
 struct QatModel::Impl {
   std::shared_ptr<ObservedImpl> observed;  // the float graph, its matches and quantization points
   struct Layer {
-    const ObservedImpl::MatchInfo* info = nullptr;
+    const ObservedImpl::MatchInfo* info = nullptr;  // null for a layer left float (it trains in float)
     Node* weighted = nullptr;    // the conv / linear node of the float graph
     Node* batch_norm = nullptr;  // its batch norm when it trains live (2-d convolutions)
     std::string name, bn_name;   // module paths: "layer1.0.conv1", "layer1.0.bn1"
@@ -92,6 +92,14 @@ std::shared_ptr<nn::WeightedModule> make_layer(const Node* n) {
   m->set_weight(weight);
   if (bias.defined()) m->set_bias(bias);
   return m;
+}
+
+// aten::linear with a constant 2-d float weight and a constant (or no) bias.
+bool constant_float_linear(const Node* n) {
+  const auto w = torch::jit::toIValue(n->input(1));
+  const auto b = torch::jit::toIValue(n->input(2));
+  return w && w->isTensor() && w->toTensor().dim() == 2 && w->toTensor().scalar_type() == at::kFloat && b &&
+         (b->isNone() || b->isTensor());
 }
 
 std::shared_ptr<nn::BatchNorm2dImpl> make_batch_norm(const Node* n) {
@@ -197,6 +205,23 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     impl->layers.push_back(std::move(layer));
   }
 
+  // Convolutions and linears left float (a qconfig of None, or no pattern) train in float, as in FX.
+  for (auto* n : obs.graph->nodes()) {
+    const std::string k = kind_of(n);
+    const bool conv = std::find(detail::kConvOps.begin(), detail::kConvOps.end(), k) != detail::kConvOps.end();
+    if (!conv && k != "aten::linear") continue;
+    if (auto m = obs.match_of.find(n); m != obs.match_of.end() && obs.matches[m->second].why_float.empty()) continue;
+    if (conv ? !detail::why_conv_float(n).empty() : !constant_float_linear(n)) continue;
+    Layer layer;
+    layer.weighted = n;
+    layer.name = obs.scopes.at(n).path;
+    TQ_CHECK(names.insert(layer.name).second, "prepare_qat", "module '", layer.name,
+             "' runs more than once in forward; graph-mode QAT would train each call's weights apart");
+    layer.module = make_layer(n);
+    layer.module->train();
+    impl->layers.push_back(std::move(layer));
+  }
+
   // The training graph: the float graph with tq::qat calls.
   impl->graph = obs.graph->copy();
   std::vector<Node*> from, to;
@@ -253,7 +278,9 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
   for (auto& layer : impl->layers) {
     Node* w = train_node.at(layer.weighted);
     auto module = layer.module;
-    const int64_t slot = detail::register_qat_slot([module](const at::Tensor& x) { return module->qat_compute(x); });
+    const bool quantized = layer.info != nullptr;
+    const int64_t slot = detail::register_qat_slot(
+        [module, quantized](const at::Tensor& x) { return quantized ? module->qat_compute(x) : module->forward(x); });
     impl->slots.push_back(slot);
     auto* out = insert_qat_call(g, w, w->input(0), slot);
     w->output()->replaceAllUsesWith(out);
@@ -334,7 +361,9 @@ std::vector<at::Tensor> QatModel::parameters() const {
 
 std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> QatModel::named_fake_quantizers() const {
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> out;
-  for (const auto& l : impl_->layers) out.emplace_back(l.name + ".weight_fake_quant", l.module->weight_fake_quant());
+  for (const auto& l : impl_->layers) {
+    if (l.info) out.emplace_back(l.name + ".weight_fake_quant", l.module->weight_fake_quant());
+  }
   for (const auto& p : impl_->point_quantizers) out.push_back(p);
   return out;
 }
@@ -392,6 +421,7 @@ torch::jit::Module QatModel::convert(bool reference) const {
                                             l.bn->weight.detach(), l.bn->bias.detach())
                            .weight;
     }
+    if (!l.info) continue;  // a float layer: its trained weights are all convert needs
     // As convert_fx: the trained weight fake quantizer sees the (folded) weight once more and
     // gives its qparams; its state is put back, so the QAT model can go on training.
     auto& wq = *l.module->weight_fake_quant();

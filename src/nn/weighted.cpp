@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/fake_quant/learnable_fake_quantize.h"
 #include "tq/observers/batch_range_reduction.h"
 #include "tq/nn/observed_pass.h"
 
@@ -116,6 +117,13 @@ bool WeightedModule::prepare_qat(const QConfig& qconfig) {
   auto wfq = qconfig.weight();
   TQ_CHECK(is_fake_quantize(*act) && is_fake_quantize(*wfq), name(), "QAT needs fake quantizers in qconfig '",
            qconfig.name, "' (e.g. get_default_qat_qconfig)");
+  // A per-channel LSQ quantizer made without its channel count learns one scale per output channel.
+  if (auto* lsq = dynamic_cast<fake_quant::LearnableFakeQuantize*>(wfq.get()); lsq && is_per_channel(lsq->qscheme())) {
+    const int64_t axis = lsq->ch_axis() < 0 ? lsq->ch_axis() + weight_.dim() : lsq->ch_axis();
+    TQ_CHECK(axis >= 0 && axis < weight_.dim(), name(), "the weight quantizer's ch_axis ", lsq->ch_axis(),
+             " is out of range for a ", weight_.dim(), "-d weight");
+    lsq->set_channel_count(weight_.size(axis));
+  }
   weight_fake_quant_ = register_module("weight_fake_quant", wfq);
   activation_post_process_ = register_module("activation_post_process", act);
   qconfig_ = qconfig;

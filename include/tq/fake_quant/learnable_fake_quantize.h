@@ -15,7 +15,9 @@ struct LearnableFakeQuantizeOptions {
   TQ_OPTION(LearnableFakeQuantizeOptions, int64_t, quant_max) = 255;
   TQ_OPTION(LearnableFakeQuantizeOptions, double, scale) = 1.0;
   TQ_OPTION(LearnableFakeQuantizeOptions, double, zero_point) = 0.0;
-  // -1: per tensor; > 0: per channel with this many channels (the observer's ch_axis).
+  // -1: per tensor; > 0: per channel with this many channels (the observer's ch_axis); 0 (tq's
+  // extension): per channel, as many as the first tensor has (set_channel_count sets it earlier,
+  // e.g. before an optimizer takes the parameters). A QConfig's factory does not know them.
   TQ_OPTION(LearnableFakeQuantizeOptions, int64_t, channel_len) = -1;
   // Scale the scale / zero-point gradients by 1 / sqrt(numel * quant_max) (LSQ's g).
   TQ_OPTION(LearnableFakeQuantizeOptions, bool, use_grad_scaling) = false;
@@ -36,6 +38,8 @@ class LearnableFakeQuantize : public FakeQuantizeBase {
   LearnableFakeQuantize& toggle_observer_update(bool enabled = true);
   LearnableFakeQuantize& toggle_qparam_learning(bool enabled = true);  // also sets requires_grad
   LearnableFakeQuantize& toggle_fake_quant(bool enabled = true);
+  // channel_len 0: sizes scale and zero_point (same tensors, new shape) for n channels, once.
+  void set_channel_count(int64_t n);
   void enable_observer(bool enabled = true) override { toggle_observer_update(enabled); }
   // The observer's dtype (LSQ emulates its quant range), the scheme and axis of the qparams.
   QDType dtype() const override { return observer_->dtype(); }
@@ -56,6 +60,8 @@ class LearnableFakeQuantize : public FakeQuantizeBase {
   int64_t quant_min_, quant_max_, ch_axis_ = -1, bitwidth_;
   QScheme qscheme_;
   bool use_grad_scaling_;
+  bool channels_pending_ = false;  // channel_len 0, not sized yet
+  float initial_scale_, initial_zero_point_;
   at::Tensor scale_, zero_point_;  // parameters
   at::Tensor static_enabled_, learning_enabled_, eps_;
 };

@@ -24,10 +24,10 @@
 // trained fake quantizer, and emits the int8 graph with the points' qparams. The user's module is
 // never modified.
 //
-// Limits: the graph is frozen in eval form, so dropout is not applied while training, and layers
-// outside quantized matches (those a qconfig of None leaves float, batch norms without a
-// convolution before them) keep their weights; a 1-d / 3-d convolution's batch norm is folded
-// before training.
+// Convolutions and linears left float (a qconfig of None) train in float, as under FX. Limits:
+// the graph is frozen in eval form, so dropout is not applied while training and a batch norm
+// outside a quantized convolution match keeps its running statistics and affine parameters; a
+// 1-d / 3-d convolution's batch norm is folded before training.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
@@ -51,8 +51,9 @@ class QatModel {
   c10::IValue forward(std::vector<c10::IValue> inputs);
   at::Tensor forward(const at::Tensor& x);
 
-  // The trainable tensors, for torch::optim: each layer's weight and bias, its batch norm's
-  // weight and bias, and learnable fake quantizers' scales and zero points.
+  // The trainable tensors, for torch::optim: each layer's weight and bias (quantized layers, then
+  // layers left float), its batch norm's weight and bias, and learnable fake quantizers' scales
+  // and zero points.
   std::vector<at::Tensor> parameters() const;
   // The same with names: "conv1.weight", "bn1.bias" (the model's own module paths),
   // "activation_post_process_3.scale" for a learnable point.
