@@ -68,6 +68,7 @@ golden:
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_graph_fx.py --out tests/golden/graph --activation minmax
 	@PYTHONHASHSEED=0 /usr/bin/python3 tools/gen_golden_graph_dynamic.py --out tests/golden/graph
+	@/usr/bin/python3 tools/gen_golden_graph_qat.py --out tests/golden/graph
 	@/usr/bin/python3 tools/gen_golden_interop.py --out tests/golden/interop
 
 clean:

@@ -15,6 +15,7 @@
 #include "tq/kernels/int8.h"
 #include "tq/nn/qconfig.h"
 #include "tq/observers/min_max_observer.h"
+#include "tq/serialize/state_dict.h"
 
 namespace {
 
@@ -123,6 +124,29 @@ TEST(GraphQatModel, ConvertLeavesTheQatModelAsItWasAndTheUserModelUntouched) {
   EXPECT_LE((first - fake_quantized).abs().max().item<double>(), 3 * g["output_scale"].get<double>());
   EXPECT_TRUE(tq::testing::tensors_equal(model.forward({x}).toTensor(), float_before));
   EXPECT_EQ(qat.steps(), 5);
+}
+
+TEST(GraphQatModel, CheckpointsResumeTraining) {
+  // Train 2 steps, save the QAT state to a file, load it into a fresh prepare_qat: both go on alike.
+  const auto& g = golden("graph/qat_qnnpack.json");
+  tq::kernels::int8::set_engine("qnnpack");
+  const auto options = tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack");
+  auto qat = tq::graph::prepare_qat(qat_net(), options);
+  torch::optim::SGD sgd(qat.parameters(), torch::optim::SGDOptions(0.05));
+  for (int s = 0; s < 2; ++s) {
+    auto loss = torch::nn::functional::cross_entropy(qat.forward(to_tensor(g["steps"][s]["input"])),
+                                                     targets(g["steps"][s]["target"]));
+    sgd.zero_grad();
+    loss.backward();
+    sgd.step();
+  }
+  const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/graph_qat_checkpoint.pt";
+  tq::serialize::save_state_dict_file(qat.module(), path);
+  auto resumed = tq::graph::prepare_qat(qat_net(), options);
+  tq::serialize::load_state_dict_file(resumed.module(), path);
+  const auto x = to_tensor(g["steps"][2]["input"]);
+  EXPECT_TRUE(tq::testing::tensors_equal(resumed.forward(x), qat.forward(x)));
+  EXPECT_TRUE(tq::testing::tensors_equal(resumed.convert().forward({x}).toTensor(), qat.convert().forward({x}).toTensor()));
 }
 
 TEST(GraphQatModel, NamesParametersAfterTheModelsModules) {

@@ -121,7 +121,7 @@ void collect_nodes(torch::jit::Block* b, std::vector<Node*>& out) {
   }
 }
 
-// Replaces node `n` of the training graph by tq::qat(x, slot), standing for `replaced`'s output.
+// Inserts tq::qat(x, slot) before `at` in the training graph; returns its output.
 Value* insert_qat_call(Graph& g, Node* at, Value* x, int64_t slot) {
   torch::jit::WithInsertPoint guard(at);
   auto* out = g.insert(c10::Symbol::fromQualString(detail::kQatOp), {x, slot});

@@ -16,8 +16,11 @@ const Node* detail::weighted_node(const Match& m) {
 
 bool detail::trains_batch_norm(const Match& m) {
   const Node* conv = m.find(kConvOps);
-  return conv != nullptr && m.find({"aten::batch_norm"}) != nullptr && why_conv_float(conv).empty() &&
-         read_conv(conv).dims == 2;
+  const Node* bn = m.find({"aten::batch_norm"});
+  // An affine batch norm after a 2-d convolution (ConvBn2d scales the weight by gamma).
+  return conv != nullptr && bn != nullptr && why_conv_float(conv).empty() && read_conv(conv).dims == 2 &&
+         why_batch_norm_float(bn).empty() && optional_tensor(bn->input(1)).defined() &&
+         optional_tensor(bn->input(2)).defined();
 }
 
 namespace detail {
