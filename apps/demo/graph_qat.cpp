@@ -184,13 +184,15 @@ int main(int argc, char** argv) {
     // fp32: the scripted model itself trains (LibTorch), the baseline QAT's fine-tuning is weighed against.
     const bool fp32 = config == "fp32";
     std::optional<tq::graph::QatModel> qat;
-    if (!fp32) qat = tq::graph::prepare_qat(model, options);
-    auto trained = tq::graph::load_torchscript(model_path);  // a clone's parameters would not be leaves
-    trained.train();
+    if (fp32) {
+      model.train();
+    } else {
+      qat = tq::graph::prepare_qat(model, options);  // works on its own copy
+    }
     std::function<at::Tensor(const at::Tensor&)> forward = [&](const at::Tensor& in) {
-      return fp32 ? trained.forward({in}).toTensor() : qat->forward(in);
+      return fp32 ? model.forward({in}).toTensor() : qat->forward(in);
     };
-    torch::optim::Adam adam(fp32 ? parameters_of(trained) : qat->parameters(), torch::optim::AdamOptions(lr));
+    torch::optim::Adam adam(fp32 ? parameters_of(model) : qat->parameters(), torch::optim::AdamOptions(lr));
     at::manual_seed(0);
     const int64_t n = train.images.size(0);
     auto order = at::randperm(n);
@@ -216,7 +218,7 @@ int main(int argc, char** argv) {
     }
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (fp32) {
-      trained.eval();
+      model.eval();
     } else {
       qat->eval();
       qat->enable_observer(false);
