@@ -216,10 +216,19 @@ int run_worker(const std::string& scenario) {
     if (scenario.rfind("qat", 0) == 0) {
       auto model = qat_model();
       if (scenario == "qat_mismatch" && rank == 1) (**model).register_module("extra", nn::Linear(2, 2));
-      distributed::DataParallel dp(**model, group);
+      // Overlapped with backward, in small buckets (several per step).
+      const bool overlap = scenario.rfind("qat_overlap", 0) == 0;
+      distributed::DataParallel dp(**model, group,
+                                   distributed::DataParallelOptions().overlap_backward(overlap).bucket_bytes(
+                                       overlap ? 256 : distributed::DataParallelOptions().bucket_bytes()));
+      if (scenario == "qat_overlap_twice") {  // two backward passes, then one reduction
+        for (int i = 0; i < 2; ++i) (*model)->forward(at::randn({4, 8})).sum().backward();
+        dp.all_reduce_gradients();
+      }
       const auto losses = train_qat(*model, scenario == "qat_nosync" ? nullptr : &dp, rank, world);
       auto trained = serialize::state_dict(**model);
       trained.emplace_back("losses", losses);
+      if (overlap) trained.emplace_back("buckets_started_in_backward", at::tensor({dp.buckets_started_in_backward()}));
       serialize::save_state_dict_file(trained, out + "/rank" + std::to_string(rank) + "_qat.pt");
       (*model)->eval();
       serialize::save_state_dict_file(converted_state(*model), out + "/rank" + std::to_string(rank) + ".pt");
@@ -463,6 +472,31 @@ TEST_F(DistributedCalibration, GraphModeQatRanksHoldOneModel) {
   const auto out1 = train_graph_qat(nullptr, 1, 2, half1);
   EXPECT_FALSE(out0.equal(out1));
   EXPECT_FALSE(entry(r0, "int8_output").equal(out0));
+}
+
+TEST_F(DistributedCalibration, DataParallelOverlapsGradientReductionWithBackward) {
+  // Buckets of 256 bytes started from autograd's hooks during backward: the same model, bit for
+  // bit, as reducing after backward.
+  const auto blocking = launch("qat", 2, "qat", false);
+  const auto overlapped = launch("qat_overlap", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(blocking.ranks[r].exit_code, 0) << blocking.ranks[r].error;
+    ASSERT_EQ(overlapped.ranks[r].exit_code, 0) << overlapped.ranks[r].error;
+    auto state = rank_state(overlapped, r, "_qat");
+    // Both buckets ([second bias, second weight, first bias], [first weight]) started during backward.
+    EXPECT_EQ(entry(state, "buckets_started_in_backward").item<int64_t>(), 2) << "rank " << r;
+    state.pop_back();
+    EXPECT_TRUE(same_state(state, rank_state(blocking, r, "_qat"))) << "rank " << r;
+  }
+  // Two backward passes before one reduction: an error on every rank, not a wrong average.
+  const auto twice = launch("qat_overlap_twice", 2, "qat", false);
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(twice.ranks[r].exit_code, 3);
+    EXPECT_NE(twice.ranks[r].error.find("[DataParallel] a parameter's gradient was accumulated twice before "
+                                        "all_reduce_gradients"),
+              std::string::npos)
+        << twice.ranks[r].error;
+  }
 }
 
 TEST_F(DistributedCalibration, DataParallelNamesDifferentModelsAndNaNLosses) {

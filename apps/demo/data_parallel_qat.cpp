@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   app.add_option("--batches", batches, "QAT steps");
   app.add_option("--global-batch", global_batch, "images per step over all ranks");
   app.add_option("--threads", threads, "intra-op threads per rank");
+  bool overlap = false;
+  int64_t bucket_kib = 25 << 10;
+  app.add_option("--bucket-kib", bucket_kib, "gradient bucket size in KiB");
+  app.add_flag("--overlap", overlap, "start gradient all-reduces during backward (DataParallelOptions::overlap_backward)");
   CLI11_PARSE(app, argc, argv);
   try {
     at::set_num_threads(static_cast<int>(threads));
@@ -53,7 +57,8 @@ int main(int argc, char** argv) {
     tq::quant::fuse_modules(*model, tq::apps::FashionCnnImpl::fusion_groups());
     model->train();
     tq::quant::prepare_qat(*model, tq::quant::QConfigMapping().set_global(tq::quant::get_default_qat_qconfig(engine)));
-    tq::distributed::DataParallel dp(*model, group);
+    tq::distributed::DataParallel dp(
+        *model, group, tq::distributed::DataParallelOptions().overlap_backward(overlap).bucket_bytes(bucket_kib << 10));
     torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-4));
 
     // Every rank draws the same order and takes its slice of each global batch.
@@ -93,10 +98,10 @@ int main(int argc, char** argv) {
     for (const auto& h : hashes) same = same && h.equal(hashes[0]);
     if (rank == 0) {
       std::printf("{\"world_size\": %lld, \"steps\": %lld, \"global_batch\": %lld, \"int8_accuracy\": %.4f, "
-                  "\"ms_per_step\": %.2f, \"same_int8_model_on_every_rank\": %s}\n",
+                  "\"ms_per_step\": %.2f, \"overlap\": %s, \"bucket_kib\": %lld, \"same_int8_model_on_every_rank\": %s}\n",
                   static_cast<long long>(world), static_cast<long long>(batches), static_cast<long long>(global_batch),
                   tq::apps::accuracy(model, test), 1000.0 * train_seconds / static_cast<double>(batches),
-                  same ? "true" : "false");
+                  overlap ? "true" : "false", static_cast<long long>(bucket_kib), same ? "true" : "false");
     }
     return same ? 0 : 2;
   } catch (const std::exception& e) {

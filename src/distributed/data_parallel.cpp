@@ -1,12 +1,16 @@
 #include "tq/distributed/data_parallel.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/nn/module.h>
 
 #include <cmath>
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "tq/core/check.h"
@@ -32,7 +36,93 @@ std::vector<at::Tensor> state_tensors(torch::nn::Module& model, std::string* sig
   return out;
 }
 
+// Parameters (those that train) grouped into buckets of about `bucket_bytes`, in the given order.
+std::vector<std::vector<size_t>> make_buckets(const std::vector<at::Tensor>& params, const std::vector<size_t>& order,
+                                              int64_t bucket_bytes) {
+  std::vector<std::vector<size_t>> buckets;
+  int64_t bytes = 0;
+  for (size_t i : order) {
+    const int64_t b = params[i].numel() * static_cast<int64_t>(sizeof(float));
+    if (buckets.empty() || (bytes + b > bucket_bytes && !buckets.back().empty())) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().push_back(i);
+    bytes += b;
+  }
+  return buckets;
+}
+
 }  // namespace
+
+// overlap_backward: a post hook on each parameter's gradient accumulator copies the accumulated
+// gradient into its bucket's flat buffer; the last one in a bucket starts its all-reduce.
+struct DataParallel::Overlap {
+  struct Bucket {
+    std::vector<size_t> params;
+    std::vector<int64_t> offsets;
+    at::Tensor flat;
+    size_t ready = 0;
+    std::optional<PendingCollective> pending;
+  };
+  ProcessGroup* group = nullptr;
+  std::vector<at::Tensor> params;
+  std::vector<Bucket> buckets;
+  std::vector<std::pair<size_t, size_t>> where;  // parameter -> (bucket, slot)
+  std::vector<bool> seen;
+  bool repeated = false;  // a gradient accumulated twice before all_reduce_gradients
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+
+  void on_gradient(size_t i) {
+    if (seen[i]) {
+      repeated = true;
+      return;
+    }
+    seen[i] = true;
+    auto& b = buckets[where[i].first];
+    at::NoGradGuard no_grad;
+    const auto& g = params[i].grad();
+    if (g.defined()) {
+      b.flat.narrow(0, b.offsets[where[i].second], g.numel()).copy_(g.reshape({-1}));
+    }
+    if (++b.ready == b.params.size()) b.pending = group->all_reduce_async({b.flat}, ReduceOp::Sum);
+  }
+
+  void reset() {
+    for (auto& b : buckets) {
+      b.flat.zero_();
+      b.ready = 0;
+      b.pending.reset();
+    }
+    std::fill(seen.begin(), seen.end(), false);
+    repeated = false;
+  }
+
+  ~Overlap() {
+    for (auto& [accumulator, key] : hooks) accumulator->del_post_hook(key);
+  }
+};
+
+namespace {
+
+class GradientReadyHook : public torch::autograd::FunctionPostHook {
+ public:
+  GradientReadyHook(std::weak_ptr<DataParallel::Overlap> overlap, size_t param)
+      : overlap_(std::move(overlap)), param_(param) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    if (auto o = overlap_.lock()) o->on_gradient(param_);
+    return outputs;
+  }
+
+ private:
+  std::weak_ptr<DataParallel::Overlap> overlap_;
+  size_t param_;
+};
+
+}  // namespace
+
+DataParallel::~DataParallel() = default;
 
 DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const DataParallelOptions& options)
     : model_(model), group_(group), options_(options) {
@@ -58,6 +148,39 @@ DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const 
              ", or other names or shapes): every rank must build and prepare the same model");
   }
   broadcast_from_rank0(tensors);
+  if (options.overlap_backward()) {
+    overlap_ = std::make_shared<Overlap>();
+    auto& o = *overlap_;
+    o.group = &group_;
+    for (const auto& p : model.parameters(true)) {
+      if (!p.requires_grad()) continue;
+      TQ_CHECK(p.scalar_type() == at::kFloat, kOp, "overlap_backward reduces float32 parameters, got ", p.scalar_type());
+      o.params.push_back(p);
+    }
+    // Backward produces gradients roughly in reverse order of the parameters, as DDP assumes.
+    std::vector<size_t> order(o.params.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
+    o.where.resize(o.params.size());
+    o.seen.assign(o.params.size(), false);
+    for (auto& members : make_buckets(o.params, order, options.bucket_bytes())) {
+      Overlap::Bucket b;
+      int64_t numel = 0;
+      for (size_t k = 0; k < members.size(); ++k) {
+        o.where[members[k]] = {o.buckets.size(), k};
+        b.offsets.push_back(numel);
+        numel += o.params[members[k]].numel();
+      }
+      b.params = std::move(members);
+      b.flat = at::zeros({numel}, at::kFloat);
+      o.buckets.push_back(std::move(b));
+    }
+    for (size_t i = 0; i < o.params.size(); ++i) {
+      auto accumulator = torch::autograd::impl::grad_accumulator(o.params[i]);
+      TQ_CHECK(accumulator != nullptr, kOp, "parameter ", i, " has no gradient accumulator (is it a leaf?)");
+      const auto key = accumulator->add_post_hook(std::make_unique<GradientReadyHook>(overlap_, i));
+      o.hooks.emplace_back(std::move(accumulator), key);
+    }
+  }
 }
 
 observers::ScopedBatchRangeReduction DataParallel::sync_batch_ranges() {
@@ -95,6 +218,36 @@ void DataParallel::broadcast_from_rank0(const std::vector<at::Tensor>& tensors) 
 
 void DataParallel::all_reduce_gradients() {
   at::NoGradGuard no_grad;
+  if (overlap_) {
+    auto& o = *overlap_;
+    // Buckets whose parameters did not all get a gradient start now (the missing count as zeros),
+    // in bucket order, the same on every rank.
+    started_in_backward_ = 0;
+    for (auto& b : o.buckets) {
+      if (b.pending) {
+        ++started_in_backward_;
+      } else {
+        b.pending = group_.all_reduce_async({b.flat}, ReduceOp::Sum);
+      }
+    }
+    for (auto& b : o.buckets) b.pending->wait();
+    if (o.repeated) {
+      o.reset();
+      TQ_CHECK(false, kOp, "a parameter's gradient was accumulated twice before all_reduce_gradients: with "
+               "overlap_backward, reduce after every backward (or turn it off to accumulate gradients)");
+    }
+    const double world = static_cast<double>(group_.world_size());
+    for (auto& b : o.buckets) {
+      b.flat.div_(world);
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        auto& p = o.params[b.params[k]];
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        p.grad().copy_(b.flat.narrow(0, b.offsets[k], p.numel()).view(p.sizes()));
+      }
+    }
+    o.reset();
+    return;
+  }
   std::vector<at::Tensor> grads;
   for (auto& p : model_.parameters(true)) {
     if (!p.requires_grad()) continue;

@@ -96,12 +96,31 @@ std::string peer_hint(const ProcessGroup::Impl& impl) {
 }
 }  // namespace
 
-void ProcessGroup::all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
+struct PendingCollective::Impl {
+  c10::intrusive_ptr<c10d::Work> work;
+  std::vector<at::Tensor> tensors;  // alive until the collective ends
+  std::string hint;
+};
+
+void PendingCollective::wait() {
+  TQ_CHECK(impl_ != nullptr, "ProcessGroup", "wait() on a collective that was never started");
+  checked("all_reduce", impl_->hint, [&] { impl_->work->wait(); });
+}
+
+PendingCollective ProcessGroup::all_reduce_async(std::vector<at::Tensor> tensors, ReduceOp op) {
   c10d::AllreduceOptions options;
   options.reduceOp = op == ReduceOp::Sum ? c10d::ReduceOp::SUM : op == ReduceOp::Min ? c10d::ReduceOp::MIN
                                                                                     : c10d::ReduceOp::MAX;
   options.timeout = impl_->timeout;
-  checked("all_reduce", peer_hint(*impl_), [&] { impl_->gloo->allreduce(tensors, options)->wait(); });
+  auto pending = std::make_shared<PendingCollective::Impl>();
+  pending->tensors = std::move(tensors);
+  pending->hint = peer_hint(*impl_);
+  pending->work = checked("all_reduce", pending->hint, [&] { return impl_->gloo->allreduce(pending->tensors, options); });
+  return PendingCollective(pending);
+}
+
+void ProcessGroup::all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
+  all_reduce_async(tensors, op).wait();
 }
 
 std::vector<at::Tensor> ProcessGroup::all_gather(const at::Tensor& tensor) {

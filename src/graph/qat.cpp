@@ -175,19 +175,25 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     TQ_CHECK(nn::is_fake_quantize(*p.observer), "prepare_qat", point_description(obs, p),
              " gets an observer, not a fake quantizer: give QAT qconfigs (GraphQuantizeOptions::for_backend_qat)");
   }
-  // The trainable layers.
+  // The trainable layers: quantized ones in QAT mode, then those left float.
   std::set<std::string> names;
-  for (const auto& info : obs.matches) {
-    if (!info.why_float.empty()) continue;
-    Node* w = info.match.find({"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution", "aten::linear"});
-    if (!w) continue;
+  auto new_layer = [&](Node* weighted, const ObservedImpl::MatchInfo* info) {
     Layer layer;
-    layer.info = &info;
-    layer.weighted = w;
-    layer.name = obs.scopes.at(w).path;
+    layer.info = info;
+    layer.weighted = weighted;
+    layer.name = obs.scopes.at(weighted).path;
     TQ_CHECK(names.insert(layer.name).second, "prepare_qat", "module '", layer.name,
              "' runs more than once in forward; graph-mode QAT would train each call's weights apart");
-    layer.module = make_layer(w);
+    layer.module = make_layer(weighted);
+    return layer;
+  };
+  std::vector<std::string> weighted_ops = detail::kConvOps;
+  weighted_ops.push_back("aten::linear");
+  for (const auto& info : obs.matches) {
+    if (!info.why_float.empty()) continue;
+    Node* w = info.match.find(weighted_ops);
+    if (!w) continue;
+    Layer layer = new_layer(w, &info);
     if (detail::trains_batch_norm(info.match)) {
       layer.batch_norm = info.match.find({"aten::batch_norm"});
       layer.bn_name = obs.scopes.at(layer.batch_norm).path;
@@ -208,16 +214,11 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
   // Convolutions and linears left float (a qconfig of None, or no pattern) train in float, as in FX.
   for (auto* n : obs.graph->nodes()) {
     const std::string k = kind_of(n);
-    const bool conv = std::find(detail::kConvOps.begin(), detail::kConvOps.end(), k) != detail::kConvOps.end();
-    if (!conv && k != "aten::linear") continue;
+    if (std::find(weighted_ops.begin(), weighted_ops.end(), k) == weighted_ops.end()) continue;
+    const bool conv = k != "aten::linear";
     if (auto m = obs.match_of.find(n); m != obs.match_of.end() && obs.matches[m->second].why_float.empty()) continue;
     if (conv ? !detail::why_conv_float(n).empty() : !constant_float_linear(n)) continue;
-    Layer layer;
-    layer.weighted = n;
-    layer.name = obs.scopes.at(n).path;
-    TQ_CHECK(names.insert(layer.name).second, "prepare_qat", "module '", layer.name,
-             "' runs more than once in forward; graph-mode QAT would train each call's weights apart");
-    layer.module = make_layer(n);
+    Layer layer = new_layer(n, nullptr);
     layer.module->train();
     impl->layers.push_back(std::move(layer));
   }

@@ -31,6 +31,18 @@ struct ProcessGroupOptions {
 
 enum class ReduceOp { Sum, Min, Max };
 
+// A collective in flight (ProcessGroup::all_reduce_async): wait() completes it, throwing as the
+// blocking call would.
+class PendingCollective {
+ public:
+  void wait();
+  struct Impl;
+  explicit PendingCollective(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
 class ProcessGroup {
  public:
   // Joins the group; throws tq::Error naming the problem (bad rank or world size, an unreachable
@@ -41,6 +53,10 @@ class ProcessGroup {
   int64_t world_size() const;
   // In place, on every rank; tensors must have the same shapes and dtypes on every rank.
   void all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op);
+  // The same, started and returned at once (DDP overlaps gradient reduction with backward so):
+  // the tensors change in place by the time wait() returns. Every rank starts its collectives in
+  // the same order.
+  PendingCollective all_reduce_async(std::vector<at::Tensor> tensors, ReduceOp op);
   // Every rank's copy of `tensor` (same shape everywhere), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
   // In place: every rank's tensors take root's values.
