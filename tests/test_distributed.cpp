@@ -277,8 +277,10 @@ int free_port() {
 Run launch(const std::string& scenario, int world, const std::string& kind, bool tcp,
            std::chrono::seconds deadline = std::chrono::seconds(60)) {
   Run run;
-  run.out = (fs::path(TQ_TEST_OUTPUT_DIR) / ("distributed_" + scenario + "_" + kind + "_" + std::to_string(world) +
-                                             (tcp ? "_tcp" : "_file")))
+  // A folder per test and scenario: ctest runs tests in parallel, some with the same scenario.
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  run.out = (fs::path(TQ_TEST_OUTPUT_DIR) / ("distributed_" + std::string(test ? test->name() : "") + "_" + scenario +
+                                             "_" + kind + "_" + std::to_string(world) + (tcp ? "_tcp" : "_file")))
                 .string();
   fs::remove_all(run.out);
   fs::create_directories(run.out);
@@ -477,7 +479,7 @@ TEST_F(DistributedCalibration, GraphModeQatRanksHoldOneModel) {
 TEST_F(DistributedCalibration, DataParallelOverlapsGradientReductionWithBackward) {
   // Buckets of 256 bytes started from autograd's hooks during backward: the same model, bit for
   // bit, as reducing after backward.
-  const auto blocking = launch("qat", 2, "qat", false);
+  const auto blocking = launch("qat_blocking", 2, "qat", false);
   const auto overlapped = launch("qat_overlap", 2, "qat", false);
   for (int r = 0; r < 2; ++r) {
     ASSERT_EQ(blocking.ranks[r].exit_code, 0) << blocking.ranks[r].error;

@@ -69,6 +69,7 @@ struct DataParallel::Overlap {
   std::vector<at::Tensor> params;
   std::vector<Bucket> buckets;
   std::vector<std::pair<size_t, size_t>> where;  // parameter -> (bucket, slot)
+  std::vector<int64_t> numel;                    // each parameter's size when the buckets were laid out
   std::vector<bool> seen;
   bool repeated = false;  // a gradient accumulated twice before all_reduce_gradients
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks;
@@ -82,6 +83,8 @@ struct DataParallel::Overlap {
     auto& b = buckets[where[i].first];
     at::NoGradGuard no_grad;
     const auto& g = params[i].grad();
+    TQ_CHECK(params[i].numel() == numel[i], kOp, "parameter ", i, " changed size (", numel[i], " -> ",
+             params[i].numel(), " elements) after DataParallel was made: make it once the model has its final shapes");
     if (g.defined()) {
       b.flat.narrow(0, b.offsets[where[i].second], g.numel()).copy_(g.reshape({-1}));
     }
@@ -161,6 +164,7 @@ DataParallel::DataParallel(torch::nn::Module& model, ProcessGroup& group, const 
     std::vector<size_t> order(o.params.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
     o.where.resize(o.params.size());
+    for (const auto& p : o.params) o.numel.push_back(p.numel());
     o.seen.assign(o.params.size(), false);
     for (auto& members : make_buckets(o.params, order, options.bucket_bytes())) {
       Overlap::Bucket b;
