@@ -19,6 +19,10 @@ PACKAGES=(
 if [ "${1:-}" = "fuzz" ]; then
   PACKAGES+=(clang libclang-rt-14-dev)
 fi
+# `make check-aarch64` cross-compiles the portable kernels.
+if [ "${1:-}" = "cross" ]; then
+  PACKAGES+=(g++-aarch64-linux-gnu)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

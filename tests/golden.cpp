@@ -10,18 +10,26 @@
 namespace tq::testing {
 
 std::string golden_path(const std::string& file) { return std::string(TQ_GOLDEN_DIR) + "/" + file; }
+std::string machine_golden_path(const std::string& file) { return std::string(TQ_MACHINE_GOLDEN_DIR) + "/" + file; }
 
-const nlohmann::json& golden(const std::string& file) {
+namespace {
+const nlohmann::json& parsed(const std::string& path, const char* hint) {
   static std::map<std::string, nlohmann::json> cache;
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(file);
+  auto it = cache.find(path);
   if (it == cache.end()) {
-    std::ifstream f(golden_path(file));
-    if (!f.good()) throw std::runtime_error("golden file missing: " + golden_path(file));
-    it = cache.emplace(file, nlohmann::json::parse(f)).first;
+    std::ifstream f(path);
+    if (!f.good()) throw std::runtime_error("golden file missing: " + path + hint);
+    it = cache.emplace(path, nlohmann::json::parse(f)).first;
   }
   return it->second;
+}
+}  // namespace
+
+const nlohmann::json& golden(const std::string& file) { return parsed(golden_path(file), ""); }
+const nlohmann::json& machine_golden(const std::string& file) {
+  return parsed(machine_golden_path(file), " (written by the GoldenHere.* tests: run the suite through ctest)");
 }
 
 at::Tensor float_tensor(const nlohmann::json& data, const std::vector<int64_t>& shape) {

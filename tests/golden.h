@@ -1,5 +1,12 @@
 #pragma once
-// Golden data written by PyTorch (tools/gen_golden.py, tools/gen_histogram_reference.py).
+// Golden data written by PyTorch. Two kinds:
+// - golden(): pure numerics (observers, fake quantization, qparams on stored inputs), committed in
+//   tests/golden/ and the same on every machine;
+// - machine_golden(): values that depend on float kernels (activations, conv outputs, training
+//   losses), which differ in their last bits between CPUs, ISA caps and thread counts. PyTorch
+//   writes them at test time on the machine that runs the tests (the GoldenHere.* ctest fixtures
+//   run the tools/gen_golden_*.py generators into the build tree), so tq is compared bit for bit
+//   with PyTorch on the same machine.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +19,8 @@ namespace tq::testing {
 std::string golden_path(const std::string& file);
 // Parsed once per process.
 const nlohmann::json& golden(const std::string& file);
+std::string machine_golden_path(const std::string& file);
+const nlohmann::json& machine_golden(const std::string& file);
 // {"shape", "data", "dtype"} -> tensor (float32, or int32 / int64 as written).
 at::Tensor to_tensor(const nlohmann::json& j);
 // Plain list + shape -> float32 tensor.

@@ -57,7 +57,7 @@ tq::ptq::AdaRoundOptions options_of(const nlohmann::json& o) {
 }  // namespace
 
 TEST(AdaRoundGolden, SameRoundingAsThePythonReference) {
-  const auto& g = tq::testing::golden("adaround_layer.json");
+  const auto& g = tq::testing::machine_golden("adaround_layer.json");
   int cases = 0;
   for (const auto& c : g.at("cases")) {
     const auto layer = layer_of(c);

@@ -35,12 +35,12 @@ TORCH_MODULE(Net);
 // The same float model quantized by PyTorch's eager API (Python) and by tq (C++): every scale and
 // zero point equal, outputs within one output quantization step.
 TEST(EagerParity, StaticPtqMatchesPyTorchEager) {
-  const auto& g = tq::testing::golden("eager.json");
+  const auto& g = tq::testing::machine_golden("eager.json");
   const auto engines = kernels::int8::available_engines();
   if (std::find(engines.begin(), engines.end(), "onednn") == engines.end()) GTEST_SKIP() << "no onednn engine";
   kernels::int8::set_engine("onednn");
   Net net;
-  serialize::load_state_dict_file(*net, tq::testing::golden_path("eager_float.pt"));
+  serialize::load_state_dict_file(*net, tq::testing::machine_golden_path("eager_float.pt"));
   net->eval();
   const auto x = to_tensor(g.at("x"));
   EXPECT_TRUE(at::allclose(net->forward(x), to_tensor(g.at("float_out")), 1e-5, 1e-6));
@@ -74,9 +74,9 @@ TEST(EagerParity, StaticPtqMatchesPyTorchEager) {
 // Dynamic quantization of Linear layers: PyTorch's quantize_dynamic and tq's give the same output
 // (same weight qparams, same int8 kernel).
 TEST(EagerParity, DynamicMatchesPyTorchEager) {
-  const auto& g = tq::testing::golden("eager.json").at("dynamic");
+  const auto& g = tq::testing::machine_golden("eager.json").at("dynamic");
   torch::nn::Sequential model(nn::Linear(16, 32), nn::ReLU(), nn::Linear(32, 4));
-  serialize::load_state_dict_file(*model, tq::testing::golden_path("eager_dynamic_float.pt"));
+  serialize::load_state_dict_file(*model, tq::testing::machine_golden_path("eager_dynamic_float.pt"));
   model->eval();
   const auto x = to_tensor(g.at("x"));
   EXPECT_TRUE(at::allclose(model->forward(x), to_tensor(g.at("float_y")), 1e-5, 1e-6));
@@ -87,7 +87,7 @@ TEST(EagerParity, DynamicMatchesPyTorchEager) {
 // QAT: three SGD steps on fixed data with the default onednn QAT qconfig (fused moving-average
 // fake quantizers), then convert: the same losses, scales, zero points and int8 outputs.
 TEST(EagerParity, QatMatchesPyTorchEager) {
-  const auto& g = tq::testing::golden("eager.json").at("qat");
+  const auto& g = tq::testing::machine_golden("eager.json").at("qat");
   const auto engines = kernels::int8::available_engines();
   if (std::find(engines.begin(), engines.end(), "onednn") == engines.end()) GTEST_SKIP() << "no onednn engine";
   kernels::int8::set_engine("onednn");
@@ -106,7 +106,7 @@ TEST(EagerParity, QatMatchesPyTorchEager) {
     nn::Linear fc2{nullptr};
     nn::DeQuantStub dequant{nullptr};
   } net;
-  serialize::load_state_dict_file(net, tq::testing::golden_path("eager_qat_float.pt"));
+  serialize::load_state_dict_file(net, tq::testing::machine_golden_path("eager_qat_float.pt"));
   net.train();
   quant::fuse_modules(net, {{"fc1", "relu"}});
   quant::prepare_qat(net, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig("onednn")));
@@ -144,11 +144,11 @@ TEST(EagerParity, QatMatchesPyTorchEager) {
 
 // Dynamic LSTM / GRU: PyTorch's quantize_dynamic and tq's, same float weights.
 TEST(EagerParity, DynamicLstmAndGruMatchPyTorch) {
-  const auto& g = tq::testing::golden("eager.json").at("rnn");
+  const auto& g = tq::testing::machine_golden("eager.json").at("rnn");
   torch::nn::Module parent;
   auto lstm = parent.register_module("lstm", nn::LSTM(6, 8, 2));
   auto gru = parent.register_module("gru", nn::GRU(6, 8, 2));
-  serialize::load_state_dict_file(parent, tq::testing::golden_path("eager_rnn_float.pt"));
+  serialize::load_state_dict_file(parent, tq::testing::machine_golden_path("eager_rnn_float.pt"));
   const auto x = to_tensor(g.at("x"));
   EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(lstm->forward(x)), to_tensor(g.at("lstm_float")), 1e-5, 1e-6));
   EXPECT_TRUE(tq::testing::tensors_close(std::get<0>(gru->forward(x)), to_tensor(g.at("gru_float")), 1e-5, 1e-6));

@@ -13,6 +13,7 @@
 #include "tq/fake_quant/learnable_fake_quantize.h"
 #include "tq/observers/min_max_observer.h"
 #include "tq/kernels/int8.h"
+#include "tq/kernels/int8_saturation.h"
 #include "tq/nn/activations.h"
 #include "tq/nn/conv_nd.h"
 #include "tq/nn/embedding.h"
@@ -91,8 +92,12 @@ class EagerWorkflow : public ::testing::Test {
     const auto engines = kernels::int8::available_engines();
     engine_ = std::find(engines.begin(), engines.end(), "onednn") != engines.end() ? "onednn" : engines.at(0);
     kernels::int8::set_engine(engine_);
+    // The engine's qconfig with reduced-range activations ("x86": what PyTorch's x86 backend and
+    // tq's tool use), so the int8 model computes what its fake-quantized form says on every CPU:
+    // full-range activations saturate in x86 int8 kernels without VNNI (test_int8_saturation.cpp).
+    qconfig_backend_ = engine_ == "qnnpack" ? "qnnpack" : "x86";
   }
-  std::string engine_;
+  std::string engine_, qconfig_backend_;
 };
 
 }  // namespace
@@ -102,7 +107,7 @@ TEST_F(EagerWorkflow, SequentialModelQuantizesEndToEnd) {
   model->eval();
   const auto data = at::randn({64, 16});
   const auto reference = model->forward(data);
-  const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
   EXPECT_EQ(summary.changed.size(), 3u) << summary.to_string();  // stub + two Linear
   model->forward(data);
   quant::convert(*model);
@@ -121,7 +126,7 @@ TEST_F(EagerWorkflow, ResidualBlockWithTypedMembersAndFloatFunctional) {
   quant::fuse_modules(*net, {{"block.conv1", "block.bn1", "block.relu1"}, {"block.conv2", "block.bn2"}});
   const auto fused = net->forward(data);
   EXPECT_LT(max_abs(fused - reference), 1e-4) << "folding batch norm changes float results";
-  quant::prepare(*net, quant::QConfigMapping().set_global(quant::get_default_qconfig(engine_)));
+  quant::prepare(*net, quant::QConfigMapping().set_global(quant::get_default_qconfig(qconfig_backend_)));
   for (int i = 0; i < 4; ++i) net->forward(at::randn({16, 3, 6, 6}));
   net->forward(data);
   quant::convert(*net);
@@ -135,7 +140,7 @@ TEST_F(EagerWorkflow, QConfigsByTypeAndByNameInNestedModules) {
   Net net;
   net->eval();
   auto mapping = quant::QConfigMapping()
-                     .set_global(quant::minmax_qconfig(engine_))
+                     .set_global(quant::minmax_qconfig(qconfig_backend_))
                      .set_object_type("Linear", quant::minmax_qconfig("qnnpack"))  // per-tensor weights
                      .set_module_name_none("block.conv2");
   const auto summary = quant::prepare(*net, mapping);
@@ -166,7 +171,14 @@ TEST_F(EagerWorkflow, DynamicQuantizationKeepsFloatActivations) {
 TEST_F(EagerWorkflow, QatTrainsThenConvertsCloseToTheFakeQuantizedModel) {
   torch::nn::Sequential model(nn::QuantStub(), nn::Linear(10, 16), nn::ReLU(), nn::Linear(16, 2), nn::DeQuantStub());
   model->train();
-  quant::prepare_qat(*model, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine_)));
+  // Full-range QAT: with reduce_range the fake-quantized model clamps activations at 127 but the
+  // int8 kernels at 255 (as in PyTorch), so the two part wherever the moving-average ranges lag the
+  // trained weights. On an int8 path that saturates full-range activations (x86 without VNNI) the
+  // full range runs on qnnpack (int32 sums).
+  const bool saturates = kernels::int8::int8_isa(engine_).saturates;
+  const std::string backend = saturates ? "qnnpack" : engine_;
+  kernels::int8::set_engine(backend);
+  quant::prepare_qat(*model, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(backend)));
   const auto x = at::randn({128, 10});
   const auto target = x.narrow(1, 0, 2) * 0.5;
   std::vector<at::Tensor> params;
@@ -200,7 +212,7 @@ TEST_F(EagerWorkflow, ConvertedModelSavesAndLoads) {
   Net net;
   net->eval();
   quant::fuse_modules(*net, groups);
-  quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
   net->forward(at::randn({8, 3, 6, 6}));
   quant::convert(*net);
   const auto x = at::randn({5, 3, 6, 6});
@@ -227,7 +239,7 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
   }
   {
     Net net;
-    quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
     expect_error([&] { quant::convert(*net); },
                  "[convert] 'quant' was prepared but never calibrated: its activation_post_process saw no data "
                  "(nothing was converted");
@@ -247,7 +259,7 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
                  "[prepare] module 'stem': [Conv2d] qconfig '");
     EXPECT_EQ(net->quant->mode(), QuantMode::Float);
     EXPECT_TRUE(quant::get_observer_dict(*net).empty());
-    const auto summary = quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    const auto summary = quant::prepare(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
     EXPECT_EQ(summary.changed.front(), "quant");
   }
   {
@@ -257,7 +269,7 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
   }
   {
     torch::nn::Sequential model(nn::QuantStub(), torch::nn::Linear(4, 4), nn::DeQuantStub());
-    const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
     ASSERT_EQ(summary.left_float.size(), 1u) << summary.to_string();
     EXPECT_NE(summary.left_float[0].find("Linear"), std::string::npos);
   }
@@ -266,7 +278,7 @@ TEST_F(EagerWorkflow, BadUseGivesClearErrors) {
     // plain ReLU and a max pool run on int8 tensors as they are.
     torch::nn::Sequential model(nn::QuantStub(), nn::Linear(4, 4), torch::nn::PReLU(), nn::BatchNorm1d(4),
                                 torch::nn::ReLU(), torch::nn::MaxPool1d(1), nn::DeQuantStub());
-    const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    const auto summary = quant::prepare(*model, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
     ASSERT_EQ(summary.left_float.size(), 2u) << summary.to_string();
     EXPECT_EQ(summary.left_float[0].rfind("2 (", 0), 0u) << summary.left_float[0];
     EXPECT_NE(summary.left_float[0].find("PReLU"), std::string::npos) << summary.left_float[0];
@@ -308,7 +320,7 @@ TEST_F(EagerWorkflow, ActivationsAndConcatenationRunInInt8) {
   m.eval();
   const auto x = at::randn({32, 12}) * 2;
   const auto reference = m.forward(x);
-  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
   m.forward(x);
   quant::convert(m);
   const auto y = m.forward(x);
@@ -338,7 +350,7 @@ TEST_F(EagerWorkflow, QatConvBnTrainsTheBatchNormThenFoldsIt) {
   m.train();
   quant::fuse_modules(m, {{"conv", "bn", "relu"}}, /*is_qat=*/true);
   EXPECT_TRUE(m.conv->has_attached_batch_norm());
-  quant::prepare_qat(m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(engine_)));
+  quant::prepare_qat(m, quant::QConfigMapping().set_global(quant::get_default_qat_qconfig(qconfig_backend_)));
   const auto x = at::randn({16, 2, 6, 6}) * 2 + 1;
   for (int i = 0; i < 5; ++i) m.forward(x);
   EXPECT_EQ(m.bn->num_batches_tracked.item<int64_t>(), 5);  // as PyTorch's ConvBn2d counts
@@ -380,7 +392,7 @@ TEST_F(EagerWorkflow, Conv1dConv3dAndStandaloneBatchNormRunInInt8) {
   m.eval();
   const auto a = at::randn({4, 3, 10}), b = at::randn({2, 2, 4, 5, 5}), c = at::randn({3, 3, 7, 7});
   const auto reference = m.forward(a, b, c);
-  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  quant::prepare(m, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
   m.forward(a, b, c);
   quant::convert(m);
   const auto y = m.forward(a, b, c);
@@ -412,7 +424,7 @@ TEST_F(EagerWorkflow, EmbeddingsQuantizeTo8And4Bits) {
     EXPECT_LE(max_abs(bag->forward(bags) - ref_bag), 4 * row_step) << four_bit;
   }
   nn::Embedding emb(10, 4);
-  tq::testing::expect_error([&] { emb->prepare(quant::minmax_qconfig(engine_)); }, "[Embedding] embeddings need per-row float qparams (float_qparams_weight_only_qconfig)");  // needs float qparams
+  tq::testing::expect_error([&] { emb->prepare(quant::minmax_qconfig(qconfig_backend_)); }, "[Embedding] embeddings need per-row float qparams (float_qparams_weight_only_qconfig)");  // needs float qparams
 }
 
 TEST_F(EagerWorkflow, RecurrentCellsQuantizeDynamically) {
@@ -481,8 +493,8 @@ TEST_F(EagerWorkflow, PreparedAndQatModelsSaveAndLoad) {
       return m;
     };
     auto a = build();
-    auto mapping = quant::QConfigMapping().set_global(qat ? quant::get_default_qat_qconfig(engine_)
-                                                          : quant::get_default_qconfig(engine_));
+    auto mapping = quant::QConfigMapping().set_global(qat ? quant::get_default_qat_qconfig(qconfig_backend_)
+                                                          : quant::get_default_qconfig(qconfig_backend_));
     qat ? quant::prepare_qat(*a, mapping) : quant::prepare(*a, mapping);
     a->forward(at::randn({4, 6}));
     const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + (qat ? "/qat.pt" : "/prepared.pt");
@@ -507,7 +519,7 @@ TEST_F(EagerWorkflow, ReferenceConvertSimulatesTheInt8Model) {
   const auto data = at::randn({32, 10});
   for (auto m : std::vector<torch::nn::Sequential>{int8, reference}) {
     m->eval();
-    quant::prepare(*m, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+    quant::prepare(*m, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
     m->forward(data);
   }
   quant::convert(*int8);
@@ -528,7 +540,7 @@ TEST_F(EagerWorkflow, CopyingVariantsLeaveTheFloatModelUntouched) {
   const auto x = at::randn({2, 3, 6, 6});
   const auto before = original->forward(x);
   auto prepared = std::dynamic_pointer_cast<NetImpl>(
-      quant::prepare_copy(*original, make, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_))));
+      quant::prepare_copy(*original, make, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_))));
   ASSERT_TRUE(prepared);
   EXPECT_EQ(original->head->mode(), QuantMode::Float);
   EXPECT_EQ(prepared->head->mode(), QuantMode::Observed);
@@ -536,7 +548,7 @@ TEST_F(EagerWorkflow, CopyingVariantsLeaveTheFloatModelUntouched) {
   quant::convert(*prepared);
   EXPECT_TRUE(at::equal(original->forward(x), before));
   auto wrapped = nn::QuantWrapper(nn::Linear(4, 2));
-  quant::prepare(*wrapped, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_)));
+  quant::prepare(*wrapped, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_)));
   wrapped->forward(at::randn({3, 4}));
   quant::convert(*wrapped);
   EXPECT_EQ(wrapped->forward(at::randn({3, 4})).scalar_type(), at::kFloat);
@@ -550,7 +562,7 @@ TEST_F(EagerWorkflow, AddQuantDequantAllowListAndRemoveQconfig) {
   model->eval();
   const auto x = at::randn({10, 8});
   const auto reference = model->forward(x);
-  const auto mapping = quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_));
+  const auto mapping = quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_));
   EXPECT_EQ(quant::add_quant_dequant(*model, mapping).changed.size(), 2u);
   quant::prepare(*model, mapping);
   model->forward(x);
@@ -565,7 +577,7 @@ TEST_F(EagerWorkflow, AddQuantDequantAllowListAndRemoveQconfig) {
   const auto summary = quant::prepare(*net, mapping, {"Conv2d"});
   EXPECT_EQ(net->head->mode(), QuantMode::Float);
   EXPECT_EQ(net->stem->mode(), QuantMode::Observed);
-  const auto qconfigs = quant::propagate_qconfig(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(engine_))
+  const auto qconfigs = quant::propagate_qconfig(*net, quant::QConfigMapping().set_global(quant::minmax_qconfig(qconfig_backend_))
                                                             .set_module_name_none("block"));
   EXPECT_FALSE(qconfigs.at("block.conv1").has_value());
   EXPECT_TRUE(qconfigs.at("head").has_value());

@@ -9,8 +9,8 @@
 
 namespace {
 
-using tq::testing::golden;
-using tq::testing::golden_path;
+using tq::testing::machine_golden;
+using tq::testing::machine_golden_path;
 using tq::testing::to_tensor;
 
 class GraphDynamic : public ::testing::TestWithParam<std::string> {
@@ -19,8 +19,8 @@ class GraphDynamic : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(GraphDynamic, EqualsPyTorchsQuantizeDynamicWithoutCalibration) {
-  const auto& g = golden("graph/dynamic.json");
-  auto model = tq::graph::load_torchscript(golden_path("graph/" + GetParam()));
+  const auto& g = machine_golden("graph/dynamic.json");
+  auto model = tq::graph::load_torchscript(machine_golden_path("graph/" + GetParam()));
   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::dynamic());
   auto int8 = observed.convert();  // nothing to calibrate
   const auto summary = observed.summary();

@@ -20,11 +20,11 @@
 namespace {
 
 using tq::testing::expect_error;
-using tq::testing::golden;
-using tq::testing::golden_path;
+using tq::testing::machine_golden;
+using tq::testing::machine_golden_path;
 using tq::testing::to_tensor;
 
-torch::jit::Module qat_net() { return tq::graph::load_torchscript(golden_path("graph/qat_model_script.pt")); }
+torch::jit::Module qat_net() { return tq::graph::load_torchscript(machine_golden_path("graph/qat_model_script.pt")); }
 
 at::Tensor targets(const nlohmann::json& j) { return at::tensor(j.get<std::vector<int64_t>>(), at::kLong); }
 
@@ -48,7 +48,7 @@ double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs
 class GraphQat : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { tq::kernels::int8::set_engine(GetParam()); }
-  const nlohmann::json& g() const { return golden("graph/qat_" + GetParam() + ".json"); }
+  const nlohmann::json& g() const { return machine_golden("graph/qat_" + GetParam() + ".json"); }
 };
 
 TEST_P(GraphQat, MatchesFxOverFiveSgdSteps) {
@@ -99,7 +99,7 @@ TEST_P(GraphQat, MatchesFxOverFiveSgdSteps) {
 INSTANTIATE_TEST_SUITE_P(Backends, GraphQat, ::testing::Values("onednn", "qnnpack"));
 
 TEST(GraphQatModel, ConvertLeavesTheQatModelAsItWasAndTheUserModelUntouched) {
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   tq::kernels::int8::set_engine("qnnpack");
   auto model = qat_net();
   const auto x = to_tensor(g["test_input"]);
@@ -128,7 +128,7 @@ TEST(GraphQatModel, ConvertLeavesTheQatModelAsItWasAndTheUserModelUntouched) {
 
 TEST(GraphQatModel, CheckpointsResumeTraining) {
   // Train 2 steps, save the QAT state to a file, load it into a fresh prepare_qat: both go on alike.
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   tq::kernels::int8::set_engine("qnnpack");
   const auto options = tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack");
   auto qat = tq::graph::prepare_qat(qat_net(), options);
@@ -165,7 +165,7 @@ TEST(GraphQatModel, NamesParametersAfterTheModelsModules) {
 
 TEST(GraphQatModel, LayersLeftFloatTrainInFloat) {
   // fc2 excluded: it trains in float, as FX trains it, and convert keeps its trained weights.
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   tq::kernels::int8::set_engine("qnnpack");
   auto options = tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack");
   options.mapping.set_module_name_none("fc2");
@@ -199,7 +199,7 @@ TEST(GraphQatModel, LayersLeftFloatTrainInFloat) {
 }
 
 TEST(GraphQatModel, FrozenBatchNormStatsUseRunningStatistics) {
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   auto qat = tq::graph::prepare_qat(qat_net(), tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack"));
   qat.enable_observer(false);
   qat.enable_fake_quant(false);
@@ -218,7 +218,7 @@ TEST(GraphQatModel, FrozenBatchNormStatsUseRunningStatistics) {
 TEST(GraphQatModel, WithoutFakeQuantizationItTrainsAsTheFloatModel) {
   // Fake quantization and observers off from the start: three SGD steps give the float model's
   // training-mode losses (ConvBn2d's scaled weight / unscaled output round differently: 1e-5).
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   auto qat = tq::graph::prepare_qat(qat_net(), tq::graph::GraphQuantizeOptions::for_backend_qat("qnnpack"));
   qat.enable_fake_quant(false);
   qat.enable_observer(false);
@@ -278,7 +278,7 @@ TEST(GraphQatModel, LearnableFakeQuantizersTrainTheirScales) {
     if (name.size() > 6 && name.substr(name.size() - 6) == ".scale") scale_names.push_back(name);
   }
   EXPECT_EQ(scale_names.size(), 5u + 7u) << "a scale per layer weight and per activation point";
-  const auto& g = golden("graph/qat_qnnpack.json");
+  const auto& g = machine_golden("graph/qat_qnnpack.json");
   // First step: the observers set the scales; later steps learn them.
   qat.forward(to_tensor(g["steps"][0]["input"]));
   auto params = qat.named_parameters();

@@ -10,8 +10,8 @@
 
 namespace {
 
-using tq::testing::golden;
-using tq::testing::golden_path;
+using tq::testing::machine_golden;
+using tq::testing::machine_golden_path;
 using tq::testing::to_tensor;
 
 class GraphSeed : public ::testing::TestWithParam<std::string> {
@@ -20,15 +20,15 @@ class GraphSeed : public ::testing::TestWithParam<std::string> {
 };
 
 tq::graph::ObservedModel calibrated(const std::string& file) {
-  const auto& g = golden("graph/seed.json");
-  auto model = tq::graph::load_torchscript(golden_path("graph/" + file));
+  const auto& g = machine_golden("graph/seed.json");
+  auto model = tq::graph::load_torchscript(machine_golden_path("graph/" + file));
   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
   for (const auto& b : g["calibration"]) observed.calibrate(to_tensor(b));
   return observed;
 }
 
 TEST_P(GraphSeed, SameQParamsAtEveryQuantizationPoint) {
-  const auto& g = golden("graph/seed.json");
+  const auto& g = machine_golden("graph/seed.json");
   const auto summary = calibrated(GetParam()).summary();
   const auto& expected = g["points"];
   ASSERT_EQ(summary.points.size(), expected.size()) << summary.to_string();
@@ -42,7 +42,7 @@ TEST_P(GraphSeed, SameQParamsAtEveryQuantizationPoint) {
 }
 
 TEST_P(GraphSeed, SameInt8Output) {
-  const auto& g = golden("graph/seed.json");
+  const auto& g = machine_golden("graph/seed.json");
   auto int8 = calibrated(GetParam()).convert();
   const auto out = int8.forward({to_tensor(g["input"])}).toTensor();
   EXPECT_TRUE(tq::testing::tensors_equal(out, to_tensor(g["output"])));
@@ -74,7 +74,7 @@ namespace {
 // (almost) the int8 model's numbers: the kernels round their int32 accumulators once, the
 // reference form computes in float, so an output may differ by one step.
 TEST_P(GraphSeed, ReferenceFormIsFloatOpsBetweenQuantizeDequantize) {
-  const auto& g = golden("graph/seed.json");
+  const auto& g = machine_golden("graph/seed.json");
   auto observed = calibrated(GetParam());
   auto reference = observed.convert(/*reference=*/true);
   int quantize_ops = 0;
@@ -101,10 +101,10 @@ namespace {
 // after give the seed's qparams and output for all four.
 TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
   tq::kernels::int8::set_engine("qnnpack");
-  const auto& g = golden("graph/seed.json");
+  const auto& g = machine_golden("graph/seed.json");
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed.pt";
   {
-    auto model = tq::graph::load_torchscript(golden_path("graph/seed_model_script.pt"));
+    auto model = tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt"));
     auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
     observed.calibrate(to_tensor(g["calibration"][0]));
     observed.calibrate(to_tensor(g["calibration"][1]));
@@ -126,15 +126,15 @@ TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
 
 TEST(GraphObservedForm, RefusesOtherOptionsAndPlainModels) {
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed_other.pt";
-  auto model = tq::graph::load_torchscript(golden_path("graph/seed_model_script.pt"));
+  auto model = tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt"));
   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
-  observed.calibrate(to_tensor(golden("graph/seed.json")["calibration"][0]));
+  observed.calibrate(to_tensor(machine_golden("graph/seed.json")["calibration"][0]));
   observed.save(path);
   tq::testing::expect_error(
       [&] { tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::for_backend("qnnpack")); },
       "was observed with other options");
   tq::testing::expect_error(
-      [&] { tq::graph::load_observed(golden_path("graph/seed_model_script.pt"), tq::graph::GraphQuantizeOptions::seed()); },
+      [&] { tq::graph::load_observed(machine_golden_path("graph/seed_model_script.pt"), tq::graph::GraphQuantizeOptions::seed()); },
       "is not an observed model");
 }
 

@@ -47,7 +47,7 @@ TORCH_MODULE(Net);
 
 const std::vector<std::vector<std::string>> kFuse = {{"conv1", "bn1", "relu1"}};
 
-std::string interop(const std::string& file) { return tq::testing::golden_path("interop/" + file); }
+std::string interop(const std::string& file) { return tq::testing::machine_golden_path("interop/" + file); }
 
 std::map<std::string, at::Tensor> expected() {
   const auto state = serialize::read_state_dict_file(interop("expected.pt"));

@@ -54,7 +54,7 @@ import graph_models  # noqa: E402
 from golden_io import tensor_json, write_json  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_large", "resnet50", "googlenet",
-                  "densenet121", "efficientnet_b0"]
+                  "densenet121", "efficientnet_b0", "ops_zoo"]
 ENGINE = "onednn"
 QCONFIG = "default_qconfig_mapping(onednn)"
 BATCHES, BATCH = 4, 2

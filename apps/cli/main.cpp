@@ -20,6 +20,7 @@
 #include "progress.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/kernels/int8_saturation.h"
 #include "tq/graph/adaround.h"
 #include "tq/graph/bias_correction.h"
 #include "tq/graph/mixed_precision.h"
@@ -115,6 +116,7 @@ struct QuantizeArgs {
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
+  bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   int64_t batches = 32, batch_size = 32;
   tq::cli::DataOptions data;
 };
@@ -179,9 +181,22 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
   }
 }
 
+// The tool's configuration for an engine: the engine's defaults (per-channel weights, histogram
+// activations) with the activation range the tool chooses. The int8 model must not saturate
+// wherever it is deployed, which is not where it is quantized: so [0, 127] on every x86 engine
+// (PyTorch's x86 backend does the same) unless --full-range targets VNNI CPUs.
+tq::graph::GraphQuantizeOptions tool_options(const std::string& engine, bool full_range) {
+  tq::graph::GraphQuantizeOptions o;
+  tq::quant::QConfigSpec c;
+  c.reduce_range = tq::kernels::int8::choose_activation_range(engine, full_range).reduce_range;
+  o.mapping.set_global(tq::quant::make_qconfig(engine, c));
+  return o;
+}
+
 // The global QConfig the command line asks for.
 tq::quant::QConfigSpec qconfig_choice(const QuantizeArgs& a) {
   tq::quant::QConfigSpec c;
+  c.reduce_range = tq::kernels::int8::choose_activation_range(a.engine, a.full_range).reduce_range;
   c.activation = a.observer;
   c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
   c.percentile = a.percentile;
@@ -199,6 +214,9 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  if (a.full_range && (a.mode != "static" || a.seed || a.activation_bits != 8)) {
+    throw UsageError("--full-range applies to --mode static with 8-bit activations (without --seed-config)");
+  }
   const bool search = a.max_accuracy_drop >= 0;
   if (search && (a.eval.empty() || a.mode != "static" || a.seed || a.adaround || a.bias_correction)) {
     throw UsageError("--max-accuracy-drop needs --eval DATA with labels and --mode static (without --seed-config, "
@@ -219,7 +237,7 @@ int quantize(const QuantizeArgs& a) {
   } else if (a.mode == "dynamic") {
     options = tq::graph::GraphQuantizeOptions::dynamic();
   } else {
-    options = tq::graph::GraphQuantizeOptions::for_backend(a.engine);
+    options = tool_options(a.engine, a.full_range);
     const tq::quant::QConfigSpec c = qconfig_choice(a);
     options.mapping.set_global(tq::quant::make_qconfig(a.engine, c));
     if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
@@ -325,7 +343,11 @@ int quantize(const QuantizeArgs& a) {
   }
   tq::graph::save_torchscript(int8, a.out);
   const auto summary = observed.summary();
-  std::cout << summary.to_string() << "wrote " << a.out << "\n";
+  const auto range = tq::kernels::int8::choose_activation_range(a.seed ? "qnnpack" : a.engine, a.full_range);
+  const bool static_int8 = a.mode == "static";
+  std::cout << summary.to_string();
+  if (static_int8) std::cout << "activation range: " << range.why << "\n";
+  std::cout << "wrote " << a.out << "\n";
   if (!a.report.empty()) {
     auto j = summary_json(summary);
     j["model"] = a.model;
@@ -333,6 +355,10 @@ int quantize(const QuantizeArgs& a) {
     j["engine"] = a.seed ? "qnnpack" : a.engine;
     j["mode"] = a.seed ? "seed" : a.mode;
     j["equalized"] = summary.equalized;
+    if (static_int8) {
+      j["activation_range"] = {{"reduce_range", range.reduce_range}, {"why", range.why},
+                               {"full_range_layers", summary.full_range_layers}};
+    }
     if (search) {
       auto& m = j["mixed_precision"];
       m["float_accuracy"] = searched.float_metric;
@@ -381,7 +407,7 @@ int inspect(const std::string& path, const std::string& engine) {
   for (auto* n : model.get_method("forward").graph()->nodes()) ops[n->kind().toQualString()]++;
   std::cout << path << ": " << params << " parameters, " << bytes << " bytes of parameters and buffers\n";
   tq::kernels::int8::set_engine(engine);
-  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend(engine));
+  auto observed = tq::graph::prepare(model, tool_options(engine, false));
   const auto summary = observed.summary();
   std::map<std::string, int> ops_frozen;
   for (const auto& e : summary.nodes) ops_frozen[e.op]++;
@@ -512,7 +538,7 @@ int compare(const CompareArgs& a) {
   if (a.per_layer) {
     // Numeric-Suite style: each quantized layer's output in both models (the int8 model made by
     // tq from this float model with the engine's defaults).
-    const auto layers = tq::graph::compare_layers(fm, qm, tq::graph::GraphQuantizeOptions::for_backend(a.engine), bs);
+    const auto layers = tq::graph::compare_layers(fm, qm, tool_options(a.engine, false), bs);
     if (layers.empty()) {
       throw BadInput(a.quant_model + ": no layer of it matches the float model's (was it made by tq from " +
                      a.float_model + "?)");
@@ -535,7 +561,7 @@ int compare(const CompareArgs& a) {
   if (a.sensitivity) {
     // Calibrate each single-layer model on the first batches, evaluate on the same data.
     const std::vector<at::Tensor> calib(bs.begin(), bs.begin() + std::min<size_t>(bs.size(), 8));
-    const auto layers = tq::cli::layer_sensitivity(fm, a.engine, calib, bs);
+    const auto layers = tq::cli::layer_sensitivity(fm, tool_options(a.engine, false), calib, bs);
     nlohmann::json rows = nlohmann::json::array();
     std::cout << "layers by sensitivity (output SQNR with that layer alone quantized):\n";
     for (const auto& l : layers) {
@@ -617,6 +643,9 @@ int main(int argc, char** argv) {
   qc->add_option("--adaround-samples", q.adaround_samples, "calibration samples AdaRound caches (default: all, at most 1024)")
       ->check(CLI::PositiveNumber);
   qc->add_flag("--per-tensor-weights", q.per_tensor, "per-tensor weight qparams (default: per channel)");
+  qc->add_flag("--full-range", q.full_range,
+               "8-bit activations on [0, 255] rather than [0, 127], for CPUs with VNNI only: x86 int8 kernels without "
+               "VNNI saturate on them (the default range is right on every CPU)");
   qc->add_option("--exclude", q.exclude, "keep a module (qualified name, e.g. layer1.0.conv2) or an operator (add) float");
   qc->add_option("--qconfig", q.qconfig_file,
                  "JSON: {\"global\": {\"activation\": \"minmax\", \"weights\": \"per-tensor\"}, "

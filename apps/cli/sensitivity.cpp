@@ -42,10 +42,10 @@ double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
   return 10.0 * std::log10(signal / std::max(noise, 1e-30));
 }
 
-std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model, const std::string& engine,
+std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model,
+                                                const graph::GraphQuantizeOptions& defaults,
                                                 const std::vector<at::Tensor>& calibration,
                                                 const std::vector<at::Tensor>& evaluation) {
-  const auto defaults = graph::GraphQuantizeOptions::for_backend(engine);
   const auto qconfig = *defaults.mapping.global();
   // The layers: modules that hold a quantized op's output under the default configuration.
   auto probe = graph::prepare(float_model, defaults);

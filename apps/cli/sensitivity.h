@@ -8,9 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace torch::jit {
-struct Module;
-}
+#include "tq/graph/graph_quantizer.h"
 
 namespace tq::cli {
 
@@ -24,7 +22,9 @@ struct LayerSensitivity {
 };
 
 // `calibration` and `evaluation` are batches; layers ranked from the most to the least costly.
-std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model, const std::string& engine,
+// `defaults`: the configuration each layer is quantized with alone (its global qconfig).
+std::vector<LayerSensitivity> layer_sensitivity(const torch::jit::Module& float_model,
+                                                const graph::GraphQuantizeOptions& defaults,
                                                 const std::vector<at::Tensor>& calibration,
                                                 const std::vector<at::Tensor>& evaluation);
 

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     model->eval();  // as the demo QAT row: batch norms folded, then fine-tuned
     tq::quant::fuse_modules(*model, tq::apps::FashionCnnImpl::fusion_groups());
     model->train();
-    tq::quant::prepare_qat(*model, tq::quant::QConfigMapping().set_global(tq::quant::get_default_qat_qconfig(engine)));
+    const auto qconfig = tq::quant::get_default_qat_qconfig(tq::apps::qconfig_backend(engine));
+    tq::quant::prepare_qat(*model, tq::quant::QConfigMapping().set_global(qconfig));
     tq::distributed::DataParallel dp(
         *model, group, tq::distributed::DataParallelOptions().overlap_backward(overlap).bucket_bytes(bucket_kib << 10));
     torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(1e-4));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tq/kernels/int8.h"
+#include "tq/kernels/int8_saturation.h"
 
 namespace tq::apps {
 
@@ -12,6 +13,10 @@ std::string use_preferred_engine() {
       std::find(engines.begin(), engines.end(), "onednn") != engines.end() ? "onednn" : engines.at(0);
   kernels::int8::set_engine(engine);
   return engine;
+}
+
+std::string qconfig_backend(const std::string& engine) {
+  return kernels::int8::choose_activation_range(engine, /*target_vnni=*/false).reduce_range ? "x86" : engine;
 }
 
 }  // namespace tq::apps

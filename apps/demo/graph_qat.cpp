@@ -70,13 +70,13 @@ tq::nn::QConfig lsq_qconfig(int bits) {
 }
 
 tq::graph::GraphQuantizeOptions options_for(const std::string& config, const std::string& engine) {
-  auto options = tq::graph::GraphQuantizeOptions::for_backend_qat(engine);
+  auto options = tq::graph::GraphQuantizeOptions::for_backend_qat(tq::apps::qconfig_backend(engine));
   if (config == "w8a8" || config == "fp32") return options;
   TQ_CHECK(config == "lsq-w4a4" || config == "lsq-w2a2", "graph_qat", "unknown --config '", config,
            "' (fp32, w8a8, lsq-w4a4, lsq-w2a2)");
   options.mapping.set_global(lsq_qconfig(config == "lsq-w4a4" ? 4 : 2));
   // As LSQ does: the first layer (and its input) and the classifier stay at 8 bits.
-  const auto eight = tq::quant::get_default_qat_qconfig(engine);
+  const auto eight = tq::quant::get_default_qat_qconfig(tq::apps::qconfig_backend(engine));
   options.mapping.set_module_name("conv1", eight).set_module_name("relu", eight).set_module_name("fc", eight);
   return options;
 }

@@ -126,7 +126,8 @@ nlohmann::json run_model_demo(const Dataset& train_set, const Dataset& test_set,
   {
     auto m = fresh();
     tq::quant::fuse_modules(*m, FashionCnnImpl::fusion_groups());
-    tq::quant::prepare(*m, tq::quant::QConfigMapping().set_global(tq::quant::minmax_qconfig(engine)));
+    tq::quant::prepare(*m, tq::quant::QConfigMapping().set_global(
+                           tq::quant::minmax_qconfig(qconfig_backend(engine))));
     calibrate(m, train_set, o.calibration_batches, "calibrating (MinMax)");
     tq::quant::convert(*m);
     record("static int8 (MinMax)", m, engine);
@@ -135,7 +136,8 @@ nlohmann::json run_model_demo(const Dataset& train_set, const Dataset& test_set,
   {
     auto m = fresh();
     tq::quant::fuse_modules(*m, FashionCnnImpl::fusion_groups());
-    tq::quant::prepare(*m, tq::quant::QConfigMapping().set_global(tq::quant::get_default_qconfig(engine)));
+    tq::quant::prepare(*m, tq::quant::QConfigMapping().set_global(
+                           tq::quant::get_default_qconfig(qconfig_backend(engine))));
     calibrate(m, train_set, o.calibration_batches, "calibrating (Histogram)");
     tq::quant::convert(*m);
     record("static int8 (Histogram)", m, engine);
@@ -149,7 +151,8 @@ nlohmann::json run_model_demo(const Dataset& train_set, const Dataset& test_set,
     auto m = fresh();
     tq::quant::fuse_modules(*m, FashionCnnImpl::fusion_groups());
     m->train();
-    tq::quant::prepare_qat(*m, tq::quant::QConfigMapping().set_global(tq::quant::get_default_qat_qconfig(engine)));
+    tq::quant::prepare_qat(*m, tq::quant::QConfigMapping().set_global(
+                               tq::quant::get_default_qat_qconfig(qconfig_backend(engine))));
     train(m, train_set, o.qat_batches, 1e-4, "QAT fine-tuning");
     tq::quant::convert(*m);
     record("QAT int8", m, engine);

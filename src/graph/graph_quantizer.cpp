@@ -36,6 +36,7 @@
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
+#include "tq/kernels/int8_saturation.h"
 #include "tq/nn/qconfig.h"
 #include "tq/numerics/fake_quantize.h"
 #include "tq/serialize/state_dict.h"
@@ -746,6 +747,25 @@ void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 
 }  // namespace
 
+namespace {
+// The int8 convolutions and linears whose activation input is quantized on the full uint8 range
+// (by module path): their uint8 x int8 products saturate on x86 CPUs without VNNI.
+std::vector<std::string> full_range_layers(const ObservedModel::Impl& impl) {
+  std::vector<std::string> layers;
+  for (const auto& info : impl.matches) {
+    if (!info.why_float.empty() || !info.why_float_at_convert.empty()) continue;
+    if (info.handler->output_qparams() == OutputQParams::kFloat) continue;  // dynamic / weight-only
+    const Node* w = detail::weighted_node(info.match);
+    if (w == nullptr || w->inputs().empty()) continue;
+    const int64_t p = detail::qparams_point(impl, w->inputs()[0]);
+    if (p < 0 || !nn::quantizer_full_range_uint8(*impl.points[p].observer)) continue;
+    auto sc = impl.scopes.find(w);
+    layers.push_back(sc != impl.scopes.end() && !sc->second.path.empty() ? sc->second.path : kind_of(w));
+  }
+  return layers;
+}
+}  // namespace
+
 torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
   TQ_CHECK(impl.batches > 0 || impl.points.empty(), "convert", "no calibration batch was run: call calibrate() first");
@@ -753,6 +773,17 @@ torch::jit::Module ObservedModel::convert(bool reference) const {
   Emitter emitter(impl, out, reference);
   emitter.run();
   replace_forward(out, emitter.result());
+  if (!reference) {
+    // Kept on the model, so that tq warns again where the saved model is loaded on a CPU whose
+    // int8 kernels saturate (load_torchscript).
+    const auto layers = full_range_layers(impl);
+    if (!layers.empty()) {
+      c10::List<std::string> names;
+      for (const auto& l : layers) names.push_back(l);
+      out.register_attribute(kFullRangeLayersAttribute, c10::ListType::ofStrings(), names);
+    }
+    kernels::int8::warn_if_layers_saturate(layers, "convert");
+  }
   return out;
 }
 
@@ -760,6 +791,7 @@ Summary ObservedModel::summary() const {
   const auto& impl = *impl_;
   Summary s;
   s.equalized = impl.equalized;
+  if (impl.batches > 0) s.full_range_layers = full_range_layers(impl);
   for (auto* n : impl.graph->nodes()) {
     const std::string k = kind_of(n);
     if (n->kind() == c10::prim::Constant || detail::is_observe_node_kind(k.c_str())) continue;
@@ -831,6 +863,12 @@ std::string Summary::to_string() const {
       << "]  scale=" << e.qparams.scale << " zero_point=" << e.qparams.zero_point << "\n";
   }
   for (const auto& [op, count] : float_ops) s << "  float " << op << " x" << count << "\n";
+  if (!full_range_layers.empty()) {
+    s << "activations: full range [0, 255] into " << full_range_layers.size()
+      << " int8 convolution / linear layer(s): for CPUs with VNNI (they saturate without it)\n";
+  } else if (quantized_count() > 0) {
+    s << "activations: no int8 convolution / linear takes full-range activations (safe on every CPU)\n";
+  }
   if (!equalized.empty()) s << "cross-layer equalization: " << equalized.size() << " pairs\n";
   return s.str();
 }

@@ -8,6 +8,7 @@
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
 #include "tq/graph/graph_quantizer.h"
+#include "tq/kernels/int8_saturation.h"
 #include "../serialize/torch_save_reader.h"
 
 namespace tq::graph {
@@ -36,6 +37,16 @@ torch::jit::Module load_torchscript(const std::string& path) {
     TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
   }
   TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
+  if (m.hasattr(kFullRangeLayersAttribute)) {
+    const auto attr = m.attr(kFullRangeLayersAttribute);
+    if (attr.isList()) {
+      std::vector<std::string> layers;
+      for (const auto& l : attr.toListRef()) {
+        if (l.isString()) layers.push_back(l.toStringRef());
+      }
+      kernels::int8::warn_if_layers_saturate(layers, "load_torchscript(" + path + ")");
+    }
+  }
   return m;
 }
 

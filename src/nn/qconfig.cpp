@@ -34,6 +34,12 @@ QDType quantizer_dtype(torch::nn::Module& q) { return as_quantizer(q).dtype(); }
 QScheme quantizer_qscheme(torch::nn::Module& q) { return as_quantizer(q).qscheme(); }
 bool quantizer_is_dynamic(torch::nn::Module& q) { return as_quantizer(q).is_dynamic(); }
 bool quantizer_has_observed(torch::nn::Module& q) { return as_quantizer(q).has_observed(); }
+bool quantizer_full_range_uint8(torch::nn::Module& q) {
+  const auto& quantizer = as_quantizer(q);
+  const auto range = quantizer.quant_range();
+  return quantizer.dtype() == QDType::QUInt8 && !quantizer.is_dynamic() && range &&
+         range->quant_max - range->quant_min > 127;
+}
 
 bool is_fake_quantize(const torch::nn::Module& q) {
   return dynamic_cast<const fake_quant::FakeQuantizeBase*>(&q) != nullptr;

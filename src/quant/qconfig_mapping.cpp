@@ -2,6 +2,7 @@
 
 #include "tq/core/check.h"
 #include "tq/fake_quant/default_fake_quants.h"
+#include "tq/kernels/int8_saturation.h"
 #include "tq/observers/default_observers.h"
 
 namespace tq::quant {
@@ -54,11 +55,30 @@ nn::QuantizerFactory weight_observer(const std::string& backend) {
 
 bool backend_reduces_range(const std::string& backend) { return backend == "x86" || backend == "fbgemm"; }
 
+namespace {
+// PyTorch's warning for onednn's full-range default on CPUs without VNNI, naming what decided.
+void warn_if_full_range_saturates(const std::string& backend, const char* op) {
+  if (backend != "onednn") return;
+  const auto isa = kernels::int8::int8_isa(backend);
+  if (!isa.saturates) return;
+  TORCH_WARN(op, "(\"onednn\"): full-range activations saturate in this machine's int8 kernels (", isa.isa,
+             ", no VNNI), so the int8 model may lose accuracy; use the \"x86\" qconfig (reduce_range) for CPUs "
+             "without VNNI");
+}
+}  // namespace
+
+nn::QConfig default_qconfig(const std::string& backend, bool reduce_range) {
+  check_backend(backend, "default_qconfig");
+  std::string name = backend;
+  if (reduce_range != backend_reduces_range(backend)) name += reduce_range ? " reduce_range" : " full range";
+  return {obs::with_args<obs::HistogramObserver>(obs::HistogramObserverOptions().reduce_range(reduce_range)),
+          weight_observer(backend), name};
+}
+
 nn::QConfig get_default_qconfig(const std::string& backend) {
   check_backend(backend, "get_default_qconfig");
-  const bool reduce = backend_reduces_range(backend);
-  return {obs::with_args<obs::HistogramObserver>(obs::HistogramObserverOptions().reduce_range(reduce)),
-          weight_observer(backend), backend};
+  warn_if_full_range_saturates(backend, "get_default_qconfig");
+  return default_qconfig(backend, backend_reduces_range(backend));
 }
 
 nn::QConfig minmax_qconfig(const std::string& backend) {
@@ -70,6 +90,7 @@ nn::QConfig minmax_qconfig(const std::string& backend) {
 
 nn::QConfig get_default_qat_qconfig(const std::string& backend) {
   check_backend(backend, "get_default_qat_qconfig");
+  warn_if_full_range_saturates(backend, "get_default_qat_qconfig");
   const bool reduce = backend_reduces_range(backend);
   auto act = fq::fake_quantize_with_args<fq::FusedMovingAvgObsFakeQuantize>(fq::FakeQuantizeOptions().observer(
       obs::with_args<obs::MovingAverageMinMaxObserver>(

@@ -16,12 +16,12 @@ namespace tq::quant {
 
 nn::QConfig make_qconfig(const std::string& engine, const QConfigSpec& c) {
   namespace obs = tq::observers;
-  auto q = get_default_qconfig(engine);
+  const bool reduce = c.reduce_range.value_or(backend_reduces_range(engine));
+  auto q = default_qconfig(engine, reduce);
   if (c.weight_bits < 2 || c.weight_bits > 8 || c.activation_bits < 2 || c.activation_bits > 8) {
     throw std::invalid_argument("bits must be between 2 and 8, got weights " + std::to_string(c.weight_bits) +
                                 ", activations " + std::to_string(c.activation_bits));
   }
-  const bool reduce = backend_reduces_range(engine);
   // Activations: quint8 on [0, 2^bits - 1] (the engine's reduced range at 8 bits).
   auto act = [&](auto options) {
     if (c.activation_bits == 8) return options.reduce_range(reduce);

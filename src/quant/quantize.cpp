@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/kernels/int8_saturation.h"
 #include "tq/nn/modules.h"
 #include "tq/serialize/state_dict.h"
 
@@ -154,6 +155,7 @@ Summary prepare_qat(torch::nn::Module& model, const QConfigMapping& mapping) {
 
 Summary convert(torch::nn::Module& model, bool is_reference) {
   // Every prepared module's observers must have data before any module converts.
+  std::vector<std::string> full_range;  // int8 products on full-range activations
   for (const auto& [name, m] : walk(model)) {
     auto* q = dynamic_cast<nn::Quantizable*>(m);
     if (q == nullptr || (q->mode() != nn::QuantMode::Observed && q->mode() != nn::QuantMode::QAT)) continue;
@@ -162,6 +164,10 @@ Summary convert(torch::nn::Module& model, bool is_reference) {
       TQ_CHECK(nn::quantizer_has_observed(*child.value()), "convert", "'", name.empty() ? m->name() : name,
                "' was prepared but never calibrated: its ", child.key(),
                " saw no data (nothing was converted; run calibration data through the model first)");
+      if (child.key() == "activation_post_process" && dynamic_cast<nn::WeightedModule*>(m) != nullptr &&
+          nn::quantizer_full_range_uint8(*child.value())) {
+        full_range.push_back(name.empty() ? m->name() : name);
+      }
     }
   }
   Summary summary;
@@ -179,6 +185,7 @@ Summary convert(torch::nn::Module& model, bool is_reference) {
   }
   TQ_CHECK(!summary.changed.empty(), "convert",
            "no module was prepared (call prepare or prepare_qat, and calibrate, before convert)");
+  if (!is_reference) kernels::int8::warn_if_layers_saturate(full_range, "convert");
   return summary;
 }
 

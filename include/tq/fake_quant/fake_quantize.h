@@ -76,6 +76,7 @@ class FakeQuantize : public FakeQuantizeBase {
   int64_t ch_axis() const override { return ch_axis_; }
   int64_t quant_min() const { return quant_min_; }
   int64_t quant_max() const { return quant_max_; }
+  c10::optional<QRange> quant_range() const override { return QRange{quant_min_, quant_max_}; }
   bool is_dynamic() const override { return is_dynamic_; }
   bool has_observed() const override { return observer_->has_observed(); }
   bool is_per_channel() const { return tq::is_per_channel(qscheme_); }

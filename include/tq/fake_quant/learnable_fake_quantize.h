@@ -51,6 +51,7 @@ class LearnableFakeQuantize : public FakeQuantizeBase {
   observers::ObserverBase& activation_post_process() { return *observer_; }
   int64_t quant_min() const { return quant_min_; }
   int64_t quant_max() const { return quant_max_; }
+  c10::optional<QRange> quant_range() const override { return QRange{quant_min_, quant_max_}; }
   int64_t bitwidth() const { return bitwidth_; }
   bool static_enabled() const { return static_enabled_.item<int64_t>() == 1; }
   bool learning_enabled() const { return learning_enabled_.item<int64_t>() == 1; }

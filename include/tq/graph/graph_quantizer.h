@@ -79,6 +79,9 @@ struct Summary {
   };
   std::vector<Point> points;  // filled once calibrated, in graph order
   std::vector<std::string> equalized;  // "first -> second" pairs (GraphQuantizeOptions::equalize)
+  // Int8 convolutions / linears (module paths) whose activations are quantized on the full uint8
+  // range: right on VNNI CPUs, saturating without VNNI (tq/kernels/int8_saturation.h). Once calibrated.
+  std::vector<std::string> full_range_layers;
   int quantized_count() const;
   std::string to_string() const;
 };
@@ -120,8 +123,12 @@ struct LayerComparison {
 std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_model, const torch::jit::Module& int8_model,
                                             const GraphQuantizeOptions& options, const std::vector<at::Tensor>& inputs);
 
+// The int8 model's attribute listing its full-range layers (Summary::full_range_layers).
+inline constexpr const char* kFullRangeLayersAttribute = "tq_full_range_layers";
+
 // Reads a torch.jit.save file (scripted or traced). Throws a one-line error naming the file if it
-// is missing, not TorchScript, or has no forward method.
+// is missing, not TorchScript, or has no forward method. An int8 model of tq's whose layers take
+// full-range activations warns, naming them, where the int8 engine in use saturates.
 torch::jit::Module load_torchscript(const std::string& path);
 // Writes to a temporary name beside `path`, then renames (an existing file is replaced only once
 // the new one is complete).

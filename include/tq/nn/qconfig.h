@@ -43,5 +43,8 @@ bool is_fake_quantize(const torch::nn::Module& q);
 at::Tensor quantize_weight(torch::nn::Module& weight_quantizer, const at::Tensor& weight, const std::string& who);
 // True once the observer has seen data (min/max or histogram set).
 bool quantizer_has_observed(torch::nn::Module& q);
+// True for a quint8 quantizer on more than [0, 127]: full-range activations, which saturate in x86
+// int8 kernels without VNNI (tq/kernels/int8_saturation.h).
+bool quantizer_full_range_uint8(torch::nn::Module& q);
 
 }  // namespace tq::nn

@@ -77,6 +77,7 @@ class UniformQuantizationObserverBase : public ObserverBase {
   bool reduce_range() const { return reduce_range_; }
   int64_t quant_min() const { return range_.quant_min; }
   int64_t quant_max() const { return range_.quant_max; }
+  c10::optional<QRange> quant_range() const override { return range_; }
   bool has_customized_qrange() const { return has_customized_qrange_; }
   const at::Tensor& eps() const { return eps_; }
 

@@ -21,6 +21,9 @@ class Quantizer {
   virtual bool is_dynamic() const { return false; }
   // Whether calculate_qparams has data to work from (always, for fixed and learned qparams).
   virtual bool has_observed() const { return true; }
+  // The integers values are quantized to ([0, 127] for reduce_range uint8); nullopt where no
+  // integer range applies (placeholders, float16, float qparams).
+  virtual c10::optional<QRange> quant_range() const { return c10::nullopt; }
 };
 
 }  // namespace tq

@@ -37,10 +37,15 @@ class QConfigMapping {
 // Backends: "x86" / "fbgemm" (activations reduce_range, per-channel weights), "qnnpack"
 // (per-tensor weights), "onednn" (per-channel weights, full-range activations). Throws on others.
 // x86 and fbgemm quantize activations on 7 bits (reduce_range): their int8 kernels would
-// otherwise overflow 16-bit intermediate sums. qnnpack and onednn use the full range.
+// otherwise overflow 16-bit intermediate sums. qnnpack and onednn use the full range, which
+// saturates on x86 CPUs without VNNI (tq/kernels/int8_saturation.h): as PyTorch does,
+// get_default_qconfig("onednn") and get_default_qat_qconfig("onednn") warn on such a machine.
 bool backend_reduces_range(const std::string& backend);
 nn::QConfig get_default_qconfig(const std::string& backend = "x86");
 nn::QConfig get_default_qat_qconfig(const std::string& backend = "x86");
+// The backend's default QConfig (HistogramObserver activations) with the activation range chosen
+// by the caller rather than by the backend; no warning.
+nn::QConfig default_qconfig(const std::string& backend, bool reduce_range);
 // Static PTQ with MinMax activation observers (cheaper calibration than histograms).
 nn::QConfig minmax_qconfig(const std::string& backend = "x86");
 // Dynamic quantization: int8 weights, activations quantized at run time.

@@ -7,6 +7,7 @@
 //   spec.activation = "entropy";
 //   spec.weight_bits = 4;
 //   auto q = tq::quant::make_qconfig("onednn", spec);
+#include <optional>
 #include <string>
 
 #include "tq/nn/qconfig.h"
@@ -21,6 +22,9 @@ struct QConfigSpec {
   double percentile = 99.999;  // for activation = percentile
   // 2..8: fewer than 8 bits narrow the quantization range; values still travel as int8 / uint8.
   int weight_bits = 8, activation_bits = 8;
+  // 8-bit activations on [0, 127] (true) or [0, 255] (false); unset: the engine's default, as
+  // PyTorch's get_default_qconfig(engine). tq/kernels/int8_saturation.h says which is safe where.
+  std::optional<bool> reduce_range;
 };
 
 // Throws std::invalid_argument naming the field that is out of range or unknown.
