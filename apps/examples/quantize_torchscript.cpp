@@ -16,7 +16,9 @@ int main(int argc, char** argv) try {
   }
   tq::kernels::int8::set_engine("onednn");
   auto model = tq::graph::load_torchscript(argv[1]);  // torch.jit.save'd in Python, scripted or traced
-  auto options = tq::graph::GraphQuantizeOptions::for_backend("onednn");  // FX's default qconfig mapping
+  // FX's default qconfig mapping for x86: activations on [0, 127], right on every x86 CPU
+  // ("onednn" takes [0, 255]: more precise on VNNI CPUs, saturating without VNNI).
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
   options.mapping.set_module_name_none("fc");                             // keep the classifier float
   auto observed = tq::graph::prepare(model, options);                     // the user's model is untouched
   for (int i = 0; i < 8; ++i) observed.calibrate(at::randn({4, 3, 224, 224}));  // use real data here
