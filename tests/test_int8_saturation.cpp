@@ -12,6 +12,7 @@
 
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
+#include "tq/graph/qat.h"
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_saturation.h"
 #include "tq/nn/activations.h"
@@ -246,4 +247,37 @@ TEST_F(Int8Saturation, EagerModeWithTheToolsRangeStaysWithinOneStepOfItsReferenc
                 << "% of outputs within one step of the reference form\n";
     }
   }
+}
+
+TEST_F(Int8Saturation, GraphQatWithTheToolsRangeStaysWithinOneStepOfItsReference) {
+  // Graph-mode QAT with FX's x86 mapping ([0, 127] activations), a few SGD steps, then the int8
+  // model against its reference form (float ops between the trained qparams' quantize /
+  // dequantize pairs).
+  auto qat = tq::graph::prepare_qat(conv_and_three_linears(), tq::graph::GraphQuantizeOptions::for_backend_qat("x86"));
+  at::manual_seed(13);
+  const auto x = at::randn({32, 1, 8, 8}) * 2;
+  const auto target = at::randn({32, 10});
+  const auto params = qat.parameters();
+  qat.train();
+  for (int step = 0; step < 5; ++step) {
+    auto loss = (qat.forward(x) - target).pow(2).mean();
+    loss.backward();
+    at::NoGradGuard no_grad;
+    for (auto p : params) {
+      if (!p.grad().defined()) continue;
+      p.sub_(p.grad() * 0.01);
+      p.mutable_grad().zero_();
+    }
+  }
+  qat.eval();
+  torch::jit::Module int8;
+  const auto warnings = capture_warnings([&] { int8 = qat.convert(); });
+  EXPECT_TRUE(warnings.empty()) << (warnings.empty() ? "" : warnings[0]);
+  EXPECT_TRUE(qat.summary().full_range_layers.empty());
+  auto reference = qat.convert(/*reference=*/true);
+  const auto y = int8.forward({x}).toTensor();
+  const auto y_ref = reference.forward({x}).toTensor();
+  const double step = output_step(qat.summary());
+  ASSERT_GT(step, 0);
+  EXPECT_GE(share_within_one_step(y, y_ref, step), 0.99) << int8_isa(engine_).isa;
 }
