@@ -84,7 +84,7 @@ serialize::StateDict converted_state(torch::nn::Sequential& model) {
 at::Tensor graph_int8_output(tq::distributed::ProcessGroup* group, int64_t rank, int64_t world) {
   auto options = graph::GraphQuantizeOptions::for_backend("qnnpack");
   options.mapping.set_global(quant::minmax_qconfig("qnnpack"));
-  auto observed = graph::prepare(graph::load_torchscript(tq::testing::machine_golden_path("graph/seed_model_script.pt")), options);
+  auto observed = graph::prepare(graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt")), options);
   at::manual_seed(5);
   std::vector<at::Tensor> batches;
   for (int i = 0; i < 8; ++i) batches.push_back(at::randn({2, 3, 16, 16}) * (1.0 + i));

@@ -15,14 +15,17 @@ namespace {
 
 namespace fs = std::filesystem;
 using tq::testing::expect_error;
-using tq::testing::machine_golden;
-using tq::testing::machine_golden_path;
+using tq::testing::golden_path;
 using tq::testing::to_tensor;
 
 std::string out_path(const std::string& name) { return std::string(TQ_TEST_OUTPUT_DIR) + "/" + name; }
 
-torch::jit::Module seed_model() { return tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt")); }
-at::Tensor batch() { return to_tensor(machine_golden("graph/seed.json")["calibration"][0]); }
+torch::jit::Module seed_model() { return tq::graph::load_torchscript(golden_path("graph/seed_model_script.pt")); }
+// A calibration batch of the seed model's input shape.
+at::Tensor batch() {
+  at::manual_seed(1);
+  return at::randn({2, 3, 16, 16});
+}
 std::string graph_text(const torch::jit::Module& m) { return m.get_method("forward").graph()->toString(); }
 
 class GraphErrors : public ::testing::Test {

@@ -4,6 +4,8 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <fstream>
+
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
@@ -19,6 +21,14 @@ class GraphSeed : public ::testing::TestWithParam<std::string> {
   void SetUp() override { tq::kernels::int8::set_engine("qnnpack"); }
 };
 
+// The seed-conformance golden needs seed 004's own code (the project's shared/seeds beside the
+// repository, as CI lays it out); tools/gen_golden_graph_seed.py says when it is missing.
+#define TQ_SKIP_WITHOUT_SEED_GOLDEN()                                                                    \
+  if (!std::ifstream(machine_golden_path("graph/seed.json")).good()) {                                    \
+    GTEST_SKIP() << "no seed-004 golden on this machine (seed 004 not found beside the repository): " \
+                 << machine_golden_path("graph/seed.json");                                               \
+  }
+
 tq::graph::ObservedModel calibrated(const std::string& file) {
   const auto& g = machine_golden("graph/seed.json");
   auto model = tq::graph::load_torchscript(machine_golden_path("graph/" + file));
@@ -28,6 +38,7 @@ tq::graph::ObservedModel calibrated(const std::string& file) {
 }
 
 TEST_P(GraphSeed, SameQParamsAtEveryQuantizationPoint) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   const auto& g = machine_golden("graph/seed.json");
   const auto summary = calibrated(GetParam()).summary();
   const auto& expected = g["points"];
@@ -42,6 +53,7 @@ TEST_P(GraphSeed, SameQParamsAtEveryQuantizationPoint) {
 }
 
 TEST_P(GraphSeed, SameInt8Output) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   const auto& g = machine_golden("graph/seed.json");
   auto int8 = calibrated(GetParam()).convert();
   const auto out = int8.forward({to_tensor(g["input"])}).toTensor();
@@ -49,6 +61,7 @@ TEST_P(GraphSeed, SameInt8Output) {
 }
 
 TEST_P(GraphSeed, MatchesAsTheSeed) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   // conv1 alone, conv2+relu2, conv3+bn3, add, pool, conv4+bn4+relu4, avgpool, gap; flatten float.
   const auto summary = calibrated(GetParam()).summary();
   std::map<std::string, int> by_handler;
@@ -74,6 +87,7 @@ namespace {
 // (almost) the int8 model's numbers: the kernels round their int32 accumulators once, the
 // reference form computes in float, so an output may differ by one step.
 TEST_P(GraphSeed, ReferenceFormIsFloatOpsBetweenQuantizeDequantize) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   const auto& g = machine_golden("graph/seed.json");
   auto observed = calibrated(GetParam());
   auto reference = observed.convert(/*reference=*/true);
@@ -100,6 +114,7 @@ namespace {
 // The observed form saves, reloads and goes on calibrating: two batches before saving and two
 // after give the seed's qparams and output for all four.
 TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   tq::kernels::int8::set_engine("qnnpack");
   const auto& g = machine_golden("graph/seed.json");
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed.pt";
@@ -125,6 +140,7 @@ TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
 }
 
 TEST(GraphObservedForm, RefusesOtherOptionsAndPlainModels) {
+  TQ_SKIP_WITHOUT_SEED_GOLDEN();
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed_other.pt";
   auto model = tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt"));
   auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());

@@ -139,6 +139,11 @@ def main():
     ap.add_argument("--seed", default=DEFAULT_SEED)
     args = ap.parse_args()
     torch.backends.quantized.engine = "qnnpack"
+    if not os.path.exists(args.seed):
+        # ctest counts exit code 77 as skipped; the GraphSeed tests then skip, naming the file.
+        print(f"seed 004 not found at {os.path.abspath(args.seed)}: the seed-conformance golden is not written",
+              file=sys.stderr)
+        sys.exit(77)
     seed = load_seed(os.path.abspath(args.seed))
     os.makedirs(args.out, exist_ok=True)
 
