@@ -112,6 +112,18 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--mode", "dynamic"], 1,
         "--seed-config")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
+    # The activation range: [0, 127] by default on x86 engines (no saturation anywhere), --full-range on request.
+    run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--full-range"], 1,
+        "--full-range applies to --mode static with 8-bit activations")
+    run(["quantize", model, "-o", w("reduced.pt"), "--calib", w("calib.pt"), "--engine", "onednn", "--report",
+         w("reduced.json")], 0, "activation range: reduced range [0, 127]")
+    run(["quantize", model, "-o", w("full.pt"), "--calib", w("calib.pt"), "--engine", "onednn", "--full-range",
+         "--report", w("full.json")], 0, "activation range: full range [0, 255]")
+    reduced, full = json.load(open(w("reduced.json"))), json.load(open(w("full.json")))
+    if not reduced["activation_range"]["reduce_range"] or reduced["activation_range"]["full_range_layers"]:
+        FAILURES.append("default activation range")
+    if full["activation_range"]["reduce_range"] or not full["activation_range"]["full_range_layers"]:
+        FAILURES.append("--full-range activation range")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--exclude", "no.such.module"], 1,
         "names module type or operator 'no.such.module'")
     run(["quantize", model, "-o", w("excl.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--exclude", "add",
