@@ -1,5 +1,6 @@
 // Batch-norm folding equals PyTorch's fuse_conv_bn_weights / fuse_linear_bn_weights bit for bit
 // (golden: tools/gen_golden_folding.py), in the shared function and through the eager modules.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include "golden.h"

@@ -1,5 +1,6 @@
 // Distributed calibration over c10d (Gloo on loopback): 2 and 4 real processes, each this test
 // binary started again as a worker (TQ_TEST_WORKER=<scenario>), with a deadline on all of them.
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/container/sequential.h>

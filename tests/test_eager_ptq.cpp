@@ -3,6 +3,7 @@
 // functions: the inputs each layer gets (quantized as the int8 model computes them, earlier layers
 // with their learned weights), the learned rounding, the corrected biases; plus what the model
 // gains (output SQNR, mean error) and that bad input changes nothing.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>

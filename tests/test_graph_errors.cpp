@@ -1,5 +1,6 @@
 // Graph mode on bad input: each error names the problem, and neither the user's model nor an
 // existing output file is touched.
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>

@@ -1,5 +1,6 @@
 // Seed 004 conformance: tq's graph mode with the seed's configuration gives the seed Quantizer's
 // qparams at every quantization point and its int8 output (golden: tools/gen_golden_graph_seed.py).
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>

@@ -2,6 +2,7 @@
 // VNNI add pairs of uint8 x int8 products in int16: full-range activations can overflow there.
 // These tests hold on every CPU: what they expect follows from the ISA the engine reports, and CI
 // runs them both on the machine's own ISA and with oneDNN capped at AVX2 (make test-avx2).
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>

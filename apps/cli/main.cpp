@@ -1,5 +1,6 @@
 // tq: quantize, inspect, benchmark and compare TorchScript models from the command line.
 // Exit codes: 0 success, 1 usage error, 2 bad input file, 3 runtime failure.
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/api/module.h>

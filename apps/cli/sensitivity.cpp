@@ -1,5 +1,6 @@
 #include "sensitivity.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/api/module.h>
 

@@ -1,5 +1,6 @@
 #include "fashion_cnn.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include <algorithm>

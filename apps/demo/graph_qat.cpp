@@ -4,6 +4,7 @@
 // step (forward, cross-entropy, backward, SGD) of the float model, of tq's QAT model and, given
 // --fx-qat (PyTorch FX's prepare_qat_fx model of the same network, traced by
 // tools/fx_qat_model.py), of PyTorch's, interleaved in this process.
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>

@@ -1,5 +1,6 @@
 #include "model_demo.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
 

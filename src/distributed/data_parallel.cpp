@@ -1,5 +1,6 @@
 #include "tq/distributed/data_parallel.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -12,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "tq/core/check.h"
 #include "tq/nn/quantizable.h"
@@ -72,7 +74,9 @@ struct DataParallel::Overlap {
   std::vector<int64_t> numel;                    // each parameter's size when the buckets were laid out
   std::vector<bool> seen;
   bool repeated = false;  // a gradient accumulated twice before all_reduce_gradients
-  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  // A std::shared_ptr<Node> in LibTorch 1.13, a c10::intrusive_ptr<Node> in 2.x.
+  using AccumulatorPtr = decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+  std::vector<std::pair<AccumulatorPtr, uintptr_t>> hooks;
 
   void on_gradient(size_t i) {
     if (seen[i]) {

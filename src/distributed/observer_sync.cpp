@@ -1,6 +1,7 @@
 // Observer synchronization for distributed calibration (rules in observer_sync.h).
 #include "tq/distributed/observer_sync.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 

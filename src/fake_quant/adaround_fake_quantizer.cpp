@@ -1,5 +1,6 @@
 #include "tq/fake_quant/adaround_fake_quantizer.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include <sstream>

@@ -1,5 +1,6 @@
 #include "tq/fake_quant/learnable_fake_quantize.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include <cmath>

@@ -3,6 +3,7 @@
 // and linears; convert writes the trained state back into the float graph and emits int8.
 #include "tq/graph/qat.h"
 
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/runtime/interpreter.h>
 #include <torch/expanding_array.h>

@@ -1,5 +1,6 @@
 #include "weighted_layers.h"
 
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/jit/ir/constants.h>
 
 #include <ATen/ATen.h>

@@ -1,5 +1,6 @@
 #include "tq/nn/modules.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 

@@ -1,5 +1,6 @@
 #include "tq/nn/qconfig.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"

@@ -1,5 +1,6 @@
 #include "tq/numerics/batch_norm_folding.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"

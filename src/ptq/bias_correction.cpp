@@ -1,5 +1,6 @@
 #include "tq/ptq/bias_correction.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 #include <iomanip>
 #include <sstream>

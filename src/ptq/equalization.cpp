@@ -1,5 +1,6 @@
 #include "tq/ptq/equalization.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 // Linear / Conv modules of a model as tq::ptq::WeightedLayer, the order forward() calls them in,
 // and their inputs captured from the model run float or as the int8 model would compute it.
 // Not installed.
+#include <ATen/core/grad_mode.h>
 #include <torch/nn/module.h>
 
 #include <optional>
