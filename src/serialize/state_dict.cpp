@@ -1,7 +1,10 @@
 #include "tq/serialize/state_dict.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ATen.h>
-#include <torch/csrc/jit/serialization/pickle.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/nn/module.h>
 
 #include <algorithm>
@@ -129,11 +132,36 @@ void load_state_dict(torch::nn::Module& module, const StateDict& state, bool str
   }
 }
 
+namespace {
+// torch::jit::pickle_save tags typed dicts with torch.jit._pickle.restore_type_tag, a global that
+// PyTorch 2.x's torch.load refuses by default (weights_only=True). States are pickled untagged:
+// plain dicts, which torch.load of every version reads.
+std::vector<char> pickle_untagged(const c10::IValue& value) {
+  std::vector<char> pickle_data;
+  torch::jit::Pickler pickler(
+      [&](const char* buf, size_t n) { pickle_data.insert(pickle_data.end(), buf, buf + n); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  std::vector<char> bytes;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t n) {
+    const char* b = static_cast<const char*>(data);
+    bytes.insert(bytes.end(), b, b + n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle_data.data(), pickle_data.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  return bytes;
+}
+}  // namespace
+
 void save_state_dict_file(const StateDict& state, const std::string& path) {
   // An undefined tensor is written as None (PyTorch's converted modules without bias save that).
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   for (const auto& [k, v] : state) dict.insert(k, v.defined() ? c10::IValue(v.detach().cpu()) : c10::IValue());
-  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
+  const std::vector<char> bytes = pickle_untagged(c10::IValue(dict));
   write_atomically(path, "save_state_dict_file", [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     TQ_CHECK(f.good(), "save_state_dict_file", "cannot open '", tmp, "' for writing");
