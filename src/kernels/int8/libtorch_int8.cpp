@@ -182,17 +182,40 @@ at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduc
   return call(ops().linear_dynamic, {x.contiguous(), w.handle().value, reduce_range})[0].toTensor();
 }
 
+namespace {
+// float16 Linear is fbgemm's alone (x86 is fbgemm plus onednn): it runs there whatever engine the
+// rest of the model uses, and the engine in use is restored after.
+class Fp16LinearEngine {
+ public:
+  explicit Fp16LinearEngine(const char* op_name) : previous_(at::globalContext().qEngine()) {
+    if (previous_ == at::QEngine::FBGEMM || previous_ == at::QEngine::X86) return;
+    const auto& supported = at::globalContext().supportedQEngines();
+    for (auto e : {at::QEngine::X86, at::QEngine::FBGEMM}) {
+      if (std::find(supported.begin(), supported.end(), e) != supported.end()) {
+        at::globalContext().setQEngine(e);
+        return;
+      }
+    }
+    TQ_CHECK(false, op_name, "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
+             c10::Join(", ", available_engines()));
+  }
+  ~Fp16LinearEngine() { at::globalContext().setQEngine(previous_); }
+  Fp16LinearEngine(const Fp16LinearEngine&) = delete;
+  Fp16LinearEngine& operator=(const Fp16LinearEngine&) = delete;
+
+ private:
+  at::QEngine previous_;
+};
+}  // namespace
+
 PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  const auto engines = available_engines();
-  const bool fbgemm = std::find(engines.begin(), engines.end(), "fbgemm") != engines.end() ||
-                      std::find(engines.begin(), engines.end(), "x86") != engines.end();
-  TQ_CHECK(fbgemm, "int8::prepack_linear_fp16", "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
-           c10::Join(", ", engines));
+  Fp16LinearEngine engine("int8::prepack_linear_fp16");
   static const auto h = op("quantized::linear_prepack_fp16", "");
   return wrap_packed(call(h, {weight, bias})[0]);
 }
 
 at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w) {
+  Fp16LinearEngine engine("int8::linear_dynamic_fp16");
   static const auto h = op("quantized::linear_dynamic_fp16", "");
   return call(h, {x.contiguous(), w.handle().value})[0].toTensor();
 }
