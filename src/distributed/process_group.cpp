@@ -10,7 +10,9 @@
 
 #include <exception>
 #include <functional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
@@ -72,9 +74,21 @@ ProcessGroup ProcessGroup::create(const ProcessGroupOptions& o) {
     });
   }
   impl->store->setTimeout(o.timeout());
-  impl->gloo = checked(c10::str("joining the group as rank ", o.rank(), " of ", o.world_size()),
-                       c10::str("every process needs its own rank, the same world_size and store, and to start "
-                                "within ", seconds(o.timeout()), " of the others"),
+  const std::string joining = c10::str("joining the group as rank ", o.rank(), " of ", o.world_size());
+  const std::string join_hint = c10::str("every process needs its own rank, the same world_size and store, and to "
+                                         "start within ", seconds(o.timeout()), " of the others");
+  // Each rank states its world_size in the store before Gloo connects: LibTorch 2.x's Gloo connects
+  // lazily, so a mismatch would otherwise surface only as a timeout in the first collective.
+  checked(joining, join_hint, [&] {
+    const std::string mine = std::to_string(o.world_size());
+    impl->store->set(c10::str("tq_world_size_", o.rank()), std::vector<uint8_t>(mine.begin(), mine.end()));
+    for (int64_t r = 0; r < o.world_size(); ++r) {
+      const auto theirs = impl->store->get(c10::str("tq_world_size_", r));
+      const std::string value(theirs.begin(), theirs.end());
+      if (value != mine) throw std::runtime_error(c10::str("rank ", r, " joined with world_size ", value));
+    }
+  });
+  impl->gloo = checked(joining, join_hint,
                        [&] {
                          auto gloo_options = c10d::ProcessGroupGloo::Options::create();
                          gloo_options->timeout = o.timeout();
