@@ -1,6 +1,7 @@
 // Graph-mode quantization on TorchScript: prepare (freeze, match, observe) and convert (emit).
 #include "tq/graph/graph_quantizer.h"
 
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
@@ -34,6 +35,7 @@
 #include "observed_model_impl.h"
 #include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
+#include "tq/core/torch_version.h"
 #include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/kernels/int8_saturation.h"
@@ -99,7 +101,10 @@ std::string layer_value_name(const std::string& module_path) {
 // Loading and saving
 
 namespace {
-void save_module(const torch::jit::Module& module, const std::string& path, const torch::jit::ExtraFilesMap& extra) {
+// Every file names the LibTorch it was written with (kLibTorchVersionFile), so that a LibTorch that
+// cannot read it says which version wrote it.
+void save_module(const torch::jit::Module& module, const std::string& path, torch::jit::ExtraFilesMap extra) {
+  extra.emplace(kLibTorchVersionFile, libtorch_version());
   write_atomically(path, "save_torchscript", [&](const std::string& tmp) { module.save(tmp, extra); });
 }
 }  // namespace
