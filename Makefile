@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
+.PHONY: deps configure build demo test test-libtorch1 deps-torch2 build-torch2 test-torch2 test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -20,8 +20,34 @@ demo: build
 	@/usr/bin/python3 tools/graph_demo.py --tq $(BUILD_DIR)/apps/cli/tq --data /usr/share/datasets/fashion-mnist \
 	  --out $(BUILD_DIR)/demo
 
-test: build
-	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+# Every test on both LibTorch versions: Debian's 1.13 (the minimum; the full build in $(BUILD_DIR))
+# and PyTorch 2.x's (the library, the tool and the tests in $(TORCH2_BUILD_DIR)). Each run ends
+# with its counts and the tests that did not run, with their reasons.
+test:
+	@t0=$$(date +%s); rc=0; $(MAKE) --no-print-directory test-libtorch1 || rc=$$?; \
+	  echo "== LibTorch 1.13, build and test: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+	@t0=$$(date +%s); rc=0; $(MAKE) --no-print-directory test-torch2 || rc=$$?; \
+	  echo "== LibTorch 2.x, install, build and test: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+
+test-libtorch1: build
+	@bash scripts/run_ctest.sh "LibTorch 1.13" $(BUILD_DIR) -j $(JOBS)
+
+# LibTorch 2.x: the CPU build of the pinned pip torch, in a virtual environment of its own, whose
+# Python is also the live PyTorch 2.x reference of the tests.
+TORCH2_VENV ?= $(CURDIR)/.venv-torch2
+TORCH2_BUILD_DIR ?= build-torch2
+deps-torch2: deps
+	@bash scripts/install_deps.sh torch2 $(TORCH2_VENV)
+
+build-torch2: deps-torch2
+	@cmake -S . -B $(TORCH2_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DCMAKE_PREFIX_PATH="$$($(TORCH2_VENV)/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
+	  -DTQ_BUILD_BENCHMARKS=OFF -DTQ_BUILD_DEMOS=OFF -DTQ_TORCH2_PYTHON=$(TORCH2_VENV)/bin/python \
+	  -DTQ_PEER_CLI=$(CURDIR)/$(BUILD_DIR)/apps/cli/tq $(CMAKE_ARGS) > /dev/null
+	@cmake --build $(TORCH2_BUILD_DIR) -j $(JOBS)
+
+test-torch2: build-torch2
+	@bash scripts/run_ctest.sh "LibTorch 2.x" $(TORCH2_BUILD_DIR) -j $(JOBS)
 
 # The suite again on the AVX2 path, whatever the machine: oneDNN capped at AVX2 (no VNNI: its int8
 # kernels then saturate full-range activations, as on AMD Zen 3 or Intel before Cascade Lake),
@@ -30,7 +56,7 @@ test: build
 AVX2_ENV = ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TQ_CPU_CAPABILITY=avx2 \
   OPENBLAS_CORETYPE=Haswell
 test-avx2: build
-	@cd $(BUILD_DIR) && env $(AVX2_ENV) ctest --output-on-failure -j $(JOBS) -E '^Package\.'
+	@env $(AVX2_ENV) bash scripts/run_ctest.sh "LibTorch 1.13, AVX2 path" $(BUILD_DIR) -j $(JOBS) -E '^Package\.'
 
 # The portable kernels compile for aarch64 (a cross-compiler from Debian; nothing runs).
 check-aarch64:
@@ -42,11 +68,12 @@ check-aarch64:
 SANITIZE_DIR ?= build-sanitize
 test-sanitize: deps
 	@cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O0" \
-	  -DTQ_SANITIZE=address,undefined -DTQ_BUILD_BENCHMARKS=OFF > /dev/null
+	  -DTQ_SANITIZE=address,undefined -DTQ_BUILD_BENCHMARKS=OFF -DTQ_BUILD_DEMOS=OFF > /dev/null
 	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
-	@cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+	@ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -E '^Package\.'
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash scripts/run_ctest.sh "LibTorch 1.13, sanitizers" \
+	  $(SANITIZE_DIR) -j $(JOBS) -E '^Package\.'
 
 # libFuzzer on the state-dict loader, the TorchScript loader and the tool's data loaders (clang,
 # ASan + UBSan), FUZZ_RUNS executions each from the committed seed corpus (fuzz/corpus); new
@@ -80,4 +107,4 @@ golden:
 	@/usr/bin/python3 tools/gen_golden_calibration.py --out tests/golden
 
 clean:
-	@rm -rf $(BUILD_DIR)
+	@rm -rf $(BUILD_DIR) $(TORCH2_BUILD_DIR)

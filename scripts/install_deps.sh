@@ -23,6 +23,23 @@ fi
 if [ "${1:-}" = "cross" ]; then
   PACKAGES+=(g++-aarch64-linux-gnu)
 fi
+# `make build-torch2`: PyTorch 2.x's LibTorch (the CPU build of the pinned pip torch) in a virtual
+# environment of its own; its Python is also the live PyTorch 2.x reference for the tests.
+if [ "${1:-}" = "torch2" ]; then
+  venv=${2:?usage: install_deps.sh torch2 VENV_DIR}
+  pin=${TQ_TORCH2_PIN:-torch==2.13.0}
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}')" 2>/dev/null; then
+    exit 0
+  fi
+  python=${TQ_TORCH2_BASE_PYTHON:-python3}
+  echo "tq: installing $pin (CPU) into $venv"
+  "$python" -m venv "$venv"
+  # TQ_TORCH2_PIP_ARGS can point pip at PyTorch's CPU index (--index-url
+  # https://download.pytorch.org/whl/cpu): PyPI's Linux torch is a CUDA build of several GB.
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 ${TQ_TORCH2_PIP_ARGS:-}
+  exit 0
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
