@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include "tq/core/torch_version.h"
 #include <functional>
 #include <string>
 
@@ -36,5 +37,16 @@ std::vector<std::string> capture_warnings(const std::function<void()>& fn);
 
 ::testing::AssertionResult tensors_close(const at::Tensor& actual, const at::Tensor& expected, double rtol,
                                          double atol);
+
+// machine_golden() data is written by Debian's PyTorch 1.13 (its torchvision rebuilds the models).
+// On a LibTorch 2.x build that is another version's float kernels (convolutions, linears, int8
+// requantization, transcendental functions), which may differ in the last bits: bit-exact claims
+// hold within one version, and across versions the tests state their bound.
+constexpr bool kMachineGoldenFromOtherLibTorch = TQ_TORCH_VERSION_AT_LEAST(2, 0);
+// Bit for bit within one LibTorch version; across versions, within a few float32 ulps of the
+// largest value: |actual - expected| <= 1e-6 * (|expected| + max|expected|).
+::testing::AssertionResult tensors_match_reference(const at::Tensor& actual, const at::Tensor& expected);
+// The same for one scale: equal within one version, within 1e-6 relative across versions.
+bool scale_matches_reference(double actual, double expected);
 
 }  // namespace tq::testing

@@ -73,9 +73,12 @@ TEST(FuzzRegressions, TensorSizesBeyondTheirStorageAreNamed) {
   for (const auto& [name, bytes] : inputs("fuzz_cli_data")) {
     if (name != "tensor_beyond_storage.pt") continue;
     const std::string path = tq::fuzz::data_file(bytes_of(bytes), bytes.size());
+    // LibTorch 2.x's unpickler checks the storage itself; 1.13's leaves it to tq's reader.
     tq::testing::expect_error([&] { tq::serialize::read_torch_save_file(path); },
-                              "' declares a tensor of shape [250, 1, 3, 3] (strides [9, 9, 3, 1], offset 0) beyond its "
-                              "storage of 72 bytes");
+                              TQ_TORCH_VERSION_AT_LEAST(2, 0)
+                                  ? "require a storage of at least 9000 bytes, but storage only has 72 bytes"
+                                  : "' declares a tensor of shape [250, 1, 3, 3] (strides [9, 9, 3, 1], offset 0) "
+                                    "beyond its storage of 72 bytes");
   }
 }
 

@@ -1,5 +1,6 @@
 // Graph-mode QAT on TorchScript against PyTorch FX's prepare_qat_fx / convert_fx on the same
 // model, weights, data and optimizer (golden: tools/gen_golden_graph_qat.py).
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/nn/functional/loss.h>
@@ -92,8 +93,12 @@ TEST_P(GraphQat, MatchesFxOverFiveSgdSteps) {
   ASSERT_EQ(out.sizes(), want.sizes());
   const double step = g()["output_scale"].get<double>();
   EXPECT_LE((out - want).abs().max().item<double>(), step * 1.0001);
-  // Most outputs agree exactly.
-  EXPECT_GE((out == want).to(at::kFloat).mean().item<double>(), 0.9);
+  // Most outputs agree exactly within one LibTorch version. Across versions (the 1.13 reference
+  // from a LibTorch 2.x build) the int8 kernels' requantization rounds differently (qnnpack: every
+  // output one step off), so only the one-step bound above holds.
+  if (!tq::testing::kMachineGoldenFromOtherLibTorch) {
+    EXPECT_GE((out == want).to(at::kFloat).mean().item<double>(), 0.9);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GraphQat, ::testing::Values("onednn", "qnnpack"));
