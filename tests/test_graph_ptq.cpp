@@ -6,6 +6,8 @@
 // is within the tolerance; an unmeetable tolerance ends with every layer raised and the best found.
 // Cross-layer equalization (GraphQuantizeOptions::equalize): a MobileNet-style block with per-tensor
 // weights, where batch norms give channels of very different ranges, quantizes far better.
+// Each algorithm runs on the model as scripting writes it (aten::conv2d) and as tracing writes it
+// (aten::_convolution): all four must find the same layers in both.
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 
@@ -35,19 +37,28 @@ torch::jit::Module layer(const std::string& type, const std::string& forward, at
   return m;
 }
 
+// A Conv2d module's forward as torch.jit.script writes it, or as torch.jit.trace does.
+enum class Form { Scripted, Traced };
+
+std::string conv_forward(Form form, int stride, int padding, int groups) {
+  const std::string s = std::to_string(stride), p = std::to_string(padding), g = std::to_string(groups);
+  const std::string call =
+      form == Form::Scripted
+          ? "torch.conv2d(x, self.weight, self.bias, [" + s + ", " + s + "], [" + p + ", " + p + "], [1, 1], " + g + ")"
+          : "torch._convolution(x, self.weight, self.bias, [" + s + ", " + s + "], [" + p + ", " + p +
+                "], [1, 1], False, [0, 0], " + g + ", False, False, True, True)";
+  return "def forward(self, x):\n    return " + call + "\n";
+}
+
 // conv(1->8) relu, conv(8->8) relu, flatten, linear(8*6*6 -> 10): the linear's input is a flatten,
 // no quantization point of its own.
-torch::jit::Module small_net() {
+torch::jit::Module small_net(Form form = Form::Scripted) {
   at::manual_seed(2);
   torch::jit::Module net("SmallNet");
-  net.register_module("conv1", layer("Conv2d", R"(
-    def forward(self, x):
-        return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], 1)
-  )", at::randn({8, 1, 3, 3}) * 0.4, at::randn({8}) * 0.1));
-  net.register_module("conv2", layer("StridedConv2d", R"(
-    def forward(self, x):
-        return torch.conv2d(x, self.weight, self.bias, [2, 2], [1, 1], [1, 1], 1)
-  )", at::randn({8, 8, 3, 3}) * 0.15, at::randn({8}) * 0.1));
+  net.register_module("conv1", layer("Conv2d", conv_forward(form, 1, 1, 1), at::randn({8, 1, 3, 3}) * 0.4,
+                                     at::randn({8}) * 0.1));
+  net.register_module("conv2", layer("StridedConv2d", conv_forward(form, 2, 1, 1), at::randn({8, 8, 3, 3}) * 0.15,
+                                     at::randn({8}) * 0.1));
   net.register_module("fc", layer("Linear", R"(
     def forward(self, x):
         return torch.linear(x, self.weight, self.bias)
@@ -83,10 +94,19 @@ class GraphPtq : public ::testing::Test {
   void SetUp() override { tq::kernels::int8::set_engine("qnnpack"); }
 };
 
+class GraphPtqForms : public ::testing::TestWithParam<Form> {
+ protected:
+  void SetUp() override { tq::kernels::int8::set_engine("qnnpack"); }
+};
+
+std::string form_name(const ::testing::TestParamInfo<Form>& info) {
+  return info.param == Form::Scripted ? "Scripted" : "Traced";
+}
+
 }  // namespace
 
-TEST_F(GraphPtq, AdaRoundFourBitWeightsReconstructBetterThanNearest) {
-  auto model = small_net();
+TEST_P(GraphPtqForms, AdaRoundFourBitWeightsReconstructBetterThanNearest) {
+  auto model = small_net(GetParam());
   at::manual_seed(3);
   std::vector<at::Tensor> data;
   for (int i = 0; i < 8; ++i) data.push_back(at::randn({32, 1, 12, 12}));
@@ -105,6 +125,8 @@ TEST_F(GraphPtq, AdaRoundFourBitWeightsReconstructBetterThanNearest) {
   EXPECT_TRUE(report.skipped.empty()) << report.to_string();
   EXPECT_EQ(report.samples, 256);
   EXPECT_EQ(report.layers[0].layer, "conv1");
+  EXPECT_EQ(report.layers[0].op, GetParam() == Form::Scripted ? "aten::conv2d" : "aten::_convolution");
+  EXPECT_EQ(report.layers[1].layer, "conv2");
   EXPECT_EQ(report.layers[2].layer, "fc");
   EXPECT_EQ(report.layers[2].op, "aten::linear");
   for (const auto& l : report.layers) {
@@ -136,15 +158,14 @@ TEST_F(GraphPtq, AdaRoundBadInputChangesNothing) {
   expect_error([&] { tq::graph::adaround(observed, {x.to(at::kLong)}, o16); }, "data must be float batches");
   expect_error([&] { tq::graph::adaround(observed, {at::randn({16, 3, 12, 12})}, o16); }, "the model failed on samples of shape [16, 3, 12, 12]");
   // Still converts, with nearest rounding, and the observed model still runs.
-  EXPECT_TRUE(observed.impl() != nullptr);
   observed.convert().forward({x});
   observed.calibrate(x);
 }
 
 // Per-tensor 3-bit weights shift each layer's mean output; correcting the biases on calibration
 // data takes most of that shift out of the final output on held-out data.
-TEST_F(GraphPtq, BiasCorrectionShrinksTheMeanOutputError) {
-  auto model = small_net();
+TEST_P(GraphPtqForms, BiasCorrectionShrinksTheMeanOutputError) {
+  auto model = small_net(GetParam());
   at::manual_seed(4);
   std::vector<at::Tensor> data;
   for (int i = 0; i < 8; ++i) data.push_back(at::randn({64, 1, 12, 12}));
@@ -160,6 +181,7 @@ TEST_F(GraphPtq, BiasCorrectionShrinksTheMeanOutputError) {
   const auto report = tq::graph::correct_bias(observed, data, tq::graph::BiasCorrectionOptions().num_samples(512));
   std::cout << report.to_string();
   ASSERT_EQ(report.layers.size(), 3u);
+  EXPECT_TRUE(report.skipped.empty()) << report.to_string();
   for (const auto& l : report.layers) EXPECT_GT(l.max_abs_shift, 0.0) << l.layer;
   auto corrected = observed.convert();
   const at::Tensor ref = model.forward({held_out}).toTensor();
@@ -202,26 +224,20 @@ torch::jit::Module bn_module(int64_t c, at::Tensor gamma) {
 
 // expand 1x1 (4 -> 16) + bn + act (relu or relu6), depthwise 3x3 + bn + act, project 1x1 (16 -> 4) + bn: the
 // gammas span decades, as in trained depthwise blocks.
-torch::jit::Module mobile_block(const std::string& act, double log_gamma_min, double log_gamma_max) {
+torch::jit::Module mobile_block(Form form, const std::string& act, double log_gamma_min, double log_gamma_max) {
   at::manual_seed(7);
   torch::jit::Module net("Block");
   const auto gammas = at::logspace(log_gamma_min, log_gamma_max, 16)
                           .index_select(0, at::randperm(16))
                           .to(at::kFloat);
-  net.register_module("expand", layer("Conv2d", R"(
-    def forward(self, x):
-        return torch.conv2d(x, self.weight, self.bias, [1, 1], [0, 0], [1, 1], 1)
-  )", at::randn({16, 4, 1, 1}) * 0.5, at::zeros({16})));
+  net.register_module("expand", layer("Conv2d", conv_forward(form, 1, 0, 1), at::randn({16, 4, 1, 1}) * 0.5,
+                                      at::zeros({16})));
   net.register_module("bn1", bn_module(16, gammas));
-  net.register_module("dw", layer("DepthwiseConv2d", R"(
-    def forward(self, x):
-        return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], 16)
-  )", at::randn({16, 1, 3, 3}) * 0.5, at::zeros({16})));
+  net.register_module("dw", layer("DepthwiseConv2d", conv_forward(form, 1, 1, 16), at::randn({16, 1, 3, 3}) * 0.5,
+                                  at::zeros({16})));
   net.register_module("bn2", bn_module(16, gammas.flip(0)));
-  net.register_module("project", layer("ProjectConv2d", R"(
-    def forward(self, x):
-        return torch.conv2d(x, self.weight, self.bias, [1, 1], [0, 0], [1, 1], 1)
-  )", at::randn({4, 16, 1, 1}) * 0.3, at::zeros({4})));
+  net.register_module("project", layer("ProjectConv2d", conv_forward(form, 1, 0, 1), at::randn({4, 16, 1, 1}) * 0.3,
+                                       at::zeros({4})));
   auto activation = [&](const std::string& e) {
     return act == "relu" ? "torch.relu(" + e + ")" : "torch.hardtanh(" + e + ", 0.0, 6.0)";
   };
@@ -245,10 +261,10 @@ tq::graph::GraphQuantizeOptions per_tensor_weights(bool equalize) {
 
 }  // namespace
 
-TEST_F(GraphPtq, EqualizationKeepsTheFloatFunctionAndRescuesPerTensorWeights) {
+TEST_P(GraphPtqForms, EqualizationKeepsTheFloatFunctionAndRescuesPerTensorWeights) {
   // With ReLU6 the gammas stay small enough that it rarely clips (equalization computes it as ReLU).
   for (const std::string act : {"relu", "relu6"}) {
-    auto model = act == "relu" ? mobile_block(act, -2, 2) : mobile_block(act, -3, 0.5);
+    auto model = act == "relu" ? mobile_block(GetParam(), act, -2, 2) : mobile_block(GetParam(), act, -3, 0.5);
     at::manual_seed(8);
     std::vector<at::Tensor> data;
     for (int i = 0; i < 4; ++i) data.push_back(at::randn({16, 4, 10, 10}));
@@ -297,8 +313,8 @@ tq::graph::MixedPrecisionOptions two_bit_then_eight_then_float(double max_drop) 
 
 }  // namespace
 
-TEST_F(GraphPtq, MixedPrecisionRaisesSensitiveLayersUntilTheToleranceIsMet) {
-  auto model = small_net();
+TEST_P(GraphPtqForms, MixedPrecisionRaisesSensitiveLayersUntilTheToleranceIsMet) {
+  auto model = small_net(GetParam());
   at::manual_seed(9);
   std::vector<at::Tensor> data{at::randn({64, 1, 12, 12}), at::randn({64, 1, 12, 12})};
   const auto eval_x = at::randn({256, 1, 12, 12});
@@ -376,3 +392,5 @@ TEST_F(GraphPtq, MixedPrecisionRanksByTheMetricEachLayerGainsAlone) {
   EXPECT_EQ(r.layer_levels.at("fc"), "float");
   EXPECT_EQ(r.layer_levels.at("conv2"), "W2A8");
 }
+
+INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, GraphPtqForms, ::testing::Values(Form::Scripted, Form::Traced), form_name);

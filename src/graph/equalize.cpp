@@ -7,18 +7,15 @@
 #include <cmath>
 #include <map>
 
+#include "layer_args.h"
 #include "tq/numerics/batch_norm_folding.h"
 #include "tq/ptq/equalization.h"
 
 namespace tq::graph::detail {
 namespace {
 
-bool is_conv(const Node* n) {
-  const std::string k = kind_of(n);
-  return (k == "aten::conv1d" || k == "aten::conv2d" || k == "aten::conv3d") && n->inputs().size() == 7 &&
-         torch::jit::toIValue(n->input(1)).has_value() && torch::jit::toIValue(n->input(1))->isTensor() &&
-         torch::jit::toIValue(n->input(2)).has_value() && torch::jit::toIValue(n->input(6)).has_value();
-}
+// A convolution from the one list (scripted or traced) whose arguments are all constants.
+bool is_conv(const Node* n) { return is_conv_op(kind_of(n)) && why_conv_float(n).empty(); }
 
 at::Tensor optional_constant(const Value* v) {
   auto iv = torch::jit::toIValue(v);
@@ -64,9 +61,10 @@ bool is_relu6(const Node* n) {
 ptq::WeightedLayer layer_of(const Node* n) {
   ptq::WeightedLayer l;
   l.kind = ptq::WeightedLayer::Kind::Conv;
-  l.weight = optional_constant(n->input(1));
-  l.bias = optional_constant(n->input(2));
-  l.groups = torch::jit::toIValue(n->input(6))->toInt();
+  const ConvArgs a = read_conv(n);
+  l.weight = a.weight;
+  l.bias = a.bias;
+  l.groups = a.groups;
   return l;
 }
 

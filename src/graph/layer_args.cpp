@@ -2,6 +2,8 @@
 
 #include <torch/csrc/jit/ir/constants.h>
 
+#include <algorithm>
+
 namespace tq::graph::detail {
 namespace {
 
@@ -12,6 +14,14 @@ c10::optional<c10::IValue> constant_of(const torch::jit::Value* v) { return torc
 }  // namespace
 
 const std::vector<std::string> kConvOps = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution"};
+const std::vector<std::string> kLinearOps = {"aten::linear"};
+const std::vector<std::string> kWeightedOps = [] {
+  auto ops = kConvOps;
+  ops.insert(ops.end(), kLinearOps.begin(), kLinearOps.end());
+  return ops;
+}();
+
+bool is_conv_op(const std::string& kind) { return std::find(kConvOps.begin(), kConvOps.end(), kind) != kConvOps.end(); }
 
 std::string why_conv_float(const torch::jit::Node* conv) {
   if (!is_tensor(conv->input(0))) return "the input is not a tensor";

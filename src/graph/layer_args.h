@@ -11,8 +11,13 @@
 
 namespace tq::graph::detail {
 
-// aten::conv{1,2,3}d or aten::_convolution (traced graphs).
+// The one list of weighted operators graph mode knows: every pass that looks for convolutions or
+// linears (int8 handlers, QAT, AdaRound, bias correction, equalization, mixed precision) reads it.
+// aten::conv{1,2,3}d from scripted models, aten::_convolution from traced ones.
 extern const std::vector<std::string> kConvOps;
+extern const std::vector<std::string> kLinearOps;
+extern const std::vector<std::string> kWeightedOps;  // kConvOps + kLinearOps
+bool is_conv_op(const std::string& kind);
 
 struct ConvArgs {
   at::Tensor weight, bias;  // bias undefined when the convolution has none

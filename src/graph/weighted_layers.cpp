@@ -12,7 +12,7 @@
 namespace tq::graph {
 
 const Node* detail::weighted_node(const Match& m) {
-  return m.find({"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::linear"});
+  return m.find(kWeightedOps);
 }
 
 bool detail::trains_batch_norm(const Match& m) {
@@ -29,8 +29,6 @@ namespace {
 
 using Impl = ObservedModel::Impl;
 
-std::vector<int64_t> int_list(const Value* v) { return torch::jit::toIValue(v)->toIntVector(); }
-
 // Why the match's layer cannot be described ("" if it can); fills `c`.
 std::string describe(const Impl& impl, const Impl::MatchInfo& info, GraphLayer& c) {
   const Node* n = weighted_node(info.match);
@@ -41,30 +39,29 @@ std::string describe(const Impl& impl, const Impl::MatchInfo& info, GraphLayer& 
     const std::string k = kind_of(m);
     if (m != n && k != "aten::relu" && k != "aten::relu_") return "its pattern has " + k + " (only conv / linear + relu)";
   }
-  auto w = torch::jit::toIValue(n->input(1));
-  if (!w || !w->isTensor() || w->toTensor().scalar_type() != at::kFloat) return "its weight is not a float constant";
-  auto b = torch::jit::toIValue(n->input(2));
-  if (!b) return "its bias is not a constant";
-  c.graph_weight = w->toTensor();
-  c.graph_bias = b->isTensor() ? b->toTensor() : at::Tensor();
+  c.layer.relu = info.match.nodes.size() > 1;
+  if (is_conv_op(kind_of(n))) {
+    const std::string why = why_conv_float(n);
+    if (!why.empty()) return why;
+    const ConvArgs a = read_conv(n);
+    c.graph_weight = a.weight;
+    c.graph_bias = a.bias;
+    c.layer.kind = ptq::WeightedLayer::Kind::Conv;
+    c.layer.stride = a.stride;
+    c.layer.padding = a.padding;
+    c.layer.dilation = a.dilation;
+    c.layer.groups = a.groups;
+  } else {
+    auto w = torch::jit::toIValue(n->input(1));
+    if (!w || !w->isTensor() || w->toTensor().scalar_type() != at::kFloat) return "its weight is not a float constant";
+    auto b = torch::jit::toIValue(n->input(2));
+    if (!b) return "its bias is not a constant";
+    c.graph_weight = w->toTensor();
+    c.graph_bias = b->isTensor() ? b->toTensor() : at::Tensor();
+    c.layer.kind = ptq::WeightedLayer::Kind::Linear;
+  }
   c.layer.weight = c.graph_weight.clone();
   c.layer.bias = c.graph_bias.defined() ? c.graph_bias.clone() : at::Tensor();
-  c.layer.relu = info.match.nodes.size() > 1;
-  if (kind_of(n) == "aten::linear") {
-    c.layer.kind = ptq::WeightedLayer::Kind::Linear;
-  } else {
-    c.layer.kind = ptq::WeightedLayer::Kind::Conv;
-    if (n->inputs().size() != 7 || !n->input(4)->type()->isSubtypeOf(*c10::ListType::ofInts())) {
-      return "its padding is not a list of ints";
-    }
-    for (int i = 3; i < 7; ++i) {
-      if (!torch::jit::toIValue(n->input(i))) return "its convolution parameters are not constants";
-    }
-    c.layer.stride = int_list(n->input(3));
-    c.layer.padding = int_list(n->input(4));
-    c.layer.dilation = int_list(n->input(5));
-    c.layer.groups = torch::jit::toIValue(n->input(6))->toInt();
-  }
   Value* in = impl.unalias(n->input(0));
   if (auto p = impl.point_of.find(in); p != impl.point_of.end()) {
     c.input_index = p->second;
