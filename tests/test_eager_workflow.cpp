@@ -405,24 +405,28 @@ TEST_F(EagerWorkflow, Conv1dConv3dAndStandaloneBatchNormRunInInt8) {
 }
 
 TEST_F(EagerWorkflow, EmbeddingsQuantizeTo8And4Bits) {
-  for (bool four_bit : {false, true}) {
-    nn::Embedding emb(50, 16);
-    nn::EmbeddingBag bag(50, 16, nn::EmbeddingBagMode::Sum);
-    torch::nn::Module parent;
-    parent.register_module("emb", emb);
-    parent.register_module("bag", bag);
-    const auto idx = at::randint(0, 50, {7}, at::kLong);
-    const auto bags = at::randint(0, 50, {3, 4}, at::kLong);
-    const auto ref = emb->forward(idx);
-    const auto ref_bag = bag->forward(bags);
-    quant::prepare(parent, quant::QConfigMapping().set_global(four_bit ? quant::float_qparams_weight_only_qconfig_4bit()
-                                                                       : quant::float_qparams_weight_only_qconfig()));
-    quant::convert(parent);
-    EXPECT_TRUE(emb->four_bit() == four_bit);
-    // Per-row range over 255 (or 15) steps: half a step of error at most per value.
-    const double row_step = 2 * max_abs(emb->weight()) / (four_bit ? 15 : 255);
-    EXPECT_LE(max_abs(emb->forward(idx) - ref), row_step) << four_bit;
-    EXPECT_LE(max_abs(bag->forward(bags) - ref_bag), 4 * row_step) << four_bit;
+  // Every bag mode: LibTorch's quantized embedding_bag operators sum whatever mode they are given,
+  // so a mean or max bag must not reach them as it is.
+  for (auto mode : {nn::EmbeddingBagMode::Sum, nn::EmbeddingBagMode::Mean, nn::EmbeddingBagMode::Max}) {
+    for (bool four_bit : {false, true}) {
+      nn::Embedding emb(50, 16);
+      nn::EmbeddingBag bag(50, 16, mode);
+      torch::nn::Module parent;
+      parent.register_module("emb", emb);
+      parent.register_module("bag", bag);
+      const auto idx = at::randint(0, 50, {7}, at::kLong);
+      const auto bags = at::randint(0, 50, {3, 4}, at::kLong);
+      const auto ref = emb->forward(idx);
+      const auto ref_bag = bag->forward(bags);
+      quant::prepare(parent, quant::QConfigMapping().set_global(four_bit ? quant::float_qparams_weight_only_qconfig_4bit()
+                                                                         : quant::float_qparams_weight_only_qconfig()));
+      quant::convert(parent);
+      EXPECT_TRUE(emb->four_bit() == four_bit);
+      // Per-row range over 255 (or 15) steps: half a step of error at most per value, four per bag.
+      const double row_step = 2 * max_abs(emb->weight()) / (four_bit ? 15 : 255);
+      EXPECT_LE(max_abs(emb->forward(idx) - ref), row_step) << four_bit;
+      EXPECT_LE(max_abs(bag->forward(bags) - ref_bag), 4 * row_step) << four_bit << " mode " << static_cast<int>(mode);
+    }
   }
   nn::Embedding emb(10, 4);
   tq::testing::expect_error([&] { emb->prepare(quant::minmax_qconfig(qconfig_backend_)); }, "[Embedding] embeddings need per-row float qparams (float_qparams_weight_only_qconfig)");  // needs float qparams

@@ -116,6 +116,7 @@ void save_torchscript(const torch::jit::Module& module, const std::string& path)
 
 ObservedModel::ObservedModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+
 namespace {
 
 using Impl = ObservedModel::Impl;
@@ -510,18 +511,28 @@ class Emitter : public ConvertContext {
 
   Value* packed_weight(const kernels::int8::PackedWeight& packed) override {
     const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
-    out_.register_attribute(name, kernels::int8::packed_weight_value(packed).type(), kernels::int8::packed_weight_value(packed));
+    const auto value = kernels::int8::packed_weight_value(packed);
+    out_.register_attribute(name, value.type(), value);
+    if (auto geometry = kernels::int8::graph::conv_geometry(packed)) conv_weights_.emplace(name, *geometry);
     return g_->insertGetAttr(self_, name);
   }
 
-  Value* packed_conv_weight(const kernels::int8::PackedWeight& packed, Value* x_q,
-                            const kernels::int8::graph::ConvPacking& packing) override {
-    if (!kernels::int8::graph::conv_weights_follow_input_shape()) return packed_weight(packed);
-    const std::string name = "_tq_packed_weight_" + std::to_string(packed_count_++);
-    out_.register_attribute(name, kernels::int8::packed_weight_value(packed).type(), kernels::int8::packed_weight_value(packed));
-    const std::string shape_name = name + "_input_shape";
-    out_.register_attribute(shape_name, c10::ListType::ofInts(), c10::List<int64_t>());
-    return kernels::int8::graph::repack_conv_on_shape_change(*g_, self_, name, shape_name, x_q, packing);
+  // Engines whose convolutions hold weights packed for one input shape (int8_graph.h): each int8
+  // convolution repacks its weights when its input's shape changes.
+  void repack_convs_on_shape_change() {
+    if (conv_weights_.empty() || !kernels::int8::graph::conv_weights_follow_input_shape()) return;
+    for (auto* node : g_->nodes()) {
+      if (!kernels::int8::graph::is_int8_conv(*node)) continue;
+      auto* get = node->input(1)->node();
+      if (get->kind() != c10::prim::GetAttr || get->input(0) != self_) continue;
+      auto it = conv_weights_.find(get->s(c10::attr::name));
+      if (it == conv_weights_.end()) continue;
+      const std::string shape_name = it->first + "_input_shape";
+      out_.register_attribute(shape_name, c10::ListType::ofInts(), c10::List<int64_t>());
+      torch::jit::WithInsertPoint guard(node);
+      node->replaceInput(1, kernels::int8::graph::repack_conv_on_shape_change(*g_, self_, it->first, shape_name,
+                                                                              node->input(0), it->second));
+    }
   }
 
   void run() {
@@ -578,6 +589,7 @@ class Emitter : public ConvertContext {
              impl_.scopes.count(deferred_.front()) ? impl_.scopes.at(deferred_.front()).path : "",
              "' reads a value that was never computed");
     for (auto* out : src.outputs()) g_->registerOutput(float_value(out));
+    repack_convs_on_shape_change();
     torch::jit::EliminateDeadCode(g_);
   }
 
@@ -629,10 +641,8 @@ class Emitter : public ConvertContext {
         break;
       }
       case OutputQParams::kFromKernel: {
-        // The int8 kernels' fixed output qparams (quint8).
-        const std::string k = kind_of(info.match.root);
-        // sigmoid, hardsigmoid, softmax: [0, 1]; tanh: [-1, 1].
-        qp = k == "aten::tanh" ? TensorQParams{2.0 / 256.0, 128} : TensorQParams{1.0 / 256.0, 0};
+        const auto fixed = kernels::int8::graph::fixed_output_qparams(kind_of(info.match.root));
+        qp = TensorQParams{fixed.scale, fixed.zero_point};
         break;
       }
     }
@@ -739,6 +749,7 @@ class Emitter : public ConvertContext {
   std::unordered_map<const Value*, Value*> env_f_, env_q_, env_fq_, shape_alias_;
   std::vector<Node*> deferred_;
   int packed_count_ = 0;
+  std::map<std::string, kernels::int8::ConvGeometry> conv_weights_;  // packed conv weights by attribute
 };
 
 void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
@@ -775,6 +786,9 @@ torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
   TQ_CHECK(impl.batches > 0 || impl.points.empty(), "convert", "no calibration batch was run: call calibrate() first");
   auto out = impl.module.clone();
+  // The graph's int8 ops are LibTorch's quantized:: operators: their weights are packed by the
+  // backend that owns them, whichever backend this thread's eager modules use.
+  kernels::int8::ScopedInt8Backend graph_backend("libtorch-quantized");
   Emitter emitter(impl, out, reference);
   emitter.run();
   replace_forward(out, emitter.result());

@@ -19,6 +19,7 @@ using torch::jit::Node;
 using torch::jit::Value;
 using detail::ConvArgs;
 using detail::kConvOps;
+using detail::kLinearOps;
 using detail::optional_tensor;
 using detail::read_conv;
 using detail::why_batch_norm_float;
@@ -75,8 +76,8 @@ class ConvHandler : public QuantizeHandler {
                                                     a.stride, a.padding, a.dilation, a.groups);
     auto* x = ctx.quantized(conv->input(0));
     const auto qp = ctx.output_qparams(m);
-    auto* w = ctx.packed_conv_weight(packed, x, {a.dims, a.stride, a.padding, a.dilation, a.groups});
-    return int8g::conv(ctx.graph(), a.dims, x, w, qp.scale, qp.zero_point, m.find(kReluOps) != nullptr);
+    return int8g::conv(ctx.graph(), a.dims, x, ctx.packed_weight(packed), qp.scale, qp.zero_point,
+                       m.find(kReluOps) != nullptr);
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
     auto* conv = m.find(kConvOps);
@@ -119,9 +120,9 @@ std::string why_linear_float(const Node* lin) {
 class LinearHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "Linear"; }
-  std::string why_float(const Match& m) const override { return why_linear_float(m.find({"aten::linear"})); }
+  std::string why_float(const Match& m) const override { return why_linear_float(m.find(kLinearOps)); }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
-    auto* lin = m.find({"aten::linear"});
+    auto* lin = m.find(kLinearOps);
     const auto weight = constant_of(lin->input(1))->toTensor();
     const auto bias = optional_tensor(lin->input(2));
     const auto qweight = ctx.quantize_weight(m, weight);
@@ -133,7 +134,7 @@ class LinearHandler : public QuantizeHandler {
                          m.find(kReluOps) != nullptr);
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
-    auto* lin = m.find({"aten::linear"});
+    auto* lin = m.find(kLinearOps);
     const auto w = ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor()).dequantize();
     auto& g = ctx.graph();
     return ctx.copy_float(m, [&](Value* v) -> Value* {
@@ -180,23 +181,28 @@ class EmbeddingHandler : public QuantizeHandler {
     return "";
   }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
-    const auto qweight = rows(ctx, m);
-    TORCH_CHECK(qweight.scalar_type() == at::kQUInt8, "graph mode quantizes embeddings to 8-bit rows, the qconfig gives ",
-                qweight.scalar_type());
-    return int8g::embedding(ctx.graph(), ctx.packed_weight(kernels::int8::prepack_embedding(qweight)),
+    const auto r = rows(ctx, m);
+    TQ_CHECK(!r.four_bit, "convert", "graph mode quantizes embeddings to 8-bit rows, the qconfig gives 4-bit ones");
+    return int8g::embedding(ctx.graph(), ctx.packed_weight(kernels::int8::prepack_embedding(r.weight, r.qparams, false)),
                             ctx.float_value(m.root->input(1)));
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
-    const auto w = rows(ctx, m).dequantize();
+    const auto r = rows(ctx, m);
+    const auto w = kernels::int8::quantize_embedding_weight(r.weight, r.qparams, r.four_bit).dequantize();
     auto& g = ctx.graph();
     return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(0) ? g.insertConstant(w) : nullptr; });
   }
 
  private:
+  struct Rows {
+    at::Tensor weight;
+    QParams qparams;
+    bool four_bit = false;
+  };
   // Per-row float qparams: the qconfig's weight observer when it gives them, otherwise
   // float_qparams_weight_only's (a per-tensor int8 weight observer does not fit embedding rows;
   // PyTorch's quantize_dynamic also gives embeddings float-qparams weights).
-  static at::Tensor rows(ConvertContext& ctx, const Match& m) {
+  static Rows rows(ConvertContext& ctx, const Match& m) {
     const auto& q = ctx.qconfig(m);
     auto obs = q.weight ? q.weight() : nullptr;
     if (!obs || nn::quantizer_qscheme(*obs) != QScheme::PerChannelAffineFloatQParams) {
@@ -204,8 +210,7 @@ class EmbeddingHandler : public QuantizeHandler {
     }
     const auto w = constant_of(m.root->input(0))->toTensor();
     nn::run_quantizer(*obs, w);
-    return kernels::int8::quantize_embedding_weight(w, nn::quantizer_qparams(*obs),
-                                                    nn::quantizer_dtype(*obs) == QDType::QUInt4x2);
+    return {w, nn::quantizer_qparams(*obs), nn::quantizer_dtype(*obs) == QDType::QUInt4x2};
   }
 };
 
@@ -301,8 +306,8 @@ class RequantizingHandler : public QuantizeHandler {
  public:
   using Emit = std::function<Value*(ConvertContext&, const Match&, Value* x_q, TensorQParams)>;
   RequantizingHandler(std::string name, Emit emit, std::function<std::string(const Match&)> why = nullptr,
-                      OutputQParams kind = OutputQParams::kObserved, TensorQParams fixed = {})
-      : name_(std::move(name)), emit_(std::move(emit)), why_(std::move(why)), kind_(kind), fixed_(fixed) {}
+                      OutputQParams kind = OutputQParams::kObserved)
+      : name_(std::move(name)), emit_(std::move(emit)), why_(std::move(why)), kind_(kind) {}
   std::string name() const override { return name_; }
   OutputQParams output_qparams() const override { return kind_; }
   std::string why_float(const Match& m) const override {
@@ -311,8 +316,9 @@ class RequantizingHandler : public QuantizeHandler {
   }
   std::vector<Value*> quantized_inputs(const Match& m) const override { return {m.root->input(0)}; }
   Value* quantize(ConvertContext& ctx, const Match& m) const override {
-    const auto qp = kind_ == OutputQParams::kObserved ? ctx.output_qparams(m) : fixed_;
-    return emit_(ctx, m, ctx.quantized(m.root->input(0)), qp);
+    if (kind_ == OutputQParams::kObserved) return emit_(ctx, m, ctx.quantized(m.root->input(0)), ctx.output_qparams(m));
+    const auto fixed = int8g::fixed_output_qparams(m.root->kind().toQualString());
+    return emit_(ctx, m, ctx.quantized(m.root->input(0)), TensorQParams{fixed.scale, fixed.zero_point});
   }
 
  private:
@@ -320,7 +326,6 @@ class RequantizingHandler : public QuantizeHandler {
   Emit emit_;
   std::function<std::string(const Match&)> why_;
   OutputQParams kind_;
-  TensorQParams fixed_;
 };
 
 std::string constant_args(const Match& m, std::vector<size_t> indices) {
@@ -333,40 +338,36 @@ std::string constant_args(const Match& m, std::vector<size_t> indices) {
 }
 
 void register_requantizing_ops(PatternRegistry& r) {
-  using torch::jit::NamedValue;
-  auto op = [](ConvertContext& ctx, const char* name, std::vector<NamedValue> args) {
-    return ctx.graph().insert(c10::Symbol::fromQualString(name), args);
-  };
   auto arg = [](ConvertContext& ctx, const Match& m, size_t i) { return ctx.float_value(m.root->input(i)); };
   r.register_pattern(Pattern({"aten::elu"}),
                      std::make_shared<RequantizingHandler>(
                          "ELU",
                          [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
-                           return op(ctx, "quantized::elu", {x, qp.scale, qp.zero_point, arg(ctx, m, 1), arg(ctx, m, 2),
-                                                             arg(ctx, m, 3)});
+                           return int8g::elu(ctx.graph(), x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 3), qp.scale,
+                                             qp.zero_point);
                          },
                          [](const Match& m) { return constant_args(m, {1, 2, 3}); }));
   r.register_pattern(Pattern({"aten::leaky_relu"}),
                      std::make_shared<RequantizingHandler>(
                          "LeakyReLU",
                          [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
-                           return op(ctx, "quantized::leaky_relu", {x, arg(ctx, m, 1), false, qp.scale, qp.zero_point});
+                           return int8g::leaky_relu(ctx.graph(), x, arg(ctx, m, 1), qp.scale, qp.zero_point);
                          },
                          [](const Match& m) { return constant_args(m, {1}); }));
   r.register_pattern(Pattern({"aten::group_norm"}),
                      std::make_shared<RequantizingHandler>(
                          "GroupNorm",
                          [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
-                           return op(ctx, "quantized::group_norm", {x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 3),
-                                                                    arg(ctx, m, 4), qp.scale, qp.zero_point});
+                           return int8g::group_norm(ctx.graph(), x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 3),
+                                                    arg(ctx, m, 4), qp.scale, qp.zero_point);
                          },
                          [](const Match& m) { return constant_args(m, {1, 2, 3, 4}); }));
   r.register_pattern(Pattern({"aten::instance_norm"}),
                      std::make_shared<RequantizingHandler>(
                          "InstanceNorm",
                          [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
-                           return op(ctx, "quantized::instance_norm",
-                                     {x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 7), qp.scale, qp.zero_point});
+                           return int8g::instance_norm(ctx.graph(), x, arg(ctx, m, 1), arg(ctx, m, 2), arg(ctx, m, 7),
+                                                       qp.scale, qp.zero_point);
                          },
                          [](const Match& m) {
                            auto why = constant_args(m, {1, 2, 5, 7});
@@ -375,19 +376,19 @@ void register_requantizing_ops(PatternRegistry& r) {
                            }
                            return why;
                          }));
-  // FX gives softmax fixed qparams (1/256, 0): its output lies in [0, 1].
+  // FX gives softmax fixed qparams (int8_graph.h): its output lies in [0, 1].
   r.register_pattern(Pattern({"aten::softmax"}),
                      std::make_shared<RequantizingHandler>(
                          "Softmax",
                          [=](ConvertContext& ctx, const Match& m, Value* x, TensorQParams qp) {
-                           return op(ctx, "quantized::softmax", {x, arg(ctx, m, 1), qp.scale, qp.zero_point});
+                           return int8g::softmax(ctx.graph(), x, arg(ctx, m, 1), qp.scale, qp.zero_point);
                          },
                          [](const Match& m) {
                            auto why = constant_args(m, {1, 2});
                            if (why.empty() && !constant_of(m.root->input(2))->isNone()) why = "softmax with a dtype";
                            return why;
                          },
-                         OutputQParams::kFromKernel, TensorQParams{1.0 / 256.0, 0}));
+                         OutputQParams::kFromKernel));
 }
 
 class HardswishHandler : public QuantizeHandler {
@@ -441,17 +442,10 @@ Pattern bn_of(Pattern p) { return Pattern(kBatchNormOps, {std::move(p)}); }
 PatternRegistry default_patterns() {
   PatternRegistry r;
   // Registered first, so fused patterns below win where both match (see PatternRegistry).
-  for (const char* op :
-       {"aten::relu", "aten::hardtanh", "aten::relu6", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
-        "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d",
-        "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::flatten", "aten::reshape", "aten::view",
-        "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::mean",
-        "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::detach", "aten::narrow",
-        "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
-        "aten::pixel_shuffle", "aten::chunk", "aten::split", "aten::unbind"}) {
+  for (const auto& op : int8g::ops_keeping_input_qparams()) {
     r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("SharedQParams", OutputQParams::kSharedWithInput));
   }
-  for (const char* op : {"aten::sigmoid", "aten::tanh", "aten::hardsigmoid"}) {
+  for (const auto& op : int8g::ops_with_fixed_qparams()) {
     r.register_pattern(Pattern({op}), std::make_shared<CopyHandler>("FixedQParams", OutputQParams::kFromKernel));
   }
   r.register_pattern(Pattern({"aten::hardswish"}), std::make_shared<HardswishHandler>());
@@ -468,8 +462,8 @@ PatternRegistry default_patterns() {
   r.register_pattern(Pattern({"aten::mul"}), mul);
   r.register_pattern(relu_of(Pattern({"aten::mul"})), mul);
   auto linear = std::make_shared<LinearHandler>();
-  r.register_pattern(Pattern({"aten::linear"}), linear);
-  r.register_pattern(relu_of(Pattern({"aten::linear"})), linear);
+  r.register_pattern(Pattern(kLinearOps), linear);
+  r.register_pattern(relu_of(Pattern(kLinearOps)), linear);
   auto convh = std::make_shared<ConvHandler>("ConvBnRelu", true);
   r.register_pattern(conv(), convh);
   r.register_pattern(bn_of(conv()), convh);
@@ -480,7 +474,7 @@ PatternRegistry default_patterns() {
 
 PatternRegistry dynamic_patterns() {
   PatternRegistry r;
-  r.register_pattern(Pattern({"aten::linear"}), std::make_shared<DynamicLinearHandler>());
+  r.register_pattern(Pattern(kLinearOps), std::make_shared<DynamicLinearHandler>());
   r.register_pattern(Pattern({"aten::embedding"}), std::make_shared<EmbeddingHandler>());
   return r;
 }

@@ -35,8 +35,7 @@ void EmbeddingBase::convert(const std::string& qualified_name) {
   run_quantizer(*obs, weight_.detach());
   const auto qp = quantizer_qparams(*obs);
   four_bit_ = quantizer_dtype(*obs) == QDType::QUInt4x2;
-  const auto wq = kernels::int8::quantize_embedding_weight(weight_, qp, four_bit_);
-  packed_ = kernels::int8::prepack_embedding(wq);
+  packed_ = kernels::int8::prepack_embedding(weight_, qp, four_bit_);
   mode_ = QuantMode::Quantized;
 }
 
@@ -51,7 +50,7 @@ void EmbeddingBase::pretty_print(std::ostream& s) const {
 }
 
 at::Tensor EmbeddingImpl::forward(const at::Tensor& indices) {
-  if (mode_ == QuantMode::Quantized) return kernels::int8::embedding(packed_, indices, four_bit_);
+  if (mode_ == QuantMode::Quantized) return kernels::int8::embedding(packed_, indices);
   return at::embedding(weight_, indices);
 }
 
@@ -68,7 +67,7 @@ at::Tensor EmbeddingBagImpl::forward(const at::Tensor& indices, const at::Tensor
     return kernels::int8::embedding_bag(packed_, idx.to(at::kLong), off.to(at::kLong), mode,
                                         per_sample_weights.defined() ? c10::optional<at::Tensor>(per_sample_weights)
                                                                      : c10::nullopt,
-                                        false, four_bit_);
+                                        false);
   }
   return std::get<0>(at::embedding_bag(weight_, idx, off, false, mode, false, per_sample_weights));
 }

@@ -182,6 +182,9 @@ at::Tensor BatchNorm1dImpl::forward(const at::Tensor& x) {
   return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum_, eps_, true);
 }
 
+// ---- DeQuantStub ----
+at::Tensor DeQuantStubImpl::forward(const at::Tensor& x) { return x.is_quantized() ? kernels::int8::dequantize(x) : x; }
+
 // ---- QuantStub ----
 at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
   switch (mode_) {
@@ -192,7 +195,7 @@ at::Tensor QuantStubImpl::forward(const at::Tensor& x) {
       return out_.fake_quantize(x);
     case QuantMode::Quantized:
       TQ_CHECK(x.scalar_type() == at::kFloat, name(), "expects float32 input, got ", x.scalar_type());
-      return at::quantize_per_tensor(x, out_.scale(), out_.zero_point(), at::kQUInt8);
+      return kernels::int8::quantize_activation(x, out_.scale(), out_.zero_point());
     default:
       return x;
   }

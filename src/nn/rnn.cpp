@@ -76,8 +76,7 @@ Quantizable::InstallStep RnnBase::plan_dynamic(const QConfig& qconfig) {
       run_quantizer(*obs, pair->detach());
       TQ_CHECK(!is_per_channel(quantizer_qscheme(*obs)), name(), "recurrent weights are quantized per tensor");
       const auto qp = quantizer_qparams(*obs);
-      const auto wq = at::quantize_per_tensor(pair->detach().contiguous(), qp.scale.item<double>(),
-                                              qp.zero_point.item<int64_t>(), at::kQInt8);
+      const auto wq = kernels::int8::quantize_weight(*pair, qp, /*per_channel=*/false);
       const bool ih = pair == &w.w_ih;
       (ih ? w.packed_ih : w.packed_hh) = kernels::int8::prepack_linear(wq, (ih ? w.b_ih : w.b_hh).detach());
     }

@@ -51,9 +51,9 @@ at::Tensor WeightedModule::forward(const at::Tensor& x) {
       return run_quantizer(*activation_post_process_, qat_compute(x));
     case QuantMode::Quantized:
       if (wrap_io_ && !x.is_quantized()) {
-        const auto xq = at::quantize_per_tensor(x, in_scale_.data_ptr<double>()[0],
-                                                in_zero_point_.data_ptr<int64_t>()[0], at::kQUInt8);
-        return int8_op(xq, out_scale_value_, out_zero_point_value_).dequantize();
+        const auto xq = kernels::int8::quantize_activation(x, in_scale_.data_ptr<double>()[0],
+                                                           in_zero_point_.data_ptr<int64_t>()[0]);
+        return kernels::int8::dequantize(int8_op(xq, out_scale_value_, out_zero_point_value_));
       }
       return int8_op(x, out_scale_value_, out_zero_point_value_);
     case QuantMode::Reference: {

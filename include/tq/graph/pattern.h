@@ -135,10 +135,6 @@ class ConvertContext {
   virtual const nn::QConfig& qconfig(const Match& match) const = 0;
   // Stores packed weights on the model and returns their value in the graph.
   virtual torch::jit::Value* packed_weight(const kernels::int8::PackedWeight& packed) = 0;
-  // The same for a convolution's weights, read by the int8 convolution of x_q: packed again when
-  // x_q's shape changes, on engines that need it (see int8_graph.h).
-  virtual torch::jit::Value* packed_conv_weight(const kernels::int8::PackedWeight& packed, torch::jit::Value* x_q,
-                                                const kernels::int8::graph::ConvPacking& packing) = 0;
   // Reference form (float ops between quantize / dequantize pairs) rather than int8 kernels.
   virtual bool reference() const = 0;
   // In the reference form: the value quantized and dequantized again (a float value).

@@ -5,6 +5,8 @@
 // quantized:: / aten:: operator, which plain LibTorch (and Python's torch.jit.load) runs.
 //
 // Each function inserts at the graph's insertion point and returns the op's output value.
+#include <c10/util/Optional.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 
 namespace torch::jit {
 struct Graph;
+struct Node;
 struct Value;
 }  // namespace torch::jit
 
@@ -41,34 +44,47 @@ Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range);
 Value* embedding(Graph& g, Value* packed, Value* indices);
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
 Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
-// Tensor-scalar forms: the kernel derives the output's qparams from the input's.
-Value* add_scalar(Graph& g, Value* a_q, Value* scalar);
-Value* mul_scalar(Graph& g, Value* a_q, Value* scalar);
 Value* cat(Graph& g, const std::vector<Value*>& xs_q, Value* dim, double scale, int64_t zero_point);
 Value* hardswish(Graph& g, Value* x_q, double scale, int64_t zero_point);
 Value* batch_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* mean, Value* var, Value* eps, double scale,
                   int64_t zero_point, bool relu);
 Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, Value* bias, Value* eps, double scale,
                   int64_t zero_point);
+// The float arguments are the original op's (aten::group_norm(x, groups, weight, bias, eps, ...),
+// aten::instance_norm(x, weight, bias, ..., eps, ...), aten::elu(x, alpha, scale, input_scale),
+// aten::leaky_relu(x, slope), aten::softmax(x, dim, dtype)).
+Value* group_norm(Graph& g, Value* x_q, Value* groups, Value* weight, Value* bias, Value* eps, double scale,
+                  int64_t zero_point);
+Value* instance_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* eps, double scale, int64_t zero_point);
+Value* elu(Graph& g, Value* x_q, Value* alpha, Value* elu_scale, Value* input_scale, double scale, int64_t zero_point);
+Value* leaky_relu(Graph& g, Value* x_q, Value* negative_slope, double scale, int64_t zero_point);
+Value* softmax(Graph& g, Value* x_q, Value* dim, double scale, int64_t zero_point);
 
 // LibTorch 1.13's onednn convolutions keep their weights reordered for the first input shape and
 // then fail on another ("could not create a primitive descriptor for a reorder primitive" when
 // the batch size changes). With such an engine, graph mode packs a convolution's weights again
 // whenever its input shape changes (a shape check per call, a repack per change).
 bool conv_weights_follow_input_shape();
-struct ConvPacking {
-  int dims = 2;
-  std::vector<int64_t> stride, padding, dilation;
-  int64_t groups = 1;
-};
+// The geometry a convolution's weights were packed with (nullopt for other packed weights).
+c10::optional<ConvGeometry> conv_geometry(const PackedWeight& packed);
 // Emits: if x_q's shape differs from self.<shape_attr>, repack self.<weight_attr> and remember the
 // shape; returns the (possibly new) packed weights.
 Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& weight_attr,
-                                   const std::string& shape_attr, Value* x_q, const ConvPacking& packing);
+                                   const std::string& shape_attr, Value* x_q, const ConvGeometry& geometry);
+// Whether `node` is an int8 convolution conv() emitted (its input 1 is the packed weights).
+bool is_int8_conv(const torch::jit::Node& node);
 
-// Operators that run on int8 tensors as they are and keep the input's qparams (relu, pooling,
-// shape ops: the seed's CopyNode), or that fix their own output qparams (sigmoid, tanh,
-// hardsigmoid). For these the graph keeps the original operator with an int8 input.
-bool runs_on_int8(const std::string& op);
+// The one list of operators that run on int8 tensors as they are. Those that keep their input's
+// qparams (relu, pooling, shape ops: the seed's CopyNode), and those whose int8 kernel fixes its
+// output qparams; for both the int8 graph keeps the original operator with an int8 input.
+const std::vector<std::string>& ops_keeping_input_qparams();
+const std::vector<std::string>& ops_with_fixed_qparams();
+// The fixed output qparams of sigmoid, hardsigmoid and softmax ([0, 1]: 1/256, 0) and tanh
+// ([-1, 1]: 2/256, 128), as LibTorch's int8 kernels and FX fix them. Throws for other ops.
+struct FixedQParams {
+  double scale;
+  int64_t zero_point;
+};
+FixedQParams fixed_output_qparams(const std::string& op);
 
 }  // namespace tq::kernels::int8::graph

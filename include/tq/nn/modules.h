@@ -141,7 +141,7 @@ TORCH_MODULE(QuantStub);
 class DeQuantStubImpl : public torch::nn::Module {
  public:
   DeQuantStubImpl() : torch::nn::Module("DeQuantStub") {}
-  at::Tensor forward(const at::Tensor& x) { return x.is_quantized() ? x.dequantize() : x; }
+  at::Tensor forward(const at::Tensor& x);
 };
 TORCH_MODULE(DeQuantStub);
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "tq/kernels/int8_graph.h"
+#include "packed_weight.h"
 
 namespace tq::kernels::int8::graph {
 namespace {
@@ -52,8 +53,6 @@ Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, b
   return insert(g, relu ? "quantized::mul_relu" : "quantized::mul", {a_q, b_q, scale, zero_point});
 }
 
-Value* add_scalar(Graph& g, Value* a_q, Value* scalar) { return insert(g, "quantized::add_scalar", {a_q, scalar}); }
-Value* mul_scalar(Graph& g, Value* a_q, Value* scalar) { return insert(g, "quantized::mul_scalar", {a_q, scalar}); }
 
 // LibTorch's int8 cat copies memory directly only when every input is a 4-D channels-last
 // contiguous tensor with the output's qparams; otherwise it dequantizes, concatenates in float and
@@ -96,10 +95,31 @@ Value* layer_norm(Graph& g, Value* x_q, Value* normalized_shape, Value* weight, 
   return insert(g, "quantized::layer_norm", {x_q, normalized_shape, weight, bias, eps, scale, zero_point});
 }
 
+Value* group_norm(Graph& g, Value* x_q, Value* groups, Value* weight, Value* bias, Value* eps, double scale,
+                  int64_t zero_point) {
+  return insert(g, "quantized::group_norm", {x_q, groups, weight, bias, eps, scale, zero_point});
+}
+
+Value* instance_norm(Graph& g, Value* x_q, Value* weight, Value* bias, Value* eps, double scale, int64_t zero_point) {
+  return insert(g, "quantized::instance_norm", {x_q, weight, bias, eps, scale, zero_point});
+}
+
+Value* elu(Graph& g, Value* x_q, Value* alpha, Value* elu_scale, Value* input_scale, double scale, int64_t zero_point) {
+  return insert(g, "quantized::elu", {x_q, scale, zero_point, alpha, elu_scale, input_scale});
+}
+
+Value* leaky_relu(Graph& g, Value* x_q, Value* negative_slope, double scale, int64_t zero_point) {
+  return insert(g, "quantized::leaky_relu", {x_q, negative_slope, false, scale, zero_point});
+}
+
+Value* softmax(Graph& g, Value* x_q, Value* dim, double scale, int64_t zero_point) {
+  return insert(g, "quantized::softmax", {x_q, dim, scale, zero_point});
+}
+
 bool conv_weights_follow_input_shape() { return at::globalContext().qEngine() == at::QEngine::ONEDNN; }
 
 Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& weight_attr,
-                                   const std::string& shape_attr, Value* x_q, const ConvPacking& p) {
+                                   const std::string& shape_attr, Value* x_q, const ConvGeometry& p) {
   static const char* unpack[] = {"quantized::conv1d_unpack", "quantized::conv2d_unpack", "quantized::conv3d_unpack"};
   static const char* prepack[] = {"quantized::conv1d_prepack", "quantized::conv2d_prepack",
                                   "quantized::conv3d_prepack"};
@@ -124,18 +144,41 @@ Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& wei
   return g.insertGetAttr(self, weight_attr);
 }
 
-bool runs_on_int8(const std::string& op) {
-  // Each has a QuantizedCPU kernel in LibTorch >= 1.13 that keeps (or fixes) the qparams.
-  static const std::set<std::string> ops = {
+c10::optional<ConvGeometry> conv_geometry(const PackedWeight& packed) {
+  if (const auto* c = dynamic_cast<const ConvPacked*>(&packed.handle())) return c->geometry;
+  return c10::nullopt;
+}
+
+bool is_int8_conv(const torch::jit::Node& node) {
+  static const std::set<std::string> convs = {"quantized::conv1d",      "quantized::conv2d",
+                                              "quantized::conv3d",      "quantized::conv1d_relu",
+                                              "quantized::conv2d_relu", "quantized::conv3d_relu"};
+  return convs.count(node.kind().toQualString()) > 0;
+}
+
+const std::vector<std::string>& ops_keeping_input_qparams() {
+  // Each has a QuantizedCPU kernel in LibTorch >= 1.13 that keeps its input's qparams.
+  static const std::vector<std::string> ops = {
       "aten::relu", "aten::hardtanh", "aten::relu6", "aten::max_pool1d", "aten::max_pool2d", "aten::max_pool3d",
       "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d",
-      "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::adaptive_max_pool2d", "aten::flatten",
-      "aten::reshape", "aten::view", "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze",
-      "aten::unsqueeze", "aten::mean", "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
-      "aten::sigmoid", "aten::tanh", "aten::hardsigmoid", "aten::detach", "aten::chunk", "aten::split",
-      "aten::narrow", "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
-      "aten::pixel_shuffle", "aten::dropout", "aten::clone"};
-  return ops.count(op) > 0;
+      "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::flatten", "aten::reshape", "aten::view",
+      "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::mean",
+      "aten::clamp", "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::detach", "aten::narrow",
+      "aten::select", "aten::slice", "aten::expand", "aten::repeat", "aten::channel_shuffle",
+      "aten::pixel_shuffle", "aten::chunk", "aten::split", "aten::unbind"};
+  return ops;
+}
+
+const std::vector<std::string>& ops_with_fixed_qparams() {
+  static const std::vector<std::string> ops = {"aten::sigmoid", "aten::tanh", "aten::hardsigmoid"};
+  return ops;
+}
+
+FixedQParams fixed_output_qparams(const std::string& op) {
+  if (op == "aten::tanh") return {2.0 / 256.0, 128};
+  TORCH_CHECK(op == "aten::sigmoid" || op == "aten::hardsigmoid" || op == "aten::softmax",
+              "[int8::graph] ", op, " has no fixed output qparams");
+  return {1.0 / 256.0, 0};
 }
 
 }  // namespace tq::kernels::int8::graph

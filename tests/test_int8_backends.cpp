@@ -1,0 +1,373 @@
+// The int8 backend seam (tq/kernels/int8_backend.h).
+// - Int8Reference: the "reference" backend against numbers derived by hand from the quantization
+//   formulas, so the yardstick itself is checked.
+// - Int8Conformance: every operation of every backend (libtorch-quantized on each engine this
+//   LibTorch has) against the reference backend, on the same plain uint8 / int8 values: int8
+//   outputs within one quantization step everywhere, and exact on nearly all elements (the engines
+//   requantize with a float multiplier and an int32 bias, the reference with one rounding of the
+//   exact value: a value near a rounding boundary may land one step apart). This is the suite a
+//   new backend must pass.
+// - Int8Backends: chosen at run time, per thread; two backends side by side in one process; a
+//   weight runs only on the backend that packed it.
+//
+// Activations for convolutions and linears stay in [0, 127] (7-bit): on x86 CPUs without VNNI the
+// engines add pairs of uint8 x int8 products in int16, which saturates with full-range inputs
+// (tq/kernels/int8_saturation.h); 7-bit inputs keep every pair in range on every CPU.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <thread>
+
+#include "golden.h"
+#include "tq/kernels/int8.h"
+#include "tq/kernels/int8_backend.h"
+
+namespace {
+
+namespace int8 = tq::kernels::int8;
+using int8::QTensor;
+using int8::WeightParts;
+using tq::testing::expect_error;
+
+const int8::Int8Backend& reference() {
+  static const auto r = int8::find_backend("reference");
+  return *r;
+}
+
+QTensor random_activation(at::IntArrayRef sizes, double scale, int64_t zero_point, int64_t high = 256) {
+  return {at::randint(0, high, sizes, at::kByte), scale, zero_point};
+}
+
+// Symmetric int8 weights (zero point 0, as every engine takes them), per output channel or not.
+WeightParts random_weight(at::IntArrayRef sizes, bool per_channel) {
+  WeightParts w;
+  w.values = at::randint(-127, 128, sizes, at::kChar);
+  const int64_t n = per_channel ? sizes[0] : 1;
+  w.scales = (at::rand({n}, at::kDouble) * 0.01 + 0.002);
+  w.zero_points = at::zeros({n}, at::kLong);
+  return w;
+}
+
+// The float weight the integers stand for.
+at::Tensor real_weight(const WeightParts& w) {
+  std::vector<int64_t> shape(w.values.dim(), 1);
+  shape[0] = w.scales.numel();
+  return w.values.to(at::kFloat) * w.scales.to(at::kFloat).reshape(shape);
+}
+
+// Output qparams covering [lo, hi] on the uint8 range.
+std::pair<double, int64_t> out_qparams(double lo, double hi) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  const double scale = (hi - lo) / 255.0;
+  return {scale, static_cast<int64_t>(std::nearbyint(-lo / scale))};
+}
+std::pair<double, int64_t> out_qparams(const at::Tensor& y) {
+  return out_qparams(y.min().item<double>(), y.max().item<double>());
+}
+
+// got within one step of want everywhere, and at most `max_off` of the elements one step off.
+void expect_conforms(const std::string& what, const QTensor& got, const QTensor& want, double max_off = 0.01) {
+  SCOPED_TRACE(what);
+  ASSERT_TRUE(got.values.defined());
+  ASSERT_EQ(got.values.scalar_type(), want.values.scalar_type());
+  ASSERT_EQ(got.values.sizes(), want.values.sizes());
+  EXPECT_DOUBLE_EQ(got.scale, want.scale);
+  EXPECT_EQ(got.zero_point, want.zero_point);
+  const auto diff = (got.values.to(at::kInt) - want.values.to(at::kInt)).abs();
+  const int64_t worst = diff.max().item<int64_t>();
+  const double off = diff.ne(0).to(at::kDouble).mean().item<double>();
+  std::cout << "  " << what << ": " << 100 * off << "% one step off, max " << worst << "\n";
+  EXPECT_LE(worst, 1);
+  EXPECT_LE(off, max_off);
+}
+
+void expect_close(const std::string& what, const at::Tensor& got, const at::Tensor& want, double rel) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  const double scale = want.abs().max().item<double>();
+  const double err = (got - want).abs().max().item<double>();
+  std::cout << "  " << what << ": max error " << err << " of max |value| " << scale << "\n";
+  EXPECT_LE(err, rel * scale);
+}
+
+}  // namespace
+
+// ---- the yardstick, by hand ----
+
+TEST(Int8Reference, LinearFromTheFormula) {
+  // x = (q - 10) * 0.5 = [0, 5]; w = q * 0.25 = [[0.5, -0.25], [0.25, 0.25]]; b = [0.1, -0.2]
+  // y = [-1.15, 1.05]; out scale 0.25, zero point 128: round(-4.6) = -5 -> 123, round(4.2) = 4 -> 132.
+  const QTensor x{at::tensor({10, 20}, at::kByte).reshape({1, 2}), 0.5, 10};
+  WeightParts w{at::tensor({2, -1, 1, 1}, at::kChar).reshape({2, 2}), at::full({1}, 0.25, at::kDouble),
+                at::zeros({1}, at::kLong)};
+  const auto packed = reference().prepack_linear(w, at::tensor({0.1f, -0.2f}));
+  const auto y = reference().linear(x, packed, 0.25, 128, false);
+  EXPECT_TRUE(at::equal(y.values, at::tensor({123, 132}, at::kByte).reshape({1, 2}))) << y.values;
+  // relu: max(y, 0) before rounding -> [128, 132].
+  EXPECT_TRUE(at::equal(reference().linear(x, packed, 0.25, 128, true).values,
+                        at::tensor({128, 132}, at::kByte).reshape({1, 2})));
+}
+
+TEST(Int8Reference, ConvPadsWithRealZerosAndRoundsHalfToEven) {
+  // 1-d, one channel, kernel [1, 1] (scale 1), padding 1: x real = [2, 4] (q - 3, scale 1).
+  // y = [0 + 2, 2 + 4, 4 + 0] = [2, 6, 4]; out scale 4, zero point 0: 0.5 -> 0, 1.5 -> 2, 1.0 -> 1.
+  const QTensor x{at::tensor({5, 7}, at::kByte).reshape({1, 1, 2}), 1.0, 3};
+  WeightParts w{at::tensor({1, 1}, at::kChar).reshape({1, 1, 2}), at::ones({1}, at::kDouble), at::zeros({1}, at::kLong)};
+  const auto packed = reference().prepack_conv(w, c10::nullopt, {1, {1}, {1}, {1}, 1});
+  const auto y = reference().conv(x, packed, 4.0, 0, false);
+  EXPECT_TRUE(at::equal(y.values, at::tensor({0, 2, 1}, at::kByte).reshape({1, 1, 3}))) << y.values;
+}
+
+TEST(Int8Reference, QuantizeSaturatesAndRelu6ClampsTheIntegers) {
+  const auto q = reference().quantize(at::tensor({-1.0f, 0.25f, 0.75f, 200.0f}), 0.5, 2, false);
+  // -1/0.5 + 2 = 0; 0.5 -> 0 (even) + 2 = 2; 1.5 -> 2 + 2 = 4; saturates at 255.
+  EXPECT_TRUE(at::equal(q.values, at::tensor({0, 2, 4, 255}, at::kByte))) << q.values;
+  // relu6 at scale 0.5, zero point 2: integers clamped to [2, 14].
+  const auto r = reference().relu6(q);
+  EXPECT_TRUE(at::equal(r.values, at::tensor({2, 2, 4, 14}, at::kByte))) << r.values;
+  EXPECT_TRUE(at::equal(reference().dequantize(r), at::tensor({0.0f, 0.0f, 1.0f, 6.0f})));
+}
+
+// ---- every backend against the yardstick ----
+
+namespace {
+
+struct Target {
+  std::string backend, engine;  // engine: "" for backends without engines
+};
+
+void PrintTo(const Target& t, std::ostream* os) { *os << t.backend << (t.engine.empty() ? "" : " on " + t.engine); }
+
+std::vector<Target> targets() {
+  std::vector<Target> out;
+  for (const auto& name : int8::available_backends()) {
+    if (name == "reference") continue;
+    if (name == "libtorch-quantized") {
+      for (const auto& e : int8::available_engines()) out.push_back({name, e});
+    } else {
+      out.push_back({name, ""});
+    }
+  }
+  return out;
+}
+
+class Int8Conformance : public ::testing::TestWithParam<Target> {
+ protected:
+  void SetUp() override {
+    previous_engine_ = int8::current_engine();
+    if (!GetParam().engine.empty()) int8::set_engine(GetParam().engine);
+    at::manual_seed(11);
+  }
+  void TearDown() override { int8::set_engine(previous_engine_); }
+  const int8::Int8Backend& tested() const { return *int8::find_backend(GetParam().backend); }
+  bool has_fp16() const {
+    return GetParam().backend != "libtorch-quantized" || [] {
+      const auto e = int8::available_engines();
+      return std::find(e.begin(), e.end(), "fbgemm") != e.end() || std::find(e.begin(), e.end(), "x86") != e.end();
+    }();
+  }
+
+ private:
+  std::string previous_engine_;
+};
+
+std::string target_name(const ::testing::TestParamInfo<Target>& info) {
+  std::string s = info.param.backend + (info.param.engine.empty() ? "" : "_" + info.param.engine);
+  for (auto& c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_P(Int8Conformance, QuantizeAndDequantize) {
+  const auto x = at::randn({4, 33}) * 3;
+  expect_conforms("quantize uint8", tested().quantize(x, 0.03, 120, false), reference().quantize(x, 0.03, 120, false),
+                  0.001);
+  expect_conforms("quantize int8", tested().quantize(x, 0.03, -5, true), reference().quantize(x, 0.03, -5, true), 0.001);
+  const auto q = random_activation({4, 33}, 0.03, 120);
+  EXPECT_TRUE(at::equal(tested().dequantize(q), reference().dequantize(q)));
+}
+
+TEST_P(Int8Conformance, Linear) {
+  for (bool per_channel : {false, true}) {
+    for (bool relu : {false, true}) {
+      const auto x = random_activation({3, 5, 40}, 0.05, 60, 128);  // 3-D: leading dimensions fold
+      const auto w = random_weight({24, 40}, per_channel);
+      const auto bias = at::randn({24});
+      const auto y_real = at::linear(reference().dequantize(x), real_weight(w), bias);
+      const auto [s, z] = out_qparams(y_real);
+      const auto got = tested().linear(x, tested().prepack_linear(w, bias), s, z, relu);
+      const auto want = reference().linear(x, reference().prepack_linear(w, bias), s, z, relu);
+      expect_conforms(std::string("linear") + (per_channel ? " per-channel" : " per-tensor") + (relu ? " relu" : ""),
+                      got, want);
+    }
+  }
+}
+
+TEST_P(Int8Conformance, Convolutions) {
+  struct Case {
+    int dims;
+    std::vector<int64_t> input;
+    int64_t out_channels, groups, kernel, stride, padding, dilation;
+  };
+  const std::vector<Case> cases = {
+      {2, {2, 8, 9, 9}, 16, 1, 3, 1, 1, 1},  {2, {2, 8, 10, 10}, 8, 8, 3, 2, 1, 1},
+      {2, {1, 6, 11, 11}, 12, 2, 3, 1, 2, 2}, {1, {2, 8, 20}, 16, 1, 5, 2, 2, 1},
+      {3, {1, 4, 5, 6, 6}, 8, 1, 3, 1, 1, 1}};
+  for (const auto& c : cases) {
+    for (bool relu : {false, true}) {
+      const auto x = random_activation(c.input, 0.04, 70, 128);
+      std::vector<int64_t> wshape = {c.out_channels, c.input[1] / c.groups};
+      for (int d = 0; d < c.dims; ++d) wshape.push_back(c.kernel);
+      const auto w = random_weight(wshape, /*per_channel=*/true);
+      const auto bias = at::randn({c.out_channels});
+      const int8::ConvGeometry g{c.dims, std::vector<int64_t>(c.dims, c.stride), std::vector<int64_t>(c.dims, c.padding),
+                                 std::vector<int64_t>(c.dims, c.dilation), c.groups};
+      const auto y_real = at::convolution(reference().dequantize(x), real_weight(w), bias, g.stride, g.padding, g.dilation, false,
+                                          std::vector<int64_t>(c.dims, 0), g.groups);
+      const auto [s, z] = out_qparams(y_real);
+      const auto got = tested().conv(x, tested().prepack_conv(w, bias, g), s, z, relu);
+      const auto want = reference().conv(x, reference().prepack_conv(w, bias, g), s, z, relu);
+      expect_conforms("conv" + std::to_string(c.dims) + "d groups " + std::to_string(c.groups) + " stride " +
+                          std::to_string(c.stride) + (relu ? " relu" : ""),
+                      got, want);
+    }
+  }
+}
+
+TEST_P(Int8Conformance, DynamicLinear) {
+  const auto x = at::randn({6, 40});
+  const auto w = random_weight({16, 40}, true);
+  const auto bias = at::randn({16});
+  const auto got = tested().linear_dynamic(x, tested().prepack_linear(w, bias), /*reduce_range=*/true);
+  // LibTorch's qnnpack ignores reduce_range (it warns so itself): its inputs take the full 8 bits.
+  const bool reduce_range = GetParam().engine != "qnnpack";
+  const auto want = reference().linear_dynamic(x, reference().prepack_linear(w, bias), reduce_range);
+  // Both quantize x with the same qparams; the engines' float epilogue rounds in float32.
+  expect_close("linear_dynamic", got, want, 1e-5);
+}
+
+TEST_P(Int8Conformance, DynamicLinearFloat16) {
+  if (!has_fp16()) GTEST_SKIP() << "float16 Linear needs the fbgemm or x86 engine, absent from this LibTorch";
+  const auto x = at::randn({6, 40});
+  const auto bias = at::randn({16});
+  const auto wf = at::randn({16, 40});
+  expect_close("linear_dynamic_fp16", tested().linear_dynamic_fp16(x, tested().prepack_linear_fp16(wf, bias)),
+               reference().linear_dynamic_fp16(x, reference().prepack_linear_fp16(wf, bias)), 1e-5);
+}
+
+TEST_P(Int8Conformance, BatchNorm) {
+  const auto x = random_activation({2, 6, 5, 5}, 0.05, 100);
+  const auto weight = at::rand({6}) + 0.5, bias = at::randn({6}) * 0.1, mean = at::randn({6}) * 0.2,
+             var = at::rand({6}) + 0.5;
+  const auto [s, z] = out_qparams(-8.0, 8.0);
+  expect_conforms("batch_norm2d", tested().batch_norm2d(x, weight, bias, mean, var, 1e-5, s, z),
+                  reference().batch_norm2d(x, weight, bias, mean, var, 1e-5, s, z));
+}
+
+TEST_P(Int8Conformance, Embeddings) {
+  const auto table = at::randn({50, 16});
+  const auto lo = std::get<0>(table.min(1)), hi = std::get<0>(table.max(1));
+  for (bool four_bit : {false, true}) {
+    const double levels = four_bit ? 15 : 255;
+    const auto scales = ((hi - lo) / levels).to(at::kFloat);
+    const int8::EmbeddingWeight w{table, scales, (-lo / scales).to(at::kFloat), four_bit};
+    const auto pt = tested().prepack_embedding(w), pr = reference().prepack_embedding(w);
+    const std::string bits = four_bit ? " 4-bit" : " 8-bit";
+    const auto idx = at::randint(0, 50, {12}, at::kLong);
+    expect_close("embedding" + bits, tested().embedding(pt, idx), reference().embedding(pr, idx), 1e-6);
+    const auto offsets = at::tensor({0, 3, 3, 7}, at::kLong);  // one empty bag
+    const auto weights = at::rand({12});
+    for (int64_t mode : {0, 1, 2}) {
+      const auto psw = mode == 0 ? c10::optional<at::Tensor>(weights) : c10::nullopt;
+      expect_close("embedding_bag mode " + std::to_string(mode) + bits,
+                   tested().embedding_bag(pt, idx, offsets, mode, psw, false),
+                   reference().embedding_bag(pr, idx, offsets, mode, psw, false), 1e-5);
+    }
+  }
+}
+
+TEST_P(Int8Conformance, ElementwiseAndCat) {
+  const auto a = random_activation({2, 8, 6, 6}, 0.04, 110), b = random_activation({2, 8, 6, 6}, 0.03, 140);
+  const auto [sa, za] = out_qparams(-9.0, 9.0);
+  for (bool relu : {false, true}) {
+    expect_conforms(std::string("add") + (relu ? " relu" : ""), tested().add(a, b, sa, za, relu),
+                    reference().add(a, b, sa, za, relu));
+  }
+  const auto [sm, zm] = out_qparams(-20.0, 20.0);
+  expect_conforms("mul", tested().mul(a, b, sm, zm), reference().mul(a, b, sm, zm));
+  const auto [sc, zc] = out_qparams(-5.0, 5.5);
+  expect_conforms("cat", tested().cat({a, b}, 1, sc, zc), reference().cat({a, b}, 1, sc, zc));
+}
+
+TEST_P(Int8Conformance, Activations) {
+  const auto x = random_activation({4, 64}, 0.06, 128);
+  expect_conforms("relu6", tested().relu6(x), reference().relu6(x), 0.0);
+  const auto [sh, zh] = out_qparams(-0.375, 7.7);
+  expect_conforms("hardswish", tested().hardswish(x, sh, zh), reference().hardswish(x, sh, zh));
+  const auto [se, ze] = out_qparams(-1.0, 7.7);
+  expect_conforms("elu", tested().elu(x, 1.0, se, ze), reference().elu(x, 1.0, se, ze));
+  const auto [sl, zl] = out_qparams(-0.8, 7.7);
+  expect_conforms("leaky_relu", tested().leaky_relu(x, 0.1, sl, zl), reference().leaky_relu(x, 0.1, sl, zl));
+  expect_conforms("sigmoid", tested().sigmoid(x, 1.0 / 256, 0), reference().sigmoid(x, 1.0 / 256, 0));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryBackend, Int8Conformance, ::testing::ValuesIn(targets()), target_name);
+
+// ---- choosing backends ----
+
+TEST(Int8Backends, ChosenByNamePerThreadAndSideBySide) {
+  const auto names = int8::available_backends();
+  EXPECT_NE(std::find(names.begin(), names.end(), "libtorch-quantized"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "reference"), names.end());
+  EXPECT_EQ(int8::backend().name(), "libtorch-quantized");
+  expect_error([] { int8::set_backend("cuda-int8"); }, "no int8 backend 'cuda-int8'; available: libtorch-quantized, reference");
+  expect_error([] { int8::ScopedInt8Backend s("nope"); }, "no int8 backend 'nope'");
+  EXPECT_EQ(int8::backend().name(), "libtorch-quantized");  // a failed choice changes nothing
+
+  // The eager API (quint8 carrier) on both backends, in two threads at once.
+  at::manual_seed(3);
+  const auto x = at::randn({8, 32});
+  const auto wq = int8::quantize_weight(at::randn({16, 32}) * 0.1,
+                                        {at::full({16}, 0.002f), at::zeros({16}, at::kInt)}, /*per_channel=*/true);
+  const auto bias = at::randn({16});
+  at::Tensor results[2];
+  auto run = [&](int i, const char* name) {
+    int8::ScopedInt8Backend scope(name);
+    EXPECT_EQ(int8::backend().name(), name);
+    const auto xq = int8::quantize_activation(x.clamp(0, 2.5), 0.02, 0);  // 7-bit: [0, 125]
+    const auto packed = int8::prepack_linear(wq, bias);
+    results[i] = int8::dequantize(int8::linear(xq, packed, 0.05, 128, false));
+  };
+  std::thread a(run, 0, "libtorch-quantized"), b(run, 1, "reference");
+  a.join();
+  b.join();
+  EXPECT_EQ(int8::backend().name(), "libtorch-quantized");
+  EXPECT_LE((results[0] - results[1]).abs().max().item<double>(), 0.05 * 1.0001);
+
+  // A weight runs only where it was packed.
+  at::Tensor xq = int8::quantize_activation(x.clamp(0, 2.5), 0.02, 0);
+  const auto packed = int8::prepack_linear(wq, bias);
+  int8::ScopedInt8Backend scope("reference");
+  expect_error([&] { int8::linear(xq, packed, 0.05, 128, false); },
+               "the weight was packed by the 'libtorch-quantized' int8 backend, not by reference");
+}
+
+TEST(Int8Backends, CarrierConvertsWithoutACopy) {
+  const auto q = int8::quantize_activation(at::randn({2, 3, 4, 4}).contiguous(at::MemoryFormat::ChannelsLast), 0.1, 7);
+  const auto v = int8::to_qtensor(q);
+  EXPECT_EQ(v.values.scalar_type(), at::kByte);
+  EXPECT_EQ(v.values.data_ptr(), q.data_ptr());
+  EXPECT_EQ(v.values.strides(), q.strides());
+  EXPECT_EQ(v.scale, q.q_scale());
+  EXPECT_EQ(v.zero_point, 7);
+  const auto back = int8::from_qtensor(v);
+  EXPECT_EQ(back.data_ptr(), q.data_ptr());
+  EXPECT_TRUE(at::equal(back.int_repr(), q.int_repr()));
+  expect_error([] { int8::to_qtensor(at::ones({2})); }, "input must be a quint8 quantized tensor");
+  expect_error([] { int8::from_qtensor({at::ones({2}), 1.0, 0}); }, "activations must be uint8 values, got Float");
+}
