@@ -10,7 +10,7 @@
 #include <limits>
 #include <sstream>
 
-#include "../graph/observed_model_impl.h"
+#include "tq/graph/graph_quantizer.h"
 #include "tq/core/check.h"
 #include "tq/observers/histogram_observer.h"
 #include "tq/observers/min_max_observer.h"
@@ -107,15 +107,7 @@ std::vector<NamedQuantizer> observers_of(torch::nn::Module& model) {
   return out;
 }
 
-std::vector<NamedQuantizer> observers_of(graph::ObservedModel& model) {
-  std::vector<NamedQuantizer> out;
-  const auto& points = model.impl()->points;
-  for (size_t i = 0; i < points.size(); ++i) {
-    const auto& p = points[i];
-    out.emplace_back(c10::str(p.kind, " ", i, " (%", p.value->debugName(), ")"), p.observer);
-  }
-  return out;
-}
+std::vector<NamedQuantizer> observers_of(graph::ObservedModel& model) { return model.named_observers(); }
 
 void sync_observers(const std::vector<NamedQuantizer>& observers, ProcessGroup& group) {
   check_same_observers(observers, group);

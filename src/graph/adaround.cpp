@@ -22,7 +22,7 @@ AdaRoundReport adaround(ObservedModel& observed, const std::vector<at::Tensor>& 
   const char* op = "adaround";
   const auto start = Clock::now();
   o.validate();
-  auto& impl = *observed.impl();
+  auto& impl = detail::impl_of(observed);
   const at::Tensor samples = detail::take_samples(impl, data, o.num_samples(), op);
   TQ_CHECK(samples.size(0) >= o.batch_size(), op, "the data holds ", samples.size(0),
            " samples, fewer than one batch of ", o.batch_size());

@@ -16,7 +16,7 @@ BiasCorrectionReport correct_bias(ObservedModel& observed, const std::vector<at:
   const char* op = "correct_bias";
   const auto start = std::chrono::steady_clock::now();
   TQ_CHECK(o.num_samples() >= 1, op, "num_samples must be at least 1, got ", o.num_samples());
-  auto& impl = *observed.impl();
+  auto& impl = detail::impl_of(observed);
   const at::Tensor samples = detail::take_samples(impl, data, o.num_samples(), op);
   BiasCorrectionReport report;
   report.samples = samples.size(0);

@@ -116,6 +116,14 @@ void save_torchscript(const torch::jit::Module& module, const std::string& path)
 
 ObservedModel::ObservedModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> ObservedModel::named_observers() const {
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> out;
+  const auto& points = impl_->points;
+  for (size_t i = 0; i < points.size(); ++i) {
+    out.emplace_back(c10::str(points[i].kind, " ", i, " (%", points[i].value->debugName(), ")"), points[i].observer);
+  }
+  return out;
+}
 
 namespace {
 
@@ -991,7 +999,7 @@ std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_mode
   at::NoGradGuard no_grad;
   // Float side: the observed model records the values at its quantization points.
   auto observed = prepare(float_model, options);
-  auto& impl = *observed.impl();
+  auto& impl = detail::impl_of(observed);
   impl.capture->active = true;
   impl.capture->values.clear();
   auto fm = impl.module;

@@ -55,7 +55,7 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
   // a qconfig and move together: conv_path names the group ("conv1+conv2").
   std::map<std::string, std::string> conv_path;
   std::map<std::string, std::vector<std::string>> members;
-  for (const auto& l : detail::weighted_layers(*probe.impl(), skipped)) {
+  for (const auto& l : detail::weighted_layers(detail::impl_of(probe), skipped)) {
     const std::string root = l.info->match.module_path;
     if (std::find(roots.begin(), roots.end(), root) == roots.end()) roots.push_back(root);
     members[root].push_back(l.layer.name);

@@ -101,6 +101,12 @@ struct ObservedModel::Impl {
 namespace detail {
 // The linear / convolution node of a match (nullptr if it has none).
 const Node* weighted_node(const Match& m);
+
+struct ObservedModelAccess {
+  static ObservedModel::Impl& impl(const ObservedModel& m) { return *m.impl_; }
+};
+inline ObservedModel::Impl& impl_of(const ObservedModel& m) { return ObservedModelAccess::impl(m); }
+
 // prepare() for both workflows: freeze, normalize, match, observe.
 std::shared_ptr<ObservedModel::Impl> prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
                                                   bool qat);

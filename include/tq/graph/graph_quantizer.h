@@ -20,10 +20,19 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tq/graph/pattern.h"
 #include "tq/quant/qconfig_mapping.h"
+
+namespace torch::nn {
+class Module;
+}
+
+namespace tq::graph::detail {
+struct ObservedModelAccess;  // graph mode's own algorithms reach the observed model's internals
+}
 
 namespace torch::jit {
 struct Module;
@@ -103,11 +112,16 @@ class ObservedModel {
   // TorchScript file with extra entries). load_observed() with the same options goes on from there.
   void save(const std::string& path) const;
 
+  // The observer (or fake quantizer) at each quantization point, in graph order, named
+  // "<kind> <index> (%<value>)". Each is a tq::nn quantizer module: what distributed calibration
+  // synchronizes and what a user inspects.
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> named_observers() const;
+
   struct Impl;
   explicit ObservedModel(std::shared_ptr<Impl> impl);
-  const std::shared_ptr<Impl>& impl() const { return impl_; }
 
  private:
+  friend struct detail::ObservedModelAccess;
   friend ObservedModel load_observed(const std::string& path, const struct GraphQuantizeOptions& options);
   std::shared_ptr<Impl> impl_;
 };
