@@ -38,6 +38,14 @@ struct WeightedPacked : PackedWeight::Handle {
   at::Tensor fp16_weight;  // linear_prepack_fp16: float16 values widened back to float32
 };
 
+std::shared_ptr<WeightedPacked> weighted(const WeightParts& w, const c10::optional<at::Tensor>& bias) {
+  auto p = std::make_shared<WeightedPacked>();
+  p->backend = kName;
+  p->w = w;
+  if (bias && bias->defined()) p->bias = bias->to(at::kFloat);
+  return p;
+}
+
 struct EmbeddingPacked : PackedWeight::Handle {
   at::Tensor rows;  // dequantized rows, float32 [rows, dim]
 };
@@ -88,11 +96,7 @@ class ReferenceBackend final : public Int8Backend {
 
   PackedWeight prepack_linear(const WeightParts& w, const c10::optional<at::Tensor>& bias) const override {
     TQ_CHECK(w.values.dim() == 2, "int8::prepack_linear", "a linear weight is 2-D, got ", w.values.sizes());
-    auto p = std::make_shared<WeightedPacked>();
-    p->backend = kName;
-    p->w = w;
-    if (bias && bias->defined()) p->bias = bias->to(at::kFloat);
-    return PackedWeight(std::move(p));
+    return PackedWeight(weighted(w, bias));
   }
 
   QTensor linear(const QTensor& x, const PackedWeight& w, double out_scale, int64_t out_zero_point,
@@ -109,12 +113,9 @@ class ReferenceBackend final : public Int8Backend {
                             const ConvGeometry& g) const override {
     TQ_CHECK(g.dims >= 1 && g.dims <= 3 && w.values.dim() == g.dims + 2, "int8::prepack_conv",
              "a ", g.dims, "-d convolution weight has ", g.dims + 2, " dimensions, got ", w.values.sizes());
-    auto p = std::make_shared<WeightedPacked>();
-    p->backend = kName;
-    p->w = w;
+    auto p = weighted(w, bias);
     p->conv = true;
     p->geometry = g;
-    if (bias && bias->defined()) p->bias = bias->to(at::kFloat);
     return PackedWeight(std::move(p));
   }
 
@@ -149,10 +150,8 @@ class ReferenceBackend final : public Int8Backend {
   }
 
   PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias) const override {
-    auto p = std::make_shared<WeightedPacked>();
-    p->backend = kName;
+    auto p = weighted(WeightParts{}, bias);
     p->fp16_weight = weight.detach().to(at::kHalf).to(at::kFloat);
-    if (bias && bias->defined()) p->bias = bias->to(at::kFloat);
     return PackedWeight(std::move(p));
   }
 
