@@ -20,8 +20,10 @@
 #include <thread>
 
 #include "golden.h"
+#include "tq/core/torch_version.h"
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_backend.h"
+#include "tq/kernels/int8_saturation.h"
 
 namespace {
 
@@ -325,7 +327,7 @@ TEST(Int8Backends, ChosenByNamePerThreadAndSideBySide) {
   EXPECT_NE(std::find(names.begin(), names.end(), "libtorch-quantized"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "reference"), names.end());
   EXPECT_EQ(int8::backend().name(), "libtorch-quantized");
-  expect_error([] { int8::set_backend("cuda-int8"); }, "no int8 backend 'cuda-int8'; available: libtorch-quantized, reference");
+  expect_error([] { int8::set_backend("cuda-int8"); }, "no int8 backend 'cuda-int8'; available: libtorch-quantized, ");
   expect_error([] { int8::ScopedInt8Backend s("nope"); }, "no int8 backend 'nope'");
   EXPECT_EQ(int8::backend().name(), "libtorch-quantized");  // a failed choice changes nothing
 
@@ -370,4 +372,134 @@ TEST(Int8Backends, CarrierConvertsWithoutACopy) {
   EXPECT_TRUE(at::equal(back.int_repr(), q.int_repr()));
   expect_error([] { int8::to_qtensor(at::ones({2})); }, "input must be a quint8 quantized tensor");
   expect_error([] { int8::from_qtensor({at::ones({2}), 1.0, 0}); }, "activations must be uint8 values, got Float");
+}
+
+// ---- the onednn backend (LibTorch 2.x) ----
+
+// Where it runs, and why not elsewhere.
+TEST(Int8OnednnRegistry, ExactlyWhereLibTorchHasItsOperators) {
+  const auto names = int8::available_backends();
+  const bool registered = std::find(names.begin(), names.end(), "onednn") != names.end();
+#if TQ_TORCH_VERSION_AT_LEAST(2, 1)
+  EXPECT_TRUE(registered) << int8::onednn_backend_unavailable_reason();
+#else
+  EXPECT_FALSE(registered);
+  expect_error([] { int8::set_backend("onednn"); },
+               "the int8 backend 'onednn' is not available: this LibTorch lacks onednn::qlinear_prepack");
+  EXPECT_EQ(int8::backend().name(), "libtorch-quantized");
+#endif
+}
+
+class Int8Onednn : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto names = int8::available_backends();
+    if (std::find(names.begin(), names.end(), "onednn") == names.end()) {
+      GTEST_SKIP() << int8::onednn_backend_unavailable_reason();
+    }
+    at::manual_seed(5);
+  }
+  const int8::Int8Backend& onednn() const { return *int8::find_backend("onednn"); }
+};
+
+// Full-range uint8 inputs: oneDNN without VNNI would sum products in int16 and overflow; the
+// backend must still answer as the reference does (this test also runs with oneDNN capped at AVX2).
+TEST_F(Int8Onednn, FullRangeInputsNeverSaturateSilently) {
+  std::cout << "  oneDNN ISA: " << int8::int8_isa("onednn").isa << "\n";
+  // Weights at the int8 extremes and inputs at 255 make every pair sum exceed int16.
+  WeightParts w = random_weight({16, 64}, true);
+  w.values = at::where(at::rand({16, 64}) < 0.5, at::full({}, -128, at::kChar), at::full({}, 127, at::kChar));
+  const QTensor x = {at::full({4, 64}, 255, at::kByte).index_put_({at::indexing::Slice(), 0}, 3), 0.01, 0};
+  const auto y_real = at::linear(reference().dequantize(x), real_weight(w));
+  const auto [s, z] = out_qparams(y_real);
+  expect_conforms("linear, full-range input", onednn().linear(x, onednn().prepack_linear(w, c10::nullopt), s, z, false),
+                  reference().linear(x, reference().prepack_linear(w, c10::nullopt), s, z, false));
+
+  WeightParts wc = random_weight({8, 16, 3, 3}, true);
+  wc.values = at::where(at::rand({8, 16, 3, 3}) < 0.5, at::full({}, -128, at::kChar), at::full({}, 127, at::kChar));
+  const QTensor xc = {at::randint(200, 256, {2, 16, 6, 6}, at::kByte), 0.01, 3};
+  const int8::ConvGeometry g{2, {1, 1}, {1, 1}, {1, 1}, 1};
+  const auto yc = at::conv2d(reference().dequantize(xc), real_weight(wc), {}, 1, 1);
+  const auto [sc, zc] = out_qparams(yc);
+  expect_conforms("conv, full-range input", onednn().conv(xc, onednn().prepack_conv(wc, c10::nullopt, g), sc, zc, false),
+                  reference().conv(xc, reference().prepack_conv(wc, c10::nullopt, g), sc, zc, false));
+}
+
+// A weight is packed once and serves every batch size and spatial size (LibTorch 1.13's onednn
+// engine failed when the batch size changed).
+TEST_F(Int8Onednn, OnePackingServesEveryInputShape) {
+  const auto w = random_weight({12, 6, 3, 3}, true);
+  const auto bias = at::randn({12});
+  const int8::ConvGeometry g{2, {1, 1}, {1, 1}, {1, 1}, 1};
+  const auto packed = onednn().prepack_conv(w, bias, g), ref = reference().prepack_conv(w, bias, g);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 6, 8, 8}, {16, 6, 8, 8}, {3, 6, 13, 5}, {1, 6, 8, 8}}) {
+    const auto x = random_activation(shape, 0.03, 40, 128);
+    const auto [s, z] = out_qparams(-6.0, 6.0);
+    expect_conforms("conv input " + c10::str(at::IntArrayRef(shape)), onednn().conv(x, packed, s, z, true),
+                    reference().conv(x, ref, s, z, true));
+  }
+  const auto wl = random_weight({10, 20}, false);
+  const auto pl = onednn().prepack_linear(wl, c10::nullopt), rl = reference().prepack_linear(wl, c10::nullopt);
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{1, 20}, {16, 20}, {2, 7, 20}}) {
+    const auto x = random_activation(shape, 0.03, 40, 128);
+    const auto [s, z] = out_qparams(-4.0, 4.0);
+    expect_conforms("linear input " + c10::str(at::IntArrayRef(shape)), onednn().linear(x, pl, s, z, false),
+                    reference().linear(x, rl, s, z, false));
+  }
+}
+
+// What oneDNN cannot take is refused in one line, not computed wrong.
+TEST_F(Int8Onednn, AsymmetricWeightsAreRefused) {
+  WeightParts w = random_weight({4, 8}, true);
+  w.zero_points = at::full({4}, 3, at::kLong);
+  expect_error([&] { onednn().prepack_linear(w, c10::nullopt); },
+               "[int8::prepack_linear] the onednn backend takes symmetric int8 weights (zero point 0)");
+  const QTensor x = {at::zeros({2, 8}, at::kFloat), 1.0, 0};
+  expect_error([&] { onednn().linear(x, onednn().prepack_linear(random_weight({4, 8}, true), c10::nullopt), 1.0, 0, false); },
+               "activations must be uint8 values, got Float");
+}
+
+// Its path makes no ATen quantized tensor: LibTorch 2.13 warns at every creation of one (with
+// warn-always on), and nothing on the onednn path warns; the same ops on libtorch-quantized do.
+TEST_F(Int8Onednn, MakesNoQuantizedTensor) {
+#if TQ_TORCH_VERSION_AT_LEAST(2, 13)
+  struct Recorder : c10::WarningHandler {
+    void process(const c10::Warning& w) override { count += w.msg().find("quantized tensor creation") != std::string::npos; }
+    int count = 0;
+  };
+  const bool was_always = c10::WarningUtils::get_warnAlways();
+  c10::WarningUtils::set_warnAlways(true);
+  auto quantized_tensors_made = [](const int8::Int8Backend& b) {
+    Recorder r;
+    c10::WarningUtils::WarningHandlerGuard guard(&r);
+    const auto x = b.quantize(at::rand({4, 16}), 0.01, 0, false);
+    const auto lin = b.linear(x, b.prepack_linear(random_weight({8, 16}, true), at::randn({8})), 0.05, 100, true);
+    const int8::ConvGeometry g{2, {1, 1}, {0, 0}, {1, 1}, 1};
+    const QTensor xc{lin.values.reshape({4, 8, 1, 1}), lin.scale, lin.zero_point};
+    const auto conv = b.conv(xc, b.prepack_conv(random_weight({4, 8, 1, 1}, false), c10::nullopt, g), 0.05, 100, false);
+    b.dequantize(conv);
+    b.linear_dynamic(at::randn({3, 16}), b.prepack_linear(random_weight({8, 16}, true), c10::nullopt), true);
+    return r.count;
+  };
+  EXPECT_EQ(quantized_tensors_made(onednn()), 0);
+  EXPECT_GT(quantized_tensors_made(*int8::find_backend("libtorch-quantized")), 0);  // the warning is seen here
+  c10::WarningUtils::set_warnAlways(was_always);
+#else
+  GTEST_SKIP() << "LibTorch before 2.13 does not warn when a quantized tensor is made";
+#endif
+}
+
+// The eager modules' int8 API runs on it as on any backend.
+TEST_F(Int8Onednn, EagerApiRunsOnIt) {
+  int8::ScopedInt8Backend scope("onednn");
+  const auto x = at::rand({8, 32}) * 2.5;
+  const auto wq = int8::quantize_weight(at::randn({16, 32}) * 0.1,
+                                        {at::full({16}, 0.002f), at::zeros({16}, at::kInt)}, /*per_channel=*/true);
+  const auto bias = at::randn({16});
+  const auto y = int8::dequantize(int8::linear(int8::quantize_activation(x, 0.02, 0), int8::prepack_linear(wq, bias),
+                                               0.05, 128, false));
+  int8::ScopedInt8Backend ref("reference");
+  const auto want = int8::dequantize(int8::linear(int8::quantize_activation(x, 0.02, 0),
+                                                  int8::prepack_linear(wq, bias), 0.05, 128, false));
+  EXPECT_LE((y - want).abs().max().item<double>(), 0.05 * 1.0001);
 }

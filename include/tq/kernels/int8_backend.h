@@ -9,8 +9,9 @@
 // Backends are chosen at run time by name. set_backend() sets the process-wide default;
 // ScopedInt8Backend switches the calling thread only, so two backends run side by side in one
 // process (tests, benchmarks). "libtorch-quantized" (LibTorch's quantized engines) is the default;
-// "reference" is tq's integer reference, written from the quantization formulas (slow; the
-// conformance suite's yardstick).
+// "onednn" (LibTorch 2.x only) runs plain tensors with the oneDNN int8 operators PyTorch 2.x lowers
+// to, no quantized dtype involved; "reference" is tq's integer reference, written from the
+// quantization formulas (slow; the conformance suite's yardstick).
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
@@ -125,7 +126,8 @@ std::vector<std::string> available_backends();
 void set_backend(const std::string& name);
 // Adds a backend under its name() (replacing one of that name).
 void register_backend(std::shared_ptr<const Int8Backend> backend);
-// The backend registered under `name` (throws naming the registered ones).
+// The backend registered under `name` (throws naming the registered ones, or why a backend tq
+// ships is not available with this LibTorch).
 std::shared_ptr<const Int8Backend> find_backend(const std::string& name);
 
 // Runs this thread on another backend until destroyed.
@@ -140,8 +142,11 @@ class ScopedInt8Backend {
   std::shared_ptr<const Int8Backend> previous_;
 };
 
-// The backends tq ships (registered on first use of the registry).
+// The backends tq ships (registered on first use of the registry). make_onednn_backend throws
+// where LibTorch lacks the operators; onednn_backend_unavailable_reason() says which ("" if none).
 std::shared_ptr<const Int8Backend> make_libtorch_quantized_backend();
 std::shared_ptr<const Int8Backend> make_reference_backend();
+std::shared_ptr<const Int8Backend> make_onednn_backend();
+std::string onednn_backend_unavailable_reason();
 
 }  // namespace tq::kernels::int8

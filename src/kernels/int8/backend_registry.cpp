@@ -1,6 +1,7 @@
 // The int8 backends by name: a process-wide default and a per-thread choice.
 #include <c10/util/StringUtil.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -11,13 +12,27 @@ namespace tq::kernels::int8 {
 namespace {
 
 struct Registry {
-  std::mutex mutex;
+  std::mutex mutex;  // guards the maps; the default is read without it
   std::map<std::string, std::shared_ptr<const Int8Backend>> backends;
-  std::shared_ptr<const Int8Backend> fallback;
+  std::map<std::string, std::string> unavailable;  // backends tq ships that this LibTorch cannot run: why
+  // Every backend ever registered stays alive, so a reference from backend() never dangles when
+  // register_backend replaces one.
+  std::vector<std::shared_ptr<const Int8Backend>> kept;
+  std::atomic<const Int8Backend*> fallback{nullptr};
 
   Registry() {
-    for (auto b : {make_libtorch_quantized_backend(), make_reference_backend()}) backends[b->name()] = b;
-    fallback = backends.at("libtorch-quantized");
+    for (auto b : {make_libtorch_quantized_backend(), make_reference_backend()}) add(b);
+    if (auto why = onednn_backend_unavailable_reason(); why.empty()) {
+      add(make_onednn_backend());
+    } else {
+      unavailable["onednn"] = why;
+    }
+    fallback.store(backends.at("libtorch-quantized").get());
+  }
+
+  void add(std::shared_ptr<const Int8Backend> b) {
+    kept.push_back(b);
+    backends[b->name()] = std::move(b);
   }
 
   std::vector<std::string> names() {
@@ -41,11 +56,10 @@ const PackedWeight::Handle& PackedWeight::handle() const {
   return *handle_;
 }
 
+// Called by every eager int8 op: no lock.
 const Int8Backend& backend() {
   if (scoped) return *scoped;
-  auto& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  return *r.fallback;
+  return *registry().fallback.load(std::memory_order_acquire);
 }
 
 std::vector<std::string> available_backends() {
@@ -58,15 +72,15 @@ std::shared_ptr<const Int8Backend> find_backend(const std::string& name) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   auto it = r.backends.find(name);
+  const auto why = r.unavailable.find(name);
+  TQ_CHECK(it != r.backends.end() || why == r.unavailable.end(), "int8", "the int8 backend '", name,
+           "' is not available: ", why->second);
   TQ_CHECK(it != r.backends.end(), "int8", "no int8 backend '", name, "'; available: ", c10::Join(", ", r.names()));
   return it->second;
 }
 
 void set_backend(const std::string& name) {
-  auto b = find_backend(name);
-  auto& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  r.fallback = std::move(b);
+  registry().fallback.store(find_backend(name).get(), std::memory_order_release);
 }
 
 void register_backend(std::shared_ptr<const Int8Backend> backend) {
@@ -74,8 +88,9 @@ void register_backend(std::shared_ptr<const Int8Backend> backend) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   const auto name = backend->name();
-  if (r.fallback && r.fallback->name() == name) r.fallback = backend;
-  r.backends[name] = std::move(backend);
+  r.unavailable.erase(name);
+  if (r.fallback.load()->name() == name) r.fallback.store(backend.get(), std::memory_order_release);
+  r.add(std::move(backend));
 }
 
 ScopedInt8Backend::ScopedInt8Backend(const std::string& name) : previous_(scoped) { scoped = find_backend(name); }
