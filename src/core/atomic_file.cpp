@@ -21,13 +21,13 @@ void write_atomically(const std::string& path, const char* op, const std::functi
     write(tmp);
   } catch (const std::exception& e) {
     fs::remove(tmp, ec);
-    TQ_CHECK(false, op, "cannot write ", path, ": ", error_message(e));
+    TQ_FAIL(op, "cannot write ", path, ": ", error_message(e));
   }
   fs::rename(tmp, target, ec);
   if (ec) {
     const std::string why = ec.message();
     fs::remove(tmp, ec);
-    TQ_CHECK(false, op, "cannot write ", path, ": ", why);
+    TQ_FAIL(op, "cannot write ", path, ": ", why);
   }
 }
 

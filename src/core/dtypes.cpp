@@ -33,7 +33,7 @@ QDType qdtype_from_string(const std::string& name) {
     if (to_string(d) == name) return d;
   }
   if (name == "float" || name == "half") return name == "float" ? QDType::Float32 : QDType::Float16;
-  TQ_CHECK(false, "dtype", "unknown dtype '", name, "'; expected quint8, qint8, qint32, quint4x2, float16 or float32");
+  TQ_FAIL("dtype", "unknown dtype '", name, "'; expected quint8, qint8, qint32, quint4x2, float16 or float32");
 }
 
 QScheme qscheme_from_string(const std::string& name) {
@@ -41,7 +41,7 @@ QScheme qscheme_from_string(const std::string& name) {
                     QScheme::PerChannelSymmetric, QScheme::PerChannelAffineFloatQParams}) {
     if (to_string(q) == name) return q;
   }
-  TQ_CHECK(false, "qscheme", "unknown qscheme '", name, "'");
+  TQ_FAIL("qscheme", "unknown qscheme '", name, "'");
 }
 
 c10::ScalarType to_scalar_type(QDType dtype) {
@@ -79,7 +79,7 @@ int64_t dtype_min(QDType dtype) {
     case QDType::QInt8: return -128;
     case QDType::QInt32: return INT32_MIN;
     case QDType::QUInt4x2: return 0;
-    default: TQ_CHECK(false, "dtype", "dtype ", to_string(dtype), " has no integer range");
+    default: TQ_FAIL("dtype", "dtype ", to_string(dtype), " has no integer range");
   }
 }
 
@@ -89,7 +89,7 @@ int64_t dtype_max(QDType dtype) {
     case QDType::QInt8: return 127;
     case QDType::QInt32: return INT32_MAX;
     case QDType::QUInt4x2: return 255;  // torch.iinfo(torch.quint4x2) reports the uint8 storage
-    default: TQ_CHECK(false, "dtype", "dtype ", to_string(dtype), " has no integer range");
+    default: TQ_FAIL("dtype", "dtype ", to_string(dtype), " has no integer range");
   }
 }
 

@@ -241,8 +241,8 @@ void DataParallel::all_reduce_gradients() {
     for (auto& b : o.buckets) b.pending->wait();
     if (o.repeated) {
       o.reset();
-      TQ_CHECK(false, kOp, "a parameter's gradient was accumulated twice before all_reduce_gradients: with "
-               "overlap_backward, reduce after every backward (or turn it off to accumulate gradients)");
+      TQ_FAIL(kOp, "a parameter's gradient was accumulated twice before all_reduce_gradients: with "
+              "overlap_backward, reduce after every backward (or turn it off to accumulate gradients)");
     }
     const double world = static_cast<double>(group_.world_size());
     for (auto& b : o.buckets) {
@@ -297,8 +297,8 @@ void DataParallel::check_loss(double loss, int64_t step) {
   if (ranks.empty()) return;
   std::ostringstream s;
   for (size_t i = 0; i < ranks.size(); ++i) s << (i ? ", " : "") << ranks[i];
-  TQ_CHECK(false, kOp, "the loss is not finite at step ", step, " on rank(s) ", s.str(),
-           " (diverged training: lower the learning rate, or check the data)");
+  TQ_FAIL(kOp, "the loss is not finite at step ", step, " on rank(s) ", s.str(),
+          " (diverged training: lower the learning rate, or check the data)");
 }
 
 }  // namespace tq::distributed

@@ -130,9 +130,9 @@ void sync_observers(const std::vector<NamedQuantizer>& observers, ProcessGroup& 
                is<observers::NoopObserver>(*m)) {
       continue;  // nothing observed
     } else {
-      TQ_CHECK(false, kOp, "'", name, "' is a ", m->name(),
-               ", which cannot be synchronized yet (MinMax, PerChannelMinMax, their moving averages and Histogram "
-               "observers can)");
+      TQ_FAIL(kOp, "'", name, "' is a ", m->name(),
+              ", which cannot be synchronized yet (MinMax, PerChannelMinMax, their moving averages and Histogram "
+              "observers can)");
     }
   }
 }

@@ -87,8 +87,8 @@ FakeQuantize::FakeQuantize(std::string name, const FakeQuantizeOptions& options,
     quant_min_ = f->quant_min();
     quant_max_ = f->quant_max();
   } else {
-    TQ_CHECK(false, op, "needs an observer that computes qparams (MinMax, Histogram, FixedQParams, ...); got ",
-             observer_->name());
+    TQ_FAIL(op, "needs an observer that computes qparams (MinMax, Histogram, FixedQParams, ...); got ",
+            observer_->name());
   }
   TQ_CHECK(quant_min_ <= quant_max_, op, "quant_min (", quant_min_, ") must be <= quant_max (", quant_max_, ")");
   if (dtype_ != QDType::QUInt4x2) {
@@ -167,9 +167,9 @@ FusedMovingAvgObsFakeQuantize::FusedMovingAvgObsFakeQuantize(const FakeQuantizeO
   } else if (auto* p = dynamic_cast<observers::MovingAveragePerChannelMinMaxObserver*>(observer_.get())) {
     averaging_constant_ = p->averaging_constant();
   } else {
-    TQ_CHECK(false, name(),
-             "works only with MovingAverageMinMaxObserver or MovingAveragePerChannelMinMaxObserver, got ",
-             observer_->name());
+    TQ_FAIL(name(),
+            "works only with MovingAverageMinMaxObserver or MovingAveragePerChannelMinMaxObserver, got ",
+            observer_->name());
   }
 }
 

@@ -224,8 +224,8 @@ void find_matches(Impl& impl) {
       try {
         info.why_float = e->handler->why_float(info.match);
       } catch (const std::exception& ex) {
-        TQ_CHECK(false, "prepare", "the handler ", e->handler->name(), " failed on ", kind_of(node), " in '",
-                 scope.path, "': ", error_message(ex));
+        TQ_FAIL("prepare", "the handler ", e->handler->name(), " failed on ", kind_of(node), " in '",
+                scope.path, "': ", error_message(ex));
       }
       const bool float_io = e->handler->output_qparams() == OutputQParams::kFloat;
       if (info.why_float.empty() && !float_io && !qconfig->activation) {
@@ -407,7 +407,7 @@ std::shared_ptr<Impl> detail::prepare_impl(const torch::jit::Module& model, cons
     copy.eval();
     impl->module = torch::jit::freeze_module(copy);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "prepare", "cannot freeze the model (", impl->top_type, "): ", error_message(e));
+    TQ_FAIL("prepare", "cannot freeze the model (", impl->top_type, "): ", error_message(e));
   }
   impl->graph = impl->module.get_method("forward").graph();
   auto& g = impl->graph;
@@ -445,7 +445,7 @@ c10::IValue ObservedModel::calibrate(std::vector<c10::IValue> inputs) {
   try {
     out = impl.module.forward(std::move(inputs));
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "calibrate", "batch ", impl.batches, " (", described, ") failed in the model: ", error_message(e));
+    TQ_FAIL("calibrate", "batch ", impl.batches, " (", described, ") failed in the model: ", error_message(e));
   }
   ++impl.batches;
   return out;
@@ -477,7 +477,7 @@ class Emitter : public ConvertContext {
       auto* c = g_->insertNode(g_->createClone(original->node(), [](Value*) -> Value* { return nullptr; }));
       return env_f_[original] = c->output();
     }
-    TQ_CHECK(false, "convert", "internal: value %", original->debugName(), " used before it was computed");
+    TQ_FAIL("convert", "internal: value %", original->debugName(), " used before it was computed");
   }
 
   Value* quantized(Value* original) override {
@@ -567,8 +567,8 @@ class Emitter : public ConvertContext {
           q = reference_ ? emit_reference(info) : info.handler->quantize(*this, info.match);
         }
       } catch (const std::exception& e) {
-        TQ_CHECK(false, "convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
-                 info.match.module_path, "': ", error_message(e));
+        TQ_FAIL("convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
+                info.match.module_path, "': ", error_message(e));
       }
       if (q && info.handler->output_qparams() == OutputQParams::kFloat) {
         env_f_[node->output()] = q;  // dynamic / weight-only: float out
@@ -960,7 +960,7 @@ ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions&
   try {
     model = torch::jit::load(path, c10::nullopt, extra);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "load_observed", path, " is not a TorchScript file: ", error_message(e));
+    TQ_FAIL("load_observed", path, " is not a TorchScript file: ", error_message(e));
   }
   TQ_CHECK(!extra[kObservedFile].empty() && !extra[kObserversFile].empty(), "load_observed", path,
            " is not an observed model (ObservedModel::save writes those)");

@@ -37,7 +37,7 @@ MixedPrecisionResult search_mixed_precision(const torch::jit::Module& model, con
     try {
       metric = evaluate(m);
     } catch (const std::exception& e) {
-      TQ_CHECK(false, kOp, "the evaluation function failed on ", what, ": ", error_message(e));
+      TQ_FAIL(kOp, "the evaluation function failed on ", what, ": ", error_message(e));
     }
     TQ_CHECK(std::isfinite(metric), kOp, "the evaluation function returned ", metric, " for ", what);
     ++r.evaluations;

@@ -205,7 +205,7 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     try {
       layer.module->prepare_qat(*info.qconfig);
     } catch (const std::exception& e) {
-      TQ_CHECK(false, "prepare_qat", kind_of(w), " in '", layer.name, "': ", error_message(e));
+      TQ_FAIL("prepare_qat", kind_of(w), " in '", layer.name, "': ", error_message(e));
     }
     layer.module->train();
     if (layer.bn) layer.bn->train();
@@ -305,7 +305,7 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
   try {
     impl->code = std::make_unique<torch::jit::Code>(impl->graph, "qat_forward");
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "prepare_qat", "the training graph does not compile: ", error_message(e));
+    TQ_FAIL("prepare_qat", "the training graph does not compile: ", error_message(e));
   }
   return QatModel(impl);
 }
@@ -326,7 +326,7 @@ c10::IValue QatModel::forward(std::vector<c10::IValue> inputs) {
   try {
     torch::jit::InterpreterState(*impl.code).run(stack);
   } catch (const std::exception& e) {
-    TQ_CHECK(false, "QatModel", "step ", impl.steps, " failed in the model: ", error_message(e));
+    TQ_FAIL("QatModel", "step ", impl.steps, " failed in the model: ", error_message(e));
   }
   if (impl.training) ++impl.steps;
   ++impl.observed->batches;

@@ -45,7 +45,7 @@ torch::jit::Module load_torchscript(const std::string& path) {
     TQ_CHECK(written_by.empty() || written_by == libtorch_version(), "load_torchscript", path,
              " was written by tq on LibTorch ", written_by, " and does not load in this tq, built on LibTorch ",
              libtorch_version(), ": ", error_message(e));
-    TQ_CHECK(false, "load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
+    TQ_FAIL("load_torchscript", path, " is not a TorchScript file (torch.jit.save): ", error_message(e));
   }
   TQ_CHECK(m.find_method("forward").has_value(), "load_torchscript", path, " has no forward method");
   if (m.hasattr(kFullRangeLayersAttribute)) {

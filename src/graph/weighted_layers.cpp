@@ -136,7 +136,7 @@ at::Tensor capture_values(Impl& impl, const at::Tensor& samples, size_t index,
     }
   } catch (const std::exception& e) {
     cap = Impl::Capture();
-    TQ_CHECK(false, op, "the model failed on samples of shape ", samples.sizes(), ": ", error_message(e));
+    TQ_FAIL(op, "the model failed on samples of shape ", samples.sizes(), ": ", error_message(e));
   }
   auto values = std::move(cap.values[index]);
   cap = Impl::Capture();

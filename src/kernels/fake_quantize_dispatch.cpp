@@ -67,7 +67,7 @@ const char* to_string(CpuCapability capability) {
 CpuCapability parse_cpu_capability(const std::string& name) {
   if (name == "default") return CpuCapability::kDefault;
   if (name == "avx2") return CpuCapability::kAvx2;
-  TQ_CHECK(false, "cpu_capability", "unknown CPU capability '", name, "': expected default or avx2");
+  TQ_FAIL("cpu_capability", "unknown CPU capability '", name, "': expected default or avx2");
   return CpuCapability::kDefault;
 }
 

@@ -40,7 +40,7 @@ void EmbeddingBase::convert(const std::string& qualified_name) {
 }
 
 void EmbeddingBase::prepare_quantized_layout(bool /*dynamic*/) {
-  TQ_CHECK(false, name(), "saving quantized embeddings is not supported yet: save the float weights and convert again");
+  TQ_FAIL(name(), "saving quantized embeddings is not supported yet: save the float weights and convert again");
 }
 
 void EmbeddingBase::pretty_print(std::ostream& s) const {

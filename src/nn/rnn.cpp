@@ -60,10 +60,10 @@ std::pair<at::Tensor, at::Tensor> RnnBase::step(const RnnWeights& w, const at::T
 }
 
 void RnnBase::prepare(const QConfig&) {
-  TQ_CHECK(false, name(), "has no static int8 form; use quantize_dynamic");
+  TQ_FAIL(name(), "has no static int8 form; use quantize_dynamic");
 }
 void RnnBase::convert(const std::string& qualified_name) {
-  TQ_CHECK(false, qualified_name.empty() ? name() : qualified_name, "has no static int8 form; use quantize_dynamic");
+  TQ_FAIL(qualified_name.empty() ? name() : qualified_name, "has no static int8 form; use quantize_dynamic");
 }
 
 Quantizable::InstallStep RnnBase::plan_dynamic(const QConfig& qconfig) {
@@ -88,7 +88,7 @@ Quantizable::InstallStep RnnBase::plan_dynamic(const QConfig& qconfig) {
 }
 
 void RnnBase::prepare_quantized_layout(bool) {
-  TQ_CHECK(false, name(), "saving dynamic recurrent modules is not supported yet: save the float weights");
+  TQ_FAIL(name(), "saving dynamic recurrent modules is not supported yet: save the float weights");
 }
 
 void RnnBase::pretty_print(std::ostream& s) const {

@@ -146,7 +146,7 @@ c10::ScalarType storage_type(QDType dtype) {
     case QDType::QUInt4x2: return at::kByte;
     case QDType::QInt8: return at::kChar;
     case QDType::QInt32: return at::kInt;
-    default: TQ_CHECK(false, "quantize", "dtype ", to_string(dtype), " is not an integer quantized dtype");
+    default: TQ_FAIL("quantize", "dtype ", to_string(dtype), " is not an integer quantized dtype");
   }
 }
 

@@ -15,7 +15,7 @@ ObserverBase::ObserverBase(std::string name, QDType dtype, bool is_dynamic)
     : torch::nn::Module(std::move(name)), dtype_(dtype), is_dynamic_(is_dynamic) {}
 
 void ObserverBase::reset_min_max_vals() {
-  TQ_CHECK(false, name(), "cannot reset min/max values in this observer");
+  TQ_FAIL(name(), "cannot reset min/max values in this observer");
 }
 
 void ObserverBase::pretty_print(std::ostream& stream) const { stream << name() << "(" << extra_repr() << ")"; }

@@ -35,7 +35,7 @@ PlaceholderObserver::PlaceholderObserver(const PlaceholderObserverOptions& o)
     : ObserverBase("PlaceholderObserver", o.dtype(), o.is_dynamic()), options_(o) {}
 
 QParams PlaceholderObserver::calculate_qparams() {
-  TQ_CHECK(false, name(), "calculate_qparams should not be called for PlaceholderObserver");
+  TQ_FAIL(name(), "calculate_qparams should not be called for PlaceholderObserver");
 }
 
 std::string PlaceholderObserver::extra_repr() const {
@@ -46,7 +46,7 @@ NoopObserver::NoopObserver(QDType dtype, std::string custom_op_name)
     : ObserverBase("NoopObserver", dtype, false), custom_op_(std::move(custom_op_name)) {}
 
 QParams NoopObserver::calculate_qparams() {
-  TQ_CHECK(false, name(), "calculate_qparams should not be called for NoopObserver");
+  TQ_FAIL(name(), "calculate_qparams should not be called for NoopObserver");
 }
 
 RecordingObserver::RecordingObserver(QDType dtype) : ObserverBase("RecordingObserver", dtype, false) {}
@@ -58,7 +58,7 @@ at::Tensor RecordingObserver::forward(const at::Tensor& x) {
 }
 
 QParams RecordingObserver::calculate_qparams() {
-  TQ_CHECK(false, name(), "calculate_qparams should not be called for RecordingObserver");
+  TQ_FAIL(name(), "calculate_qparams should not be called for RecordingObserver");
 }
 
 // The defaults of torch/ao/quantization/observer.py.

@@ -103,7 +103,7 @@ Summary prepare_with(torch::nn::Module& model, const QConfigMapping& mapping, co
     } catch (const c10::Error& e) {
       // Modules prepared before this one go back to float: the model is as it was.
       for (auto* done : changed) done->unprepare();
-      TQ_CHECK(false, op, "module '", name, "': ", e.what_without_backtrace());
+      TQ_FAIL(op, "module '", name, "': ", e.what_without_backtrace());
     }
   }
   if (!any) {
@@ -282,9 +282,9 @@ void fuse_modules(torch::nn::Module& model, const std::vector<std::vector<std::s
           relu->mark_folded();
         });
       } else {
-        TQ_CHECK(false, op, "cannot fuse '", name, "' (", m->name(),
-                 "); supported: Conv2d+BatchNorm2d(+ReLU), Conv+ReLU, Linear+BatchNorm1d, Linear+ReLU with tq::nn "
-                 "modules");
+        TQ_FAIL(op, "cannot fuse '", name, "' (", m->name(),
+                "); supported: Conv2d+BatchNorm2d(+ReLU), Conv+ReLU, Linear+BatchNorm1d, Linear+ReLU with tq::nn "
+                "modules");
       }
     }
   }
@@ -396,7 +396,7 @@ std::shared_ptr<torch::nn::Module> fresh_copy(const torch::nn::Module& model, co
   try {
     serialize::load_state_dict(*copy, serialize::state_dict(model));
   } catch (const c10::Error& e) {
-    TQ_CHECK(false, op, "the factory's model does not match the given one: ", e.what_without_backtrace());
+    TQ_FAIL(op, "the factory's model does not match the given one: ", e.what_without_backtrace());
   }
   copy->train(model.is_training());
   return copy;

@@ -41,7 +41,7 @@ StateDict from_pytorch_quantized_layout(const StateDict& state) {
       try {
         parts = kernels::int8::split_quantized_weight(v);
       } catch (const c10::Error& e) {
-        TQ_CHECK(false, op, "'", k, "': ", e.msg());
+        TQ_FAIL(op, "'", k, "': ", e.msg());
       }
       out.emplace_back(k, at::empty({0}));  // tq's converted modules release the float weight
       out.emplace_back(prefix + "weight_int8", parts.values);

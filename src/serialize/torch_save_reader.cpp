@@ -161,13 +161,13 @@ class PickleRewriter {
         case '.':  // STOP
           break;
         default:
-          TQ_CHECK(false, op_, "'", path_, "' holds a pickle instruction tq cannot read (byte ", start, ", code ",
-                   static_cast<int>(static_cast<uint8_t>(opcode)), "): is it a file torch.save wrote?");
+          TQ_FAIL(op_, "'", path_, "' holds a pickle instruction tq cannot read (byte ", start, ", code ",
+                  static_cast<int>(static_cast<uint8_t>(opcode)), "): is it a file torch.save wrote?");
       }
       out_.append(in_, start, pos_ - start);
       if (opcode == '.') return out_;
     }
-    TQ_CHECK(false, op_, "'", path_, "' is truncated: its pickle has no end");
+    TQ_FAIL(op_, "'", path_, "' is truncated: its pickle has no end");
     return out_;
   }
 
@@ -332,7 +332,7 @@ void as_file_error(const char* op, const std::string& path, F&& f) {
   } catch (const tq::Error&) {
     throw;
   } catch (const std::exception& e) {
-    TQ_CHECK(false, op, "'", path, "' is not a readable torch.save file: ", error_message(e));
+    TQ_FAIL(op, "'", path, "' is not a readable torch.save file: ", error_message(e));
   }
 }
 
@@ -393,7 +393,7 @@ void check_zip_record_sizes(const std::string& bytes, const std::string& path, c
     zip_source_free(source);
     const std::string text = zip_error_strerror(&error);
     zip_error_fini(&error);
-    TQ_CHECK(false, op, "'", path, "' is not a torch.save file (damaged zip archive: ", text, ")");
+    TQ_FAIL(op, "'", path, "' is not a torch.save file (damaged zip archive: ", text, ")");
   }
   zip_error_fini(&error);
   std::unique_ptr<zip_t, int (*)(zip_t*)> owned(archive, zip_close);

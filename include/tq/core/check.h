@@ -26,3 +26,7 @@ class Error : public c10::Error {
       throw ::tq::Error(::c10::str("[", op, "] ", __VA_ARGS__));        \
     }                                                                   \
   } while (false)
+
+// Where no condition is left to test (a switch's default, a rethrow with context): throws the
+// same one-line "[op] message" error.
+#define TQ_FAIL(op, ...) throw ::tq::Error(::c10::str("[", op, "] ", __VA_ARGS__))

@@ -93,8 +93,8 @@ void set_engine(const std::string& engine) {
     }
   }
   const auto avail = available_engines();
-  TQ_CHECK(false, "set_engine", "quantized engine '", engine, "' is not available in this LibTorch; available: ",
-           c10::Join(", ", avail));
+  TQ_FAIL("set_engine", "quantized engine '", engine, "' is not available in this LibTorch; available: ",
+          c10::Join(", ", avail));
 }
 
 const LibTorchPacked& libtorch_packed(const PackedWeight& w, const char* op) {
@@ -147,8 +147,8 @@ class Fp16LinearEngine {
         return;
       }
     }
-    TQ_CHECK(false, op_name, "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
-             c10::Join(", ", available_engines()));
+    TQ_FAIL(op_name, "float16 dynamic Linear needs the fbgemm or x86 engine; this LibTorch has: ",
+            c10::Join(", ", available_engines()));
   }
   ~Fp16LinearEngine() { at::globalContext().setQEngine(previous_); }
   Fp16LinearEngine(const Fp16LinearEngine&) = delete;
