@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -357,6 +358,17 @@ TEST(Int8Backends, ChosenByNamePerThreadAndSideBySide) {
   int8::ScopedInt8Backend scope("reference");
   expect_error([&] { int8::linear(xq, packed, 0.05, 128, false); },
                "the weight was packed by the 'libtorch-quantized' int8 backend, not by reference");
+}
+
+// The process default comes from TQ_INT8_BACKEND (ctest runs this test again with it set to
+// "reference" and, on LibTorch 2.x, "onednn").
+TEST(Int8Backends, DefaultFromTheEnvironment) {
+  const char* env = std::getenv("TQ_INT8_BACKEND");
+  const std::string expected = env && *env ? env : "libtorch-quantized";
+  EXPECT_EQ(int8::backend().name(), expected);
+  const auto x = at::rand({4, 16}) * 2;  // the eager API runs on it
+  const auto y = int8::dequantize(int8::quantize_activation(x, 0.01, 0));
+  EXPECT_LE((y - x).abs().max().item<double>(), 0.005 + 1e-6);
 }
 
 TEST(Int8Backends, CarrierConvertsWithoutACopy) {

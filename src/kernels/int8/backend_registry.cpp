@@ -2,6 +2,7 @@
 #include <c10/util/StringUtil.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -19,6 +20,7 @@ struct Registry {
   // register_backend replaces one.
   std::vector<std::shared_ptr<const Int8Backend>> kept;
   std::atomic<const Int8Backend*> fallback{nullptr};
+  std::string no_default;  // why fallback is null
 
   Registry() {
     for (auto b : {make_libtorch_quantized_backend(), make_reference_backend()}) add(b);
@@ -27,7 +29,19 @@ struct Registry {
     } else {
       unavailable["onednn"] = why;
     }
-    fallback.store(backends.at("libtorch-quantized").get());
+    // The process default: TQ_INT8_BACKEND when set (as ATEN_CPU_CAPABILITY picks ATen's kernels),
+    // else libtorch-quantized. With a name that is not here there is no default: every int8 call
+    // that needs it fails, saying why, until set_backend() chooses one.
+    std::string name = "libtorch-quantized";
+    if (const char* env = std::getenv("TQ_INT8_BACKEND"); env && *env) name = env;
+    if (auto it = backends.find(name); it != backends.end()) {
+      fallback.store(it->second.get());
+    } else {
+      const auto why = unavailable.find(name);
+      no_default = "TQ_INT8_BACKEND names the int8 backend '" + name + "', which " +
+                   (why != unavailable.end() ? "is not available: " + why->second
+                                             : "does not exist; available: " + c10::Join(", ", names()));
+    }
   }
 
   void add(std::shared_ptr<const Int8Backend> b) {
@@ -59,7 +73,10 @@ const PackedWeight::Handle& PackedWeight::handle() const {
 // Called by every eager int8 op: no lock.
 const Int8Backend& backend() {
   if (scoped) return *scoped;
-  return *registry().fallback.load(std::memory_order_acquire);
+  auto& r = registry();
+  const auto* b = r.fallback.load(std::memory_order_acquire);
+  TQ_CHECK(b != nullptr, "int8", r.no_default);
+  return *b;
 }
 
 std::vector<std::string> available_backends() {
@@ -89,7 +106,9 @@ void register_backend(std::shared_ptr<const Int8Backend> backend) {
   std::lock_guard<std::mutex> lock(r.mutex);
   const auto name = backend->name();
   r.unavailable.erase(name);
-  if (r.fallback.load()->name() == name) r.fallback.store(backend.get(), std::memory_order_release);
+  if (const auto* b = r.fallback.load(); b && b->name() == name) {
+    r.fallback.store(backend.get(), std::memory_order_release);
+  }
   r.add(std::move(backend));
 }
 
