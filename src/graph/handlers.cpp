@@ -34,6 +34,13 @@ bool is_constant(const Value* v) { return v->node()->kind() == c10::prim::Consta
 
 c10::optional<c10::IValue> constant_of(const Value* v) { return torch::jit::toIValue(v); }
 
+// A reference form's weight: the int8 tensor as a constant, dequantized in the graph (PT2E's
+// reference representation), so the int8 values stay visible to whoever reads the graph (the
+// ONNX exporter writes them as an int8 initializer with DequantizeLinear).
+Value* dequantized_weight(torch::jit::Graph& g, const at::Tensor& qweight) {
+  return int8g::dequantize(g, g.insertConstant(qweight));
+}
+
 // conv (+ batch_norm) (+ relu): one int8 convolution with the batch norm folded in.
 class ConvHandler : public QuantizeHandler {
  public:
@@ -89,7 +96,7 @@ class ConvHandler : public QuantizeHandler {
       a.bias = folded.bias;
     }
     auto& g = ctx.graph();
-    const auto w = ctx.quantize_weight(m, a.weight).dequantize();
+    auto* w = dequantized_weight(g, ctx.quantize_weight(m, a.weight));
     auto* x = ctx.fake_quantized(conv->input(0));
     Value* y = g.insert(c10::Symbol::fromQualString(a.dims == 1 ? "aten::conv1d" : a.dims == 2 ? "aten::conv2d" : "aten::conv3d"),
                         {x, w, a.bias.defined() ? c10::IValue(a.bias) : c10::IValue(), a.stride, a.padding, a.dilation,
@@ -135,11 +142,11 @@ class LinearHandler : public QuantizeHandler {
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
     auto* lin = m.find(kLinearOps);
-    const auto w = ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor()).dequantize();
     auto& g = ctx.graph();
+    auto* w = dequantized_weight(g, ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor()));
     return ctx.copy_float(m, [&](Value* v) -> Value* {
       if (v == lin->input(0)) return ctx.fake_quantized(v);
-      if (v == lin->input(1)) return g.insertConstant(w);
+      if (v == lin->input(1)) return w;
       return nullptr;
     });
   }
@@ -162,9 +169,9 @@ class DynamicLinearHandler : public QuantizeHandler {
     return int8g::linear_dynamic(ctx.graph(), ctx.float_value(lin->input(0)), ctx.packed_weight(packed), true);
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
-    const auto w = ctx.quantize_weight(m, constant_of(m.root->input(1))->toTensor()).dequantize();
     auto& g = ctx.graph();
-    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(1) ? g.insertConstant(w) : nullptr; });
+    auto* w = dequantized_weight(g, ctx.quantize_weight(m, constant_of(m.root->input(1))->toTensor()));
+    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(1) ? w : nullptr; });
   }
 };
 
@@ -188,9 +195,9 @@ class EmbeddingHandler : public QuantizeHandler {
   }
   Value* reference(ConvertContext& ctx, const Match& m) const override {
     const auto r = rows(ctx, m);
-    const auto w = kernels::int8::quantize_embedding_weight(r.weight, r.qparams, r.four_bit).dequantize();
     auto& g = ctx.graph();
-    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(0) ? g.insertConstant(w) : nullptr; });
+    auto* w = dequantized_weight(g, kernels::int8::quantize_embedding_weight(r.weight, r.qparams, r.four_bit));
+    return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(0) ? w : nullptr; });
   }
 
  private:
