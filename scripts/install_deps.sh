@@ -11,6 +11,7 @@ PACKAGES=(
   libstb-dev              # PNG / JPEG decoding for the tq tool's image folders
   libzip-dev              # zip record sizes checked before LibTorch allocates them
   libgloo-dev             # Gloo headers: tq/distributed runs on LibTorch's c10d Gloo backend
+  libonnx-dev libprotobuf-dev  # ONNX export: ONNX's protobuf schema and checker
   dataset-fashion-mnist   # real data for the demo
   python3-torch           # the executable reference: golden data and the Python side of benchmarks
   python3-torchvision     # real architectures for graph mode (rebuilt from a seed; no downloads)
@@ -28,16 +29,20 @@ fi
 if [ "${1:-}" = "torch2" ]; then
   venv=${2:?usage: install_deps.sh torch2 VENV_DIR}
   pin=${TQ_TORCH2_PIN:-torch==2.13.0}
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}')" 2>/dev/null; then
+  # ONNX Runtime and onnx: the runtime and checker tq's ONNX exports are verified with.
+  onnx_pins="onnxruntime==1.30.0 onnx==1.23.1"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
+import sys, torch, onnx, onnxruntime
+sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}' or onnxruntime.__version__ != '1.30.0' or onnx.__version__ != '1.23.1')" 2>/dev/null; then
     exit 0
   fi
   python=${TQ_TORCH2_BASE_PYTHON:-python3}
-  echo "tq: installing $pin (CPU) into $venv"
-  "$python" -m venv "$venv"
+  echo "tq: installing $pin (CPU), $onnx_pins into $venv"
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   # TQ_TORCH2_PIP_ARGS can point pip at PyTorch's CPU index (--index-url
   # https://download.pytorch.org/whl/cpu): PyPI's Linux torch is a CUDA build of several GB.
   # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 ${TQ_TORCH2_PIP_ARGS:-}
+  "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 $onnx_pins ${TQ_TORCH2_PIP_ARGS:-}
   exit 0
 fi
 missing=()

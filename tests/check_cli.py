@@ -143,6 +143,19 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("bad_images"), "--resize", "16", "--center-crop", "16",
          "--skip-bad"], 0, "skipped 1 unreadable images")
     run(["quantize", model, "-o", w("seed.pt"), "--calib", w("calib.pt"), "--seed-config"], 0, "ConvNormRelu")
+    # ONNX QDQ output, picked by the extension or --format; ONNX Runtime runs it in OnnxExport.*.
+    run(["quantize", model, "-o", w("int8.onnx"), "--calib", w("calib.pt")], 0, "QuantizeLinear")
+    with open(w("int8.onnx"), "rb") as f:
+        if b"DequantizeLinear" not in f.read():
+            FAILURES.append("int8.onnx holds no DequantizeLinear")
+    run(["quantize", model, "-o", w("int8_onnx.bin"), "--calib", w("calib.pt"), "--format", "onnx",
+         "--onnx-profile", "s8s8"], 0, "QuantizeLinear")
+    run(["quantize", model, "-o", w("int8.onnx"), "--calib", w("calib.pt")], 1, "exists (use --force")
+    run(["quantize", model, "-o", w("x.onnx"), "--calib", w("calib.pt"), "--onnx-opset", "11"], 1,
+        "--onnx-opset 11 is too old")
+    run(["quantize", model, "-o", w("x.onnx"), "--mode", "dynamic"], 1, "ONNX output")
+    if os.path.exists(w("x.onnx")):
+        FAILURES.append("a refused ONNX export left an output file")
     run(["quantize", model, "-o", w("ref.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--reference"], 0)
     run(["quantize", model, "-o", w("npy.pt"), "--calib", w("calib.npy"), "--engine", "qnnpack"], 0, "wrote")
     run(["quantize", model, "-o", w("npy_bad.pt"), "--calib", w("truncated.npy")], 2, "truncated .npy data")

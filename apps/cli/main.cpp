@@ -19,6 +19,7 @@
 #include "tq/core/atomic_file.h"
 #include "tq/core/error_message.h"
 #include "progress.h"
+#include "tq/export/onnx_qdq.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_saturation.h"
@@ -118,6 +119,9 @@ struct QuantizeArgs {
   std::vector<std::string> exclude;
   bool per_tensor = false, seed = false, reference = false, force = false;
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
+  std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
+  int64_t onnx_opset = 17;
+  std::string onnx_profile = "u8s8";
   int64_t batches = 32, batch_size = 32;
   tq::cli::DataOptions data;
 };
@@ -206,6 +210,13 @@ tq::quant::QConfigSpec qconfig_choice(const QuantizeArgs& a) {
   return c;
 }
 
+// ONNX from --format onnx, or from an .onnx output with --format auto.
+bool output_is_onnx(const QuantizeArgs& a) {
+  if (a.format != "auto") return a.format == "onnx";
+  const auto ext = fs::path(a.out).extension().string();
+  return ext == ".onnx" || ext == ".ONNX";
+}
+
 int quantize(const QuantizeArgs& a) {
   if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty() || !a.qconfig_file.empty())) {
     throw UsageError(
@@ -228,6 +239,14 @@ int quantize(const QuantizeArgs& a) {
     throw UsageError("--adaround, --bias-correction and --equalize apply to --mode static");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
+  const bool onnx = output_is_onnx(a);
+  if (onnx && (a.mode != "static" || a.reference || search)) {
+    throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 model: it takes no --mode dynamic, "
+                     "--reference or --max-accuracy-drop");
+  }
+  if (onnx && a.onnx_opset < 13) {
+    throw UsageError("--onnx-opset " + std::to_string(a.onnx_opset) + " is too old: per-channel DequantizeLinear needs 13");
+  }
   check_output_path(a.out, {a.model}, a.force);
   if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
   tq::kernels::int8::set_engine(a.seed ? "qnnpack" : a.engine);
@@ -339,10 +358,18 @@ int quantize(const QuantizeArgs& a) {
     searched = tq::graph::search_mixed_precision(model, options, bs, accuracy, mp);
     std::cout << searched.to_string();
     int8 = searched.model;
-  } else {
+  } else if (!onnx) {
     int8 = observed.convert(a.reference);
   }
-  tq::graph::save_torchscript(int8, a.out);
+  if (onnx) {
+    const auto profile = a.onnx_profile == "s8s8" ? tq::onnx::QdqProfile::kS8S8 : tq::onnx::QdqProfile::kU8S8;
+    std::vector<int64_t> shape(bs.at(0).sizes().begin(), bs.at(0).sizes().end());
+    const auto exported = tq::onnx::export_qdq(
+        observed, a.out, tq::onnx::ExportOptions().input_shapes({shape}).opset(a.onnx_opset).profile(profile));
+    std::cout << exported.to_string();
+  } else {
+    tq::graph::save_torchscript(int8, a.out);
+  }
   const auto summary = observed.summary();
   const auto range = tq::kernels::int8::choose_activation_range(a.seed ? "qnnpack" : a.engine, a.full_range);
   const bool static_int8 = a.mode == "static";
@@ -605,7 +632,13 @@ int main(int argc, char** argv) {
   auto* qc = app.add_subcommand("quantize", "Quantize a TorchScript model to int8 TorchScript.\n"
                                             "  tq quantize resnet18.pt -o resnet18_int8.pt --calib images/ --resize 256 --center-crop 224");
   qc->add_option("model", q.model, "TorchScript file (torch.jit.save)")->required();
-  qc->add_option("-o,--output", q.out, "where to write the int8 model")->required();
+  qc->add_option("-o,--output", q.out, "where to write the int8 model (.onnx: ONNX QDQ for ONNX Runtime)")->required();
+  qc->add_option("--format", q.format, "torchscript or onnx (default: from the output's extension)")
+      ->check(CLI::IsMember({"auto", "torchscript", "onnx"}));
+  qc->add_option("--onnx-opset", q.onnx_opset, "ONNX opset of an ONNX output (13 or later; default 17)");
+  qc->add_option("--onnx-profile", q.onnx_profile, "ONNX activations: u8s8 (uint8, tq's own numbers) or s8s8 "
+                 "(int8, ONNX Runtime's recommended form; the same values)")
+      ->check(CLI::IsMember({"u8s8", "s8s8"}));
   qc->add_option("--calib", q.calib, "calibration data: .pt, IDX file or image directory");
   qc->add_option("--mode", q.mode, "static (calibrated) or dynamic (Linear, Embedding)")
       ->check(CLI::IsMember({"static", "dynamic"}));

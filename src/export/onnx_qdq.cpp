@@ -1,0 +1,840 @@
+// ONNX QDQ export: tq's reference form (float ops between quantize / dequantize pairs, int8
+// weights dequantized in the graph) translated node by node into ONNX, laid out as ONNX Runtime's
+// quantizer lays out its own QDQ models.
+#include "tq/export/onnx_qdq.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "onnx_model.h"
+#include "tq/core/atomic_file.h"
+#include "tq/core/check.h"
+#include "tq/graph/graph_quantizer.h"
+
+namespace tq::onnx {
+namespace {
+
+using torch::jit::Node;
+using torch::jit::Value;
+
+constexpr const char* kOp = "onnx export";
+using detail::Attribute;
+using detail::ElemType;
+using detail::ModelDef;
+using detail::NodeDef;
+using detail::TensorDef;
+using detail::ValueDef;
+
+std::string kind_of(const Node* n) { return n->kind().toQualString(); }
+
+// How a TorchScript value of the reference graph is read in ONNX.
+struct Info {
+  enum class Kind {
+    kTensor,        // an ONNX tensor named `name`
+    kConstant,      // a TorchScript constant (tensors become initializers where read)
+    kList,          // prim::ListConstruct
+    kQuantized,     // QuantizeLinear output `name` with `scale`, `zero_point`
+    kActivationDq,  // dequantize of the QuantizeLinear output `name`: one DequantizeLinear per reader
+    kWeightDq,      // dequantize of an int8 weight constant
+  };
+  Kind kind = Kind::kTensor;
+  std::string name;
+  int64_t rank = -1;
+  c10::IValue constant;
+  std::vector<const Value*> list;
+  double scale = 1;
+  int64_t zero_point = 0;
+  bool signed_int8 = false;
+  at::Tensor qweight;
+};
+
+class Translator {
+ public:
+  Translator(const ExportOptions& options, ExportReport& report) : options_(options), report_(report) {
+    model_.producer_version = "0.1.0";
+    model_.opset = options.opset();
+    model_.graph_name = "tq_int8";
+  }
+
+  // The sizes of each tensor value of the reference graph, from one run on example inputs of the
+  // declared shapes (what torch.onnx.export learns by tracing).
+  // The declared input shapes fit the graph.
+  void check_input_shapes(const torch::jit::Graph& g) const {
+    const size_t n_inputs = g.inputs().size() - 1;
+    TQ_CHECK(options_.input_shapes().size() == n_inputs, kOp, "the model takes ", n_inputs,
+             " input(s); ExportOptions::input_shapes gives ", options_.input_shapes().size());
+    for (size_t i = 0; i < n_inputs; ++i) {
+      const auto& shape = options_.input_shapes()[i];
+      const std::string name = n_inputs == 1 ? "input" : "input_" + std::to_string(i);
+      TQ_CHECK(!shape.empty(), kOp, "ExportOptions::input_shapes: input ", name, " has no dimensions");
+      for (size_t d = 0; d < shape.size(); ++d) {
+        TQ_CHECK(shape[d] > 0, kOp, "ExportOptions::input_shapes: dimension ", d, " of ", name, " is ", shape[d]);
+      }
+    }
+  }
+
+  void record_shapes(const torch::jit::Module& m, torch::jit::Graph& g) {
+    auto copy = g.copy();
+    std::vector<const Value*> originals;
+    std::vector<Value*> values;
+    auto it = g.nodes().begin();
+    for (auto* n : copy->nodes()) {
+      const Node* original = *it;
+      ++it;
+      for (size_t i = 0; i < n->outputs().size(); ++i) {
+        if (!n->outputs()[i]->type()->isSubtypeOf(*c10::TensorType::get())) continue;
+        originals.push_back(original->outputs()[i]);
+        values.push_back(n->outputs()[i]);
+      }
+    }
+    while (!copy->outputs().empty()) copy->eraseOutput(0);
+    copy->registerOutput(copy->insertNode(copy->createTuple(values))->output());
+    std::vector<c10::IValue> inputs = {m._ivalue()};
+    for (const auto& shape : options_.input_shapes()) inputs.emplace_back(at::zeros(shape));
+    torch::jit::GraphFunction fn("tq_onnx_shapes", copy, nullptr);
+    c10::IValue out;
+    try {
+      out = fn(inputs);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      TQ_FAIL(kOp, "the model fails on inputs of the shapes ExportOptions::input_shapes gives: ", what.substr(0, what.find('\n')));
+    }
+    const auto elements = out.toTupleRef().elements();
+    for (size_t i = 0; i < originals.size(); ++i) {
+      if (elements[i].isTensor()) shapes_[originals[i]] = elements[i].toTensor().sizes().vec();
+    }
+  }
+
+  void run(const torch::jit::Graph& g) {
+    const auto inputs = g.inputs();
+    const size_t n_inputs = inputs.size() - 1;
+    for (size_t i = 0; i < n_inputs; ++i) {
+      add_input(inputs[i + 1], options_.input_shapes()[i], n_inputs == 1 ? "input" : "input_" + std::to_string(i));
+    }
+    // Only what the outputs read: shape checks (scripted BatchNorm's input.dim() test, raising
+    // otherwise) have no place in an ONNX graph, whose input shapes are declared.
+    const auto live = live_nodes(g);
+    for (auto* node : g.nodes()) {
+      if (live.count(node)) translate(node);
+    }
+    std::vector<const Value*> outputs;
+    for (auto* out : g.outputs()) {
+      if (out->node()->kind() == c10::prim::TupleConstruct) {
+        for (auto* v : out->node()->inputs()) outputs.push_back(v);
+      } else {
+        outputs.push_back(out);
+      }
+    }
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const std::string name = outputs.size() == 1 ? "output" : "output_" + std::to_string(i);
+      TQ_CHECK(outputs[i]->type()->isSubtypeOf(*c10::TensorType::get()), kOp, "output ", i,
+               " of the model is not a tensor (", outputs[i]->type()->str(), ")");
+      add_node("Identity", {read(outputs[i])}, {name});
+      add_value_info(model_.outputs, name, ElemType::kFloat, dims_of(outputs[i]), true);
+    }
+    // Float ops: those that read no int8 value, unless their output is quantized right away (a
+    // ReLU between a convolution and its QuantizeLinear, which ORT folds into the int8 kernel).
+    std::unordered_set<std::string> quantized_inputs;
+    for (const auto& node : model_.nodes) {
+      if (node.op_type == "QuantizeLinear") quantized_inputs.insert(node.inputs.at(0));
+    }
+    for (const auto& [op, out] : float_candidates_) {
+      if (!quantized_inputs.count(out)) report_.float_ops.push_back(op + " (" + out + ")");
+    }
+  }
+
+  const ModelDef& model() const { return model_; }
+
+ private:
+  static std::unordered_set<const Node*> live_nodes(const torch::jit::Graph& g) {
+    std::unordered_set<const Node*> live;
+    std::vector<const Node*> stack;
+    for (auto* out : g.outputs()) stack.push_back(out->node());
+    while (!stack.empty()) {
+      const Node* n = stack.back();
+      stack.pop_back();
+      if (n->kind() == c10::prim::Param || !live.insert(n).second) continue;
+      for (auto* v : n->inputs()) stack.push_back(v->node());
+    }
+    return live;
+  }
+
+  // ---- naming and writing ----
+  std::string unique(const std::string& base) {
+    std::string clean;
+    for (char c : base) clean += std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ? c : '_';
+    if (clean.empty()) clean = "v";
+    std::string name = clean;
+    for (int k = 1; !names_.insert(name).second; ++k) name = clean + "_" + std::to_string(k);
+    return name;
+  }
+
+  // The node stays valid until the next add_node.
+  NodeDef* add_node(const std::string& op, const std::vector<std::string>& inputs, const std::vector<std::string>& outputs) {
+    model_.nodes.emplace_back();
+    auto* n = &model_.nodes.back();
+    n->op_type = op;
+    n->name = unique(op + "_" + (outputs.empty() ? std::string() : outputs[0]));
+    n->inputs = inputs;
+    n->outputs = outputs;
+    if (op == "QuantizeLinear") ++report_.quantize_linear;
+    if (op == "DequantizeLinear") {
+      ++report_.dequantize_linear;
+      dequantized_.insert(outputs.at(0));
+    }
+    return n;
+  }
+
+  static void attr(NodeDef* n, const std::string& name, const std::vector<int64_t>& v) {
+    Attribute a;
+    a.name = name;
+    a.kind = Attribute::Kind::kInts;
+    a.ints = v;
+    n->attributes.push_back(a);
+  }
+  static void attr(NodeDef* n, const std::string& name, int64_t v) {
+    Attribute a;
+    a.name = name;
+    a.i = v;
+    n->attributes.push_back(a);
+  }
+  static void attr_f(NodeDef* n, const std::string& name, float v) {
+    Attribute a;
+    a.name = name;
+    a.kind = Attribute::Kind::kFloat;
+    a.f = v;
+    n->attributes.push_back(a);
+  }
+
+  static void add_value_info(std::vector<ValueDef>& to, const std::string& name, ElemType elem,
+                             const std::vector<std::string>& dims, bool has_shape) {
+    ValueDef v;
+    v.name = name;
+    v.type = elem;
+    v.dims = dims;
+    v.has_shape = has_shape;
+    to.push_back(v);
+  }
+
+  // An initializer from a CPU tensor of float, int8, uint8, int32 or int64.
+  std::string initializer(const std::string& base, const at::Tensor& t) {
+    const auto c = t.contiguous();
+    TensorDef d;
+    d.name = unique(base);
+    d.dims = c.sizes().vec();
+    switch (c.scalar_type()) {
+      case at::kFloat: d.type = ElemType::kFloat; break;
+      case at::kChar: d.type = ElemType::kInt8; break;
+      case at::kByte: d.type = ElemType::kUint8; break;
+      case at::kInt: d.type = ElemType::kInt32; break;
+      case at::kLong: d.type = ElemType::kInt64; break;
+      default: TQ_FAIL(kOp, "internal: no ONNX initializer for ", c.scalar_type());
+    }
+    d.raw.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
+    model_.initializers.push_back(std::move(d));
+    return model_.initializers.back().name;
+  }
+  std::string scalar_initializer(const std::string& base, double v) {
+    return initializer(base, at::scalar_tensor(v, at::kFloat));
+  }
+  // The zero point of an activation in the profile's type.
+  std::string activation_zero_point(const std::string& base, int64_t zp, bool signed_int8) {
+    if (signed_int8) return initializer(base, at::scalar_tensor(zp, at::kChar));
+    if (options_.profile() == QdqProfile::kS8S8) return initializer(base, at::scalar_tensor(zp - 128, at::kChar));
+    return initializer(base, at::scalar_tensor(zp, at::kByte));
+  }
+
+  // ---- values ----
+  void add_input(const Value* v, const std::vector<int64_t>& shape, const std::string& name) {
+    TQ_CHECK(v->type()->isSubtypeOf(*c10::TensorType::get()), kOp, "input %", v->debugName(),
+             " is not a tensor (", v->type()->str(), ")");
+    names_.insert(name);
+    const auto dims = dims_of(shape);
+    add_value_info(model_.inputs, name, ElemType::kFloat, dims, true);
+    Info info;
+    info.name = name;
+    info.rank = static_cast<int64_t>(shape.size());
+    info_[v] = info;
+  }
+
+  // Dimension 0 is the dynamic batch axis.
+  std::vector<std::string> dims_of(const std::vector<int64_t>& shape) const {
+    std::vector<std::string> dims;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      dims.push_back(d == 0 && options_.dynamic_batch() ? "batch" : std::to_string(shape[d]));
+    }
+    return dims;
+  }
+  std::vector<std::string> dims_of(const Value* v) const {
+    const auto* s = shape(v);
+    TQ_CHECK(s != nullptr, kOp, "internal: no shape recorded for %", v->debugName());
+    return dims_of(*s);
+  }
+
+  const Info& info(const Value* v) const {
+    auto it = info_.find(v);
+    TQ_CHECK(it != info_.end(), kOp, "internal: %", v->debugName(), " read before it was written");
+    return it->second;
+  }
+  int64_t rank(const Value* v) const {
+    auto it = shapes_.find(v);
+    return it != shapes_.end() ? static_cast<int64_t>(it->second.size()) : info(v).rank;
+  }
+  const std::vector<int64_t>* shape(const Value* v) const {
+    auto it = shapes_.find(v);
+    return it != shapes_.end() ? &it->second : nullptr;
+  }
+  c10::IValue constant(const Node* n, size_t i) const {
+    const auto& in = info(n->input(i));
+    TQ_CHECK(in.kind == Info::Kind::kConstant, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): argument ", i,
+             " is not a constant");
+    return in.constant;
+  }
+  std::vector<int64_t> ints(const Node* n, size_t i) const {
+    const auto c = constant(n, i);
+    if (c.isInt()) return {c.toInt()};
+    return c.toIntVector();
+  }
+
+  // The ONNX name to read `v` as a float tensor. A dequantized value gets a DequantizeLinear of
+  // its own for each reader.
+  std::string read(const Value* v) {
+    const auto& in = info(v);
+    switch (in.kind) {
+      case Info::Kind::kTensor:
+        return in.name;
+      case Info::Kind::kActivationDq: {
+        const std::string out = unique(in.name + "_dq");
+        add_node("DequantizeLinear", {in.name, scalar_initializer(in.name + "_scale", in.scale),
+                                      activation_zero_point(in.name + "_zero_point", in.zero_point, in.signed_int8)},
+                 {out});
+        return out;
+      }
+      case Info::Kind::kWeightDq:
+        return dequantize_weight(in.qweight, v->debugName());
+      case Info::Kind::kConstant:
+        if (in.constant.isTensor()) {
+          const auto t = in.constant.toTensor();
+          TQ_CHECK(!t.is_quantized(), kOp, "internal: a quantized constant read without dequantize");
+          return initializer(v->debugName(), t.to(at::kFloat));
+        }
+        if (in.constant.isDouble() || in.constant.isInt()) {
+          return scalar_initializer(v->debugName(), in.constant.toScalar().toDouble());
+        }
+        TQ_FAIL(kOp, "%", v->debugName(), " (", in.constant.tagKind(), ") is read as a tensor");
+      case Info::Kind::kQuantized:
+        TQ_FAIL(kOp, "%", v->debugName(), " is an int8 value read by a float op without dequantize");
+      case Info::Kind::kList:
+        TQ_FAIL(kOp, "%", v->debugName(), " is a list read as a tensor");
+    }
+    return "";
+  }
+
+  std::string dequantize_weight(const at::Tensor& qw, const std::string& base) {
+    const auto qscheme = qw.qscheme();
+    TQ_CHECK(qw.scalar_type() == at::kQInt8, kOp, "weight %", base, " is ", qw.scalar_type(),
+             ": ONNX DequantizeLinear here takes int8 weights");
+    const auto w = initializer(base + "_int8", qw.int_repr());
+    ++report_.int8_weights;
+    std::string scale, zp;
+    int64_t axis = -1;
+    if (qscheme == at::kPerTensorAffine || qscheme == at::kPerTensorSymmetric) {
+      scale = scalar_initializer(base + "_scale", qw.q_scale());
+      zp = initializer(base + "_zero_point", at::scalar_tensor(qw.q_zero_point(), at::kChar));
+    } else if (qscheme == at::kPerChannelAffine || qscheme == at::kPerChannelSymmetric) {
+      TQ_CHECK(options_.opset() >= 13, kOp, "weight %", base, " is quantized per channel, which needs opset 13 or later; opset ",
+               options_.opset(), " was asked for");
+      scale = initializer(base + "_scale", qw.q_per_channel_scales().to(at::kFloat));
+      zp = initializer(base + "_zero_point", qw.q_per_channel_zero_points().to(at::kChar));
+      axis = qw.q_per_channel_axis();
+    } else {
+      TQ_FAIL(kOp, "weight %", base, " has per-channel float zero points (weight-only embedding rows), which ONNX "
+                   "DequantizeLinear cannot express");
+    }
+    const std::string out = unique(base + "_dq");
+    auto* n = add_node("DequantizeLinear", {w, scale, zp}, {out});
+    if (axis >= 0) attr(n, "axis", axis);
+    return out;
+  }
+
+  // The int32 bias of a quantized convolution / linear (what ORT's QLinearConv and QGemm add to
+  // their accumulators): bias / (input scale x weight scale), rounded.
+  std::string int32_bias(const at::Tensor& bias, const Info& x, const Info& w, const std::string& base) {
+    const auto qw = w.qweight;
+    at::Tensor wscale = qw.qscheme() == at::kPerTensorAffine || qw.qscheme() == at::kPerTensorSymmetric
+                            ? at::full({bias.size(0)}, qw.q_scale(), at::kDouble)
+                            : qw.q_per_channel_scales().to(at::kDouble);
+    // Scales as float32, as ONNX holds them; the product as ORT's quantizer computes it.
+    const auto scale = (wscale.to(at::kFloat) * static_cast<float>(x.scale)).to(at::kFloat);
+    const auto q = (bias.to(at::kDouble) / scale.to(at::kDouble))
+                       .round()
+                       .clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max())
+                       .to(at::kInt);
+    const auto qname = initializer(base + "_int32", q);
+    const auto sname = initializer(base + "_scale", scale);
+    const auto zname = initializer(base + "_zero_point", at::zeros({bias.size(0)}, at::kInt));
+    const std::string out = unique(base + "_dq");
+    auto* n = add_node("DequantizeLinear", {qname, sname, zname}, {out});
+    attr(n, "axis", 0);
+    return out;
+  }
+
+  // The bias input of a convolution / linear: int32 where input and weight are int8.
+  std::string bias_input(const Node* n, size_t x_index, size_t w_index, size_t b_index) {
+    const auto b = constant(n, b_index);
+    TQ_CHECK(b.isTensor(), kOp, "internal: bias of ", kind_of(n), " is not a tensor");
+    const auto& x = info(n->input(x_index));
+    const auto& w = info(n->input(w_index));
+    if (x.kind == Info::Kind::kActivationDq && w.kind == Info::Kind::kWeightDq) {
+      return int32_bias(b.toTensor(), x, w, n->output(0)->debugName() + "_bias");
+    }
+    return initializer(n->output(0)->debugName() + "_bias", b.toTensor().to(at::kFloat));
+  }
+
+  void set_tensor(const Value* v, const std::string& name, int64_t rank) {
+    Info i;
+    i.name = name;
+    i.rank = rank;
+    info_[v] = i;
+  }
+  // One ONNX op of one output for node n; returns the node.
+  NodeDef* emit(const Node* n, const std::string& op, const std::vector<std::string>& inputs, int64_t rank) {
+    const std::string out = unique(n->output(0)->debugName());
+    auto* p = add_node(op, inputs, {out});
+    set_tensor(n->output(0), out, rank);
+    bool reads_int8 = false;
+    for (const auto& i : inputs) reads_int8 |= dequantized_.count(i) > 0;
+    if (!reads_int8 && op != "QuantizeLinear" && op != "DequantizeLinear" && op != "Identity") {
+      float_candidates_.emplace_back(op, out);
+    }
+    return p;
+  }
+  void alias(const Node* n, size_t input = 0) { info_[n->output(0)] = info(n->input(input)); }
+
+  // ---- nodes ----
+  void translate(const Node* n) {
+    const std::string k = kind_of(n);
+    if (n->kind() == c10::prim::Constant) {
+      Info i;
+      i.kind = Info::Kind::kConstant;
+      i.constant = *torch::jit::toIValue(n->output());
+      info_[n->output()] = i;
+      return;
+    }
+    if (n->kind() == c10::prim::ListConstruct) {
+      Info i;
+      i.kind = Info::Kind::kList;
+      bool all_constant = true;
+      for (auto* v : n->inputs()) {
+        i.list.push_back(v);
+        all_constant &= info(v).kind == Info::Kind::kConstant;
+      }
+      if (all_constant) {
+        if (auto iv = torch::jit::toIValue(n->output())) {
+          i.kind = Info::Kind::kConstant;
+          i.constant = *iv;
+        }
+      }
+      info_[n->output()] = i;
+      return;
+    }
+    if (n->kind() == c10::prim::TupleConstruct) return;  // read at the outputs
+    if (k == "aten::quantize_per_tensor") return quantize(n);
+    if (k == "aten::dequantize") return dequantize(n);
+    if (k == "aten::conv1d" || k == "aten::conv2d" || k == "aten::conv3d" || k == "aten::_convolution") return conv(n);
+    if (k == "aten::linear") return linear(n);
+    if (k == "aten::contiguous" || k == "aten::detach" || k == "aten::clone" || k == "aten::dropout") return alias(n);
+    if (k == "aten::relu") return (void)unary(n, "Relu");
+    if (k == "aten::sigmoid") return (void)unary(n, "Sigmoid");
+    if (k == "aten::tanh") return (void)unary(n, "Tanh");
+    if (k == "aten::hardswish") {
+      TQ_CHECK(options_.opset() >= 14, kOp, "aten::hardswish (%", n->output(0)->debugName(), ") needs opset 14 (HardSwish)");
+      return (void)unary(n, "HardSwish");
+    }
+    if (k == "aten::hardsigmoid") {
+      auto* p = unary(n, "HardSigmoid");
+      attr_f(p, "alpha", 1.0f / 6.0f);
+      attr_f(p, "beta", 0.5f);
+      return;
+    }
+    if (k == "aten::relu6") return clip(n, 0, 6);
+    if (k == "aten::silu") return silu(n);
+    if (k == "aten::leaky_relu") {
+      attr_f(unary(n, "LeakyRelu"), "alpha", static_cast<float>(constant(n, 1).toScalar().toDouble()));
+      return;
+    }
+    if (k == "aten::elu") return elu(n);
+    if (k == "aten::softmax") {
+      attr(unary(n, "Softmax"), "axis", constant(n, 1).toInt());
+      return;
+    }
+    if (k == "aten::layer_norm") return layer_norm(n);
+    if (k == "aten::hardtanh") return clip(n, constant(n, 1).toScalar().toDouble(), constant(n, 2).toScalar().toDouble());
+    if (k == "aten::add" || k == "aten::mul" || k == "aten::sub" || k == "aten::div") return binary(n);
+    if (k == "aten::cat") return cat(n);
+    if (k == "aten::max_pool1d" || k == "aten::max_pool2d" || k == "aten::max_pool3d") return max_pool(n);
+    if (k == "aten::avg_pool1d" || k == "aten::avg_pool2d" || k == "aten::avg_pool3d") return avg_pool(n);
+    if (k == "aten::adaptive_avg_pool1d" || k == "aten::adaptive_avg_pool2d" || k == "aten::adaptive_avg_pool3d") {
+      return adaptive_avg_pool(n);
+    }
+    if (k == "aten::flatten") return flatten(n);
+    if (k == "aten::mean") return mean(n);
+    if (k == "aten::batch_norm") return batch_norm(n);
+    TQ_FAIL(kOp, k, " (%", n->outputs().empty() ? std::string("?") : n->output(0)->debugName(),
+            ") has no ONNX form in tq's exporter");
+  }
+
+  void quantize(const Node* n) {
+    const double scale = constant(n, 1).toDouble();
+    const int64_t zp = constant(n, 2).toInt();
+    const bool signed_int8 = static_cast<at::ScalarType>(constant(n, 3).toInt()) == at::kQInt8;
+    const std::string out = unique(n->output(0)->debugName());
+    add_node("QuantizeLinear", {read(n->input(0)), scalar_initializer(out + "_scale", scale),
+                                activation_zero_point(out + "_zero_point", zp, signed_int8)},
+             {out});
+    Info i;
+    i.kind = Info::Kind::kQuantized;
+    i.name = out;
+    i.rank = rank(n->input(0));
+    i.scale = scale;
+    i.zero_point = zp;
+    i.signed_int8 = signed_int8;
+    info_[n->output(0)] = i;
+    report_.quantization_points.push_back(out);
+    if (options_.quantization_points_as_outputs()) {
+      const bool as_signed = signed_int8 || options_.profile() == QdqProfile::kS8S8;
+      add_value_info(model_.outputs, out, as_signed ? ElemType::kInt8 : ElemType::kUint8, dims_of(n->output(0)), true);
+    }
+  }
+
+  void dequantize(const Node* n) {
+    const auto& q = info(n->input(0));
+    Info i = q;
+    if (q.kind == Info::Kind::kQuantized) {
+      i.kind = Info::Kind::kActivationDq;
+    } else if (q.kind == Info::Kind::kConstant && q.constant.isTensor() && q.constant.toTensor().is_quantized()) {
+      i.kind = Info::Kind::kWeightDq;
+      i.qweight = q.constant.toTensor();
+      i.rank = i.qweight.dim();
+    } else {
+      TQ_FAIL(kOp, "aten::dequantize (%", n->output(0)->debugName(), ") reads a value that is not int8");
+    }
+    info_[n->output(0)] = i;
+  }
+
+  void conv(const Node* n) {
+    const bool generic = kind_of(n) == "aten::_convolution";
+    // conv{1,2,3}d(x, w, b, stride, padding, dilation, groups);
+    // _convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups, ...)
+    if (generic) {
+      TQ_CHECK(!constant(n, 6).toBool(), kOp, "aten::_convolution (%", n->output(0)->debugName(),
+               "): transposed convolutions are not exported");
+    }
+    const auto pad_arg = constant(n, 4);
+    TQ_CHECK(!pad_arg.isString(), kOp, kind_of(n), " (%", n->output(0)->debugName(), "): padding='",
+             pad_arg.toStringRef(), "' is not exported; give the padding as numbers");
+    const auto& w = info(n->input(1));
+    if (w.kind != Info::Kind::kWeightDq) {
+      TQ_CHECK(w.kind == Info::Kind::kConstant, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): the weight is not a constant");
+    }
+    std::vector<std::string> inputs = {read(n->input(0)), read(n->input(1))};
+    if (info(n->input(2)).kind == Info::Kind::kConstant && !constant(n, 2).isNone()) inputs.push_back(bias_input(n, 0, 1, 2));
+    auto* p = emit(n, "Conv", inputs, rank(n->input(0)));
+    auto pads = ints(n, 4);
+    const auto spatial = pads.size();
+    pads.insert(pads.end(), pads.begin(), pads.end());
+    attr(p, "pads", pads);
+    attr(p, "strides", expand(ints(n, 3), spatial));
+    attr(p, "dilations", expand(ints(n, 5), spatial));
+    attr(p, "group", constant(n, generic ? 8 : 6).toInt());
+  }
+  static std::vector<int64_t> expand(std::vector<int64_t> v, size_t n) {
+    if (v.size() == 1 && n > 1) v.assign(n, v[0]);
+    return v;
+  }
+
+  void linear(const Node* n) {
+    const auto& x = info(n->input(0));
+    const auto& w = info(n->input(1));
+    TQ_CHECK(w.kind == Info::Kind::kWeightDq || w.kind == Info::Kind::kConstant, kOp, "aten::linear (%",
+             n->output(0)->debugName(), "): the weight is not a constant");
+    TQ_CHECK(!(w.kind == Info::Kind::kWeightDq && x.kind != Info::Kind::kActivationDq), kOp, "aten::linear (%",
+             n->output(0)->debugName(), "): int8 weights with a float input (dynamic or weight-only quantization) "
+                                         "have no QDQ form here; export a static int8 model");
+    const bool has_bias = !constant(n, 2).isNone();
+    if (rank(n->input(0)) == 2) {
+      std::vector<std::string> inputs = {read(n->input(0)), read(n->input(1))};
+      if (has_bias) inputs.push_back(bias_input(n, 0, 1, 2));
+      auto* p = emit(n, "Gemm", inputs, 2);
+      attr(p, "transB", 1);
+      return;
+    }
+    // Any rank: MatMul with the weight transposed, then the bias.
+    std::string wt;
+    if (w.kind == Info::Kind::kWeightDq) {
+      const auto q = w.qweight;
+      at::Tensor t;
+      if (q.qscheme() == at::kPerChannelAffine || q.qscheme() == at::kPerChannelSymmetric) {
+        t = at::_make_per_channel_quantized_tensor(q.int_repr().t().contiguous(), q.q_per_channel_scales(),
+                                                   q.q_per_channel_zero_points(), 1);
+      } else {
+        t = at::_make_per_tensor_quantized_tensor(q.int_repr().t().contiguous(), q.q_scale(), q.q_zero_point());
+      }
+      wt = dequantize_weight(t, n->input(1)->debugName() + "_t");
+    } else {
+      wt = initializer(n->input(1)->debugName() + "_t", w.constant.toTensor().t().contiguous().to(at::kFloat));
+    }
+    const std::string mm = unique(n->output(0)->debugName() + "_matmul");
+    add_node("MatMul", {read(n->input(0)), wt}, {mm});
+    if (!has_bias) {
+      set_tensor(n->output(0), mm, x.rank);
+      return;
+    }
+    const std::string out = unique(n->output(0)->debugName());
+    add_node("Add", {mm, initializer(out + "_bias", constant(n, 2).toTensor().to(at::kFloat))}, {out});
+    set_tensor(n->output(0), out, x.rank);
+  }
+
+  NodeDef* unary(const Node* n, const std::string& op) {
+    return emit(n, op, {read(n->input(0))}, rank(n->input(0)));
+  }
+  void clip(const Node* n, double lo, double hi) {
+    emit(n, "Clip", {read(n->input(0)), scalar_initializer("clip_min", lo), scalar_initializer("clip_max", hi)},
+         rank(n->input(0)));
+  }
+
+  void silu(const Node* n) {
+    const auto x = read(n->input(0));
+    const std::string sig = unique(n->output(0)->debugName() + "_sigmoid");
+    add_node("Sigmoid", {x}, {sig});
+    emit(n, "Mul", {x, sig}, rank(n->input(0)));
+  }
+
+  void elu(const Node* n) {
+    // elu(x, alpha, scale, input_scale): ONNX Elu has alpha only.
+    for (size_t i : {2, 3}) {
+      TQ_CHECK(constant(n, i).toScalar().toDouble() == 1.0, kOp, "aten::elu (%", n->output(0)->debugName(),
+               "): scale and input_scale other than 1 are not exported");
+    }
+    attr_f(unary(n, "Elu"), "alpha", static_cast<float>(constant(n, 1).toScalar().toDouble()));
+  }
+
+  void layer_norm(const Node* n) {
+    // layer_norm(x, normalized_shape, weight, bias, eps, cudnn_enable)
+    TQ_CHECK(options_.opset() >= 17, kOp, "aten::layer_norm (%", n->output(0)->debugName(),
+             ") needs opset 17 (LayerNormalization)");
+    const auto shape = ints(n, 1);
+    int64_t count = 1;
+    for (auto d : shape) count *= d;
+    const std::string base = n->output(0)->debugName();
+    auto tensor_or = [&](size_t i, double fill) {
+      const auto v = constant(n, i);
+      return v.isNone() ? at::full(shape, fill, at::kFloat) : v.toTensor().to(at::kFloat);
+    };
+    auto* p = emit(n, "LayerNormalization",
+                   {read(n->input(0)), initializer(base + "_weight", tensor_or(2, 1.0)),
+                    initializer(base + "_bias", tensor_or(3, 0.0))},
+                   rank(n->input(0)));
+    attr(p, "axis", -static_cast<int64_t>(shape.size()));
+    attr_f(p, "epsilon", static_cast<float>(constant(n, 4).toDouble()));
+  }
+
+  void binary(const Node* n) {
+    const std::string k = kind_of(n);
+    if (n->inputs().size() == 3) {
+      const auto alpha = constant(n, 2);
+      TQ_CHECK(alpha.isScalar() && alpha.toScalar().toDouble() == 1.0, kOp, k, " (%", n->output(0)->debugName(),
+               "): alpha other than 1 is not exported");
+    }
+    TQ_CHECK(n->inputs().size() <= 3, kOp, k, " (%", n->output(0)->debugName(), "): this overload is not exported");
+    const std::string op = k == "aten::add" ? "Add" : k == "aten::mul" ? "Mul" : k == "aten::sub" ? "Sub" : "Div";
+    emit(n, op, {read(n->input(0)), read(n->input(1))}, std::max(rank(n->input(0)), rank(n->input(1))));
+  }
+
+  void cat(const Node* n) {
+    const auto& list = info(n->input(0));
+    TQ_CHECK(list.kind == Info::Kind::kList, kOp, "aten::cat (%", n->output(0)->debugName(), "): the tensors are not a list");
+    std::vector<std::string> inputs;
+    int64_t r = -1;
+    for (auto* v : list.list) {
+      inputs.push_back(read(v));
+      r = std::max(r, rank(v));
+    }
+    auto* p = emit(n, "Concat", inputs, r);
+    attr(p, "axis", constant(n, 1).toInt());
+  }
+
+  void max_pool(const Node* n) {
+    // max_poolNd(x, kernel, stride, padding, dilation, ceil_mode)
+    const auto kernel = ints(n, 1);
+    const auto d = kernel.size();
+    auto stride = ints(n, 2);
+    if (stride.empty()) stride = kernel;
+    auto pads = expand(ints(n, 3), d);
+    pads.insert(pads.end(), pads.begin(), pads.end());
+    auto* p = emit(n, "MaxPool", {read(n->input(0))}, rank(n->input(0)));
+    attr(p, "kernel_shape", kernel);
+    attr(p, "strides", expand(stride, d));
+    attr(p, "pads", pads);
+    attr(p, "dilations", expand(ints(n, 4), d));
+    attr(p, "ceil_mode", constant(n, 5).toBool() ? 1 : 0);
+  }
+
+  void avg_pool(const Node* n) {
+    // avg_poolNd(x, kernel, stride, padding, ceil_mode, count_include_pad[, divisor_override])
+    const auto kernel = ints(n, 1);
+    const auto d = kernel.size();
+    auto stride = ints(n, 2);
+    if (stride.empty()) stride = kernel;
+    auto pads = expand(ints(n, 3), d);
+    pads.insert(pads.end(), pads.begin(), pads.end());
+    if (n->inputs().size() > 6) {
+      TQ_CHECK(constant(n, 6).isNone(), kOp, kind_of(n), " (%", n->output(0)->debugName(),
+               "): divisor_override is not exported");
+    }
+    auto* p = emit(n, "AveragePool", {read(n->input(0))}, rank(n->input(0)));
+    attr(p, "kernel_shape", kernel);
+    attr(p, "strides", expand(stride, d));
+    attr(p, "pads", pads);
+    attr(p, "ceil_mode", constant(n, 4).toBool() ? 1 : 0);
+    attr(p, "count_include_pad", constant(n, 5).toBool() ? 1 : 0);
+  }
+
+  void adaptive_avg_pool(const Node* n) {
+    const auto out = ints(n, 1);
+    bool global = true;
+    for (auto s : out) global &= s == 1;
+    if (global) {
+      emit(n, "GlobalAveragePool", {read(n->input(0))}, rank(n->input(0)));
+      return;
+    }
+    // An output size that divides the input's is an AveragePool with kernel = stride = in / out.
+    const auto* in = shape(n->input(0));
+    TQ_CHECK(in && in->size() >= out.size(), kOp, kind_of(n), " (%", n->output(0)->debugName(), "): input size unknown");
+    std::vector<int64_t> kernel;
+    for (size_t d = 0; d < out.size(); ++d) {
+      const int64_t size = (*in)[in->size() - out.size() + d];
+      TQ_CHECK(out[d] > 0 && size % out[d] == 0, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): output size ",
+               c10::IntArrayRef(out), " does not divide the input's ", c10::IntArrayRef(*in),
+               " (ONNX has no adaptive pooling)");
+      kernel.push_back(size / out[d]);
+    }
+    auto* p = emit(n, "AveragePool", {read(n->input(0))}, rank(n->input(0)));
+    attr(p, "kernel_shape", kernel);
+    attr(p, "strides", kernel);
+  }
+
+  void flatten(const Node* n) {
+    const int64_t r = rank(n->input(0));
+    int64_t start = constant(n, 1).toInt();
+    int64_t end = constant(n, 2).toInt();
+    if (r > 0) {
+      if (start < 0) start += r;
+      if (end < 0) end += r;
+    }
+    const bool to_2d = start == 1 && (end == -1 || (r > 0 && end == r - 1));
+    TQ_CHECK(to_2d, kOp, "aten::flatten (%", n->output(0)->debugName(), "): only flatten(x, 1) is exported (start ",
+             constant(n, 1).toInt(), ", end ", constant(n, 2).toInt(), ")");
+    auto* p = emit(n, "Flatten", {read(n->input(0))}, 2);
+    attr(p, "axis", 1);
+  }
+
+  void mean(const Node* n) {
+    // mean.dim(x, dims, keepdim, dtype)
+    TQ_CHECK(n->inputs().size() >= 3, kOp, "aten::mean (%", n->output(0)->debugName(), "): mean over all elements is not exported");
+    const auto dims = ints(n, 1);
+    const bool keep = constant(n, 2).toBool();
+    const int64_t r = rank(n->input(0));
+    std::vector<std::string> inputs = {read(n->input(0))};
+    if (options_.opset() >= 18) inputs.push_back(initializer("axes", at::tensor(dims, at::kLong)));
+    auto* p = emit(n, "ReduceMean", inputs, r < 0 ? -1 : keep ? r : r - static_cast<int64_t>(dims.size()));
+    if (options_.opset() < 18) attr(p, "axes", dims);
+    attr(p, "keepdims", keep ? 1 : 0);
+  }
+
+  void batch_norm(const Node* n) {
+    // batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, cudnn)
+    const auto c = constant(n, 3).toTensor().size(0);
+    auto tensor_or = [&](size_t i, double fill) {
+      const auto v = constant(n, i);
+      return v.isNone() ? at::full({c}, fill, at::kFloat) : v.toTensor().to(at::kFloat);
+    };
+    const std::string base = n->output(0)->debugName();
+    auto* p = emit(n, "BatchNormalization",
+                   {read(n->input(0)), initializer(base + "_weight", tensor_or(1, 1.0)),
+                    initializer(base + "_bias", tensor_or(2, 0.0)), initializer(base + "_mean", tensor_or(3, 0.0)),
+                    initializer(base + "_var", tensor_or(4, 1.0))},
+                   rank(n->input(0)));
+    attr_f(p, "epsilon", static_cast<float>(constant(n, 7).toDouble()));
+  }
+
+  const ExportOptions& options_;
+  ExportReport& report_;
+  ModelDef model_;
+  std::unordered_map<const Value*, Info> info_;
+  std::unordered_map<const Value*, std::vector<int64_t>> shapes_;
+  std::unordered_set<std::string> names_;
+  std::unordered_set<std::string> dequantized_;  // DequantizeLinear outputs
+  std::vector<std::pair<std::string, std::string>> float_candidates_;  // (op, output) reading no int8 value
+};
+
+}  // namespace
+
+std::string ExportReport::to_string() const {
+  std::ostringstream s;
+  s << "ONNX QDQ: " << quantize_linear << " QuantizeLinear, " << dequantize_linear << " DequantizeLinear, "
+    << int8_weights << " int8 weights";
+  if (!float_ops.empty()) {
+    s << "; float ops:";
+    for (const auto& op : float_ops) s << " " << op;
+  }
+  s << "\n";
+  return s.str();
+}
+
+std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOptions& options, ExportReport* report) {
+  TQ_CHECK(options.opset() >= 13, kOp, "opset ", options.opset(),
+           " is too old: per-channel DequantizeLinear and tq's QDQ layout need opset 13 or later");
+  TQ_CHECK(options.opset() <= 21, kOp, "opset ", options.opset(), " is newer than the exporter knows (21)");
+  // The reference form: tq's quantization points as quantize / dequantize pairs, with its qparams.
+  const auto reference = model.convert(/*reference=*/true);
+  ExportReport local;
+  ExportReport& r = report ? *report : local;
+  r = ExportReport{};
+  Translator t(options, r);
+  const auto graph = reference.get_method("forward").graph();
+  t.check_input_shapes(*graph);
+  t.record_shapes(reference, *graph);
+  t.run(*graph);
+  try {
+    // ONNX's checker where it knows the opset (Debian's ONNX 1.12: up to 17).
+    return detail::serialize(t.model(), options.opset() <= detail::checker_max_opset());
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    TQ_FAIL(kOp, "internal: the written model fails ONNX's checker: ", what);
+  }
+}
+
+ExportReport export_qdq(const graph::ObservedModel& model, const std::string& path, const ExportOptions& options) {
+  ExportReport report;
+  const auto bytes = export_qdq_bytes(model, options, &report);
+  write_atomically(path, kOp, [&](const std::string& tmp) {
+    std::ofstream f(tmp, std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.close();
+    TQ_CHECK(f.good(), kOp, "could not write ", tmp);
+  });
+  return report;
+}
+
+}  // namespace tq::onnx

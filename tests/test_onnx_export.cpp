@@ -1,0 +1,330 @@
+// ONNX QDQ export (tq/export/onnx_qdq.h): what the file holds, checked against the model tq
+// exported it from; bad input. OnnxExportCases.WriteForOnnxRuntime writes models, inputs and tq's
+// int8 outputs for check_onnx_in_ort.py, which runs them in ONNX Runtime.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "golden.h"
+#include "onnx_model.h"
+#include "tq/export/onnx_qdq.h"
+#include "tq/graph/graph_quantizer.h"
+#include "tq/kernels/int8.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string models_dir() {
+  const char* env = std::getenv("TQ_GRAPH_MODELS_DIR");
+  return env ? env : TQ_GRAPH_MODELS_DIR;
+}
+
+at::Tensor load_tensor(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  EXPECT_TRUE(f.good()) << "missing " << path << " (written by tools/graph_models.py)";
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return torch::jit::pickle_load(bytes).toTensor();
+}
+
+at::Tensor first_output(const c10::IValue& v) { return v.isTuple() ? v.toTupleRef().elements()[0].toTensor() : v.toTensor(); }
+
+tq::graph::ObservedModel seed_model_calibrated(const tq::graph::GraphQuantizeOptions& options) {
+  auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
+  auto observed = tq::graph::prepare(model, options);
+  at::manual_seed(0);
+  for (int i = 0; i < 4; ++i) observed.calibrate(at::randn({2, 3, 16, 16}));
+  return observed;
+}
+
+using tq::onnx::detail::ElemType;
+using tq::onnx::detail::ModelDef;
+using tq::onnx::detail::NodeDef;
+
+ModelDef parse(const std::string& bytes) { return tq::onnx::detail::parse(bytes); }
+
+// An initializer as a tensor (raw_data, as the exporter writes them).
+at::Tensor initializer(const ModelDef& g, const std::string& name) {
+  const auto* t = g.initializer(name);
+  if (!t) {
+    ADD_FAILURE() << "no initializer " << name;
+    return {};
+  }
+  at::ScalarType type = at::kFloat;
+  switch (t->type) {
+    case ElemType::kInt8: type = at::kChar; break;
+    case ElemType::kUint8: type = at::kByte; break;
+    case ElemType::kInt32: type = at::kInt; break;
+    case ElemType::kInt64: type = at::kLong; break;
+    default: break;
+  }
+  auto out = at::empty(t->dims, type);
+  EXPECT_EQ(static_cast<size_t>(out.nbytes()), t->raw.size()) << name;
+  std::memcpy(out.data_ptr(), t->raw.data(), t->raw.size());
+  return out;
+}
+
+struct Nodes {
+  std::map<std::string, const NodeDef*> producer;
+  std::map<std::string, int> readers;
+  explicit Nodes(const ModelDef& g) {
+    for (const auto& n : g.nodes) {
+      for (const auto& o : n.outputs) producer[o] = &n;
+      for (const auto& i : n.inputs) ++readers[i];
+    }
+    for (const auto& o : g.outputs) ++readers[o.name];
+  }
+  const NodeDef* dq(const std::string& value) const {
+    auto it = producer.find(value);
+    return it != producer.end() && it->second->op_type == "DequantizeLinear" ? it->second : nullptr;
+  }
+};
+
+// The quantized convolutions of the reference form, in graph order: their int8 weight and float bias.
+std::vector<std::pair<at::Tensor, at::Tensor>> reference_convs(const tq::graph::ObservedModel& observed) {
+  std::vector<std::pair<at::Tensor, at::Tensor>> convs;
+  const auto reference = observed.convert(true);
+  for (auto* n : reference.get_method("forward").graph()->nodes()) {
+    if (std::string(n->kind().toQualString()) != "aten::conv2d") continue;
+    auto* w = n->input(1)->node();
+    if (std::string(w->kind().toQualString()) != "aten::dequantize") continue;
+    convs.emplace_back(torch::jit::toIValue(w->input(0))->toTensor(), torch::jit::toIValue(n->input(2))->toTensor());
+  }
+  return convs;
+}
+
+TEST(OnnxExport, WritesTqsQParamsInt8WeightsAndInt32Biases) {
+  tq::kernels::int8::set_engine("onednn");
+  const auto observed = seed_model_calibrated(tq::graph::GraphQuantizeOptions::for_backend("x86"));
+  tq::onnx::ExportReport report;
+  const auto m = parse(tq::onnx::export_qdq_bytes(observed, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}), &report));
+  const auto& g = m;
+  ASSERT_EQ(m.opset, 17);
+  ASSERT_EQ(g.inputs.at(0).dims.at(0), "batch");
+  const Nodes nodes(g);
+
+  // Every QuantizeLinear carries the qparams of one of tq's quantization points.
+  std::set<std::pair<float, int64_t>> points;
+  for (const auto& p : observed.summary().points) points.insert({static_cast<float>(p.qparams.scale), p.qparams.zero_point});
+  int quantize = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op_type != "QuantizeLinear") continue;
+    ++quantize;
+    const float scale = initializer(g, n.inputs[1]).item<float>();
+    const auto zp = initializer(g, n.inputs[2]);
+    ASSERT_EQ(zp.scalar_type(), at::kByte);
+    EXPECT_TRUE(points.count({scale, zp.item<int64_t>()})) << n.outputs[0] << ": scale " << scale << ", zero point " << zp.item<int64_t>();
+  }
+  EXPECT_GE(quantize, 3);
+  EXPECT_EQ(quantize, report.quantize_linear);
+  // One DequantizeLinear per reader, as ONNX Runtime groups nodes.
+  for (const auto& n : g.nodes) {
+    if (n.op_type == "DequantizeLinear") EXPECT_EQ(nodes.readers.at(n.outputs[0]), 1) << n.outputs[0];
+  }
+
+  // Each Conv reads int8 input, int8 weight and int32 bias, all through DequantizeLinear; the
+  // weight's integers and scales are tq's, the bias within half its step of tq's float bias.
+  const auto convs = reference_convs(observed);
+  size_t c = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op_type != "Conv") continue;
+    ASSERT_LT(c, convs.size());
+    const auto& [qweight, bias] = convs[c++];
+    ASSERT_EQ(n.inputs.size(), 3u);
+    const auto* x = nodes.dq(n.inputs[0]);
+    const auto* w = nodes.dq(n.inputs[1]);
+    const auto* b = nodes.dq(n.inputs[2]);
+    ASSERT_TRUE(x && w && b) << n.outputs[0];
+    const auto w_int8 = initializer(g, w->inputs[0]);
+    ASSERT_EQ(w_int8.scalar_type(), at::kChar);
+    EXPECT_TRUE(w_int8.equal(qweight.int_repr()));
+    const auto w_scale = initializer(g, w->inputs[1]);
+    EXPECT_TRUE(w_scale.equal(qweight.q_per_channel_scales().to(at::kFloat)));
+    ASSERT_TRUE(w->attribute("axis"));
+    EXPECT_EQ(w->attribute("axis")->i, 0);
+    const auto b_int32 = initializer(g, b->inputs[0]);
+    const auto b_scale = initializer(g, b->inputs[1]);
+    ASSERT_EQ(b_int32.scalar_type(), at::kInt);
+    const float x_scale = initializer(g, x->inputs[1]).item<float>();
+    EXPECT_TRUE(b_scale.equal(w_scale * x_scale));
+    const auto err = (b_int32.to(at::kDouble) * b_scale.to(at::kDouble) - bias.to(at::kDouble)).abs();
+    EXPECT_TRUE((err <= b_scale.to(at::kDouble) * 0.5 + 1e-12).all().item<bool>()) << n.outputs[0];
+  }
+  EXPECT_EQ(c, convs.size());
+  EXPECT_GE(c, 1u);
+}
+
+TEST(OnnxExport, S8S8IsU8S8ShiftedBy128) {
+  const auto observed = seed_model_calibrated(tq::graph::GraphQuantizeOptions::for_backend("x86"));
+  const auto options = tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}});
+  const auto u8 = parse(tq::onnx::export_qdq_bytes(observed, options));
+  const auto s8 = parse(tq::onnx::export_qdq_bytes(observed, tq::onnx::ExportOptions(options).profile(tq::onnx::QdqProfile::kS8S8)));
+  ASSERT_EQ(u8.nodes.size(), s8.nodes.size());
+  int compared = 0;
+  for (size_t i = 0; i < u8.nodes.size(); ++i) {
+    const auto& a = u8.nodes[i];
+    const auto& b = s8.nodes[i];
+    ASSERT_EQ(a.op_type, b.op_type);
+    if (a.op_type != "QuantizeLinear") continue;
+    EXPECT_TRUE(initializer(u8, a.inputs[1]).equal(initializer(s8, b.inputs[1])));
+    const auto zu = initializer(u8, a.inputs[2]);
+    const auto zs = initializer(s8, b.inputs[2]);
+    ASSERT_EQ(zs.scalar_type(), at::kChar);
+    EXPECT_EQ(zu.item<int64_t>() - 128, zs.item<int64_t>());
+    ++compared;
+  }
+  EXPECT_GE(compared, 3);
+}
+
+TEST(OnnxExport, BadInputIsAOneLineErrorAndLeavesTheFileAsItWas) {
+  const auto observed = seed_model_calibrated(tq::graph::GraphQuantizeOptions::for_backend("x86"));
+  const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx_bad_input.onnx";
+  {
+    std::ofstream f(path);
+    f << "the user's file";
+  }
+  auto expect_error = [&](const tq::onnx::ExportOptions& o, const std::string& what) {
+    try {
+      tq::onnx::export_qdq(observed, path, o);
+      ADD_FAILURE() << "no error for: " << what;
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+    std::ifstream f(path);
+    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(content, "the user's file");
+  };
+  expect_error(tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}).opset(12),
+               "opset 12 is too old: per-channel DequantizeLinear");
+  expect_error(tq::onnx::ExportOptions(), "the model takes 1 input(s); ExportOptions::input_shapes gives 0");
+  expect_error(tq::onnx::ExportOptions().input_shapes({{2, 0, 16, 16}}), "dimension 1 of input is 0");
+
+  // Dynamic quantization has no QDQ form here.
+  auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
+  const auto dynamic = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::dynamic());
+  bool has_linear = false;
+  for (const auto& e : dynamic.summary().nodes) has_linear |= e.quantized;
+  if (has_linear) {
+    EXPECT_THROW(tq::onnx::export_qdq(dynamic, path, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}})), c10::Error);
+  }
+  // Not calibrated.
+  const auto fresh = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::for_backend("x86"));
+  EXPECT_THROW(tq::onnx::export_qdq(fresh, path, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}})), c10::Error);
+}
+
+// ---- cases for ONNX Runtime (check_onnx_in_ort.py) ----
+
+// A float tensor as ONNX's TensorProto file (ONNX's test-data format; onnx.load_tensor reads it).
+void write_tensor_pb(const std::string& path, const at::Tensor& t) {
+  const auto c = t.contiguous().to(at::kFloat);
+  tq::onnx::detail::TensorDef d;
+  d.name = "x";
+  d.dims = c.sizes().vec();
+  d.raw.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  std::ofstream f(path, std::ios::binary);
+  const auto bytes = tq::onnx::detail::serialize_tensor(d);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// A uint8 / int8 tensor as a TensorProto file.
+void write_int_tensor_pb(const std::string& path, const at::Tensor& t) {
+  const auto c = t.contiguous();
+  tq::onnx::detail::TensorDef d;
+  d.name = "x";
+  d.type = c.scalar_type() == at::kByte ? ElemType::kUint8 : ElemType::kInt8;
+  d.dims = c.sizes().vec();
+  d.raw.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  std::ofstream f(path, std::ios::binary);
+  const auto bytes = tq::onnx::detail::serialize_tensor(d);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << path;
+}
+
+// tq's int8 values at its layers' outputs (the values tq names after their layers), on input x.
+std::map<std::string, at::Tensor> int8_layer_values(const torch::jit::Module& int8, const at::Tensor& x) {
+  auto g = int8.get_method("forward").graph()->copy();
+  std::vector<torch::jit::Value*> values;
+  std::vector<std::string> names;
+  for (auto* n : g->nodes()) {
+    for (auto* v : n->outputs()) {
+      if (v->debugName().rfind("tq_layer__", 0) != 0) continue;
+      values.push_back(v);
+      names.push_back(v->debugName());
+    }
+  }
+  while (!g->outputs().empty()) g->eraseOutput(0);
+  g->registerOutput(g->insertNode(g->createTuple(values))->output());
+  torch::jit::GraphFunction fn("tq_layer_values", g, nullptr);
+  const auto out = fn({int8._ivalue(), x});
+  std::map<std::string, at::Tensor> result;
+  const auto elements = out.toTupleRef().elements();
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto t = elements[i].toTensor();
+    if (t.is_quantized()) result[names[i]] = t.int_repr();
+  }
+  return result;
+}
+
+void write_case(const std::string& name, const tq::graph::ObservedModel& observed, const torch::jit::Module& float_model,
+                const std::vector<int64_t>& sample_shape) {
+  const auto dir = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx/" + name;
+  fs::create_directories(dir);
+  std::vector<int64_t> shape = sample_shape;
+  tq::onnx::ExportReport report;
+  ASSERT_NO_THROW(report = tq::onnx::export_qdq(observed, dir + "/model.onnx", tq::onnx::ExportOptions().input_shapes({shape})))
+      << name;
+  std::ofstream(dir + "/report.txt") << report.to_string();
+  // The same model with every QuantizeLinear output exposed, and tq's int8 values there.
+  ASSERT_NO_THROW(tq::onnx::export_qdq(observed, dir + "/model_points.onnx",
+                                       tq::onnx::ExportOptions().input_shapes({shape}).quantization_points_as_outputs(true)));
+  auto int8 = observed.convert();
+  auto reference = observed.convert(/*reference=*/true);
+  auto float_copy = float_model.clone();
+  float_copy.eval();
+  at::manual_seed(1);
+  for (int64_t batch : {1, 16}) {
+    shape[0] = batch;
+    const auto x = at::randn(shape);
+    write_tensor_pb(dir + "/input_b" + std::to_string(batch) + ".pb", x);
+    write_tensor_pb(dir + "/tq_int8_b" + std::to_string(batch) + ".pb", first_output(int8.forward({x})));
+    write_tensor_pb(dir + "/float_b" + std::to_string(batch) + ".pb", first_output(float_copy.forward({x})));
+    write_tensor_pb(dir + "/tq_reference_b" + std::to_string(batch) + ".pb", first_output(reference.forward({x})));
+    if (batch == 16) {
+      fs::create_directories(dir + "/points_b16");
+      const auto points = int8_layer_values(int8, x);
+      ASSERT_FALSE(points.empty());
+      for (const auto& [point, values] : points) write_int_tensor_pb(dir + "/points_b16/" + point + ".pb", values);
+    }
+  }
+}
+
+TEST(OnnxExportCases, WriteForOnnxRuntime) {
+  tq::kernels::int8::set_engine("onednn");
+  const auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  {
+    auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
+    write_case("seed_model", seed_model_calibrated(options), model, {2, 3, 16, 16});
+  }
+  for (const std::string name : {"resnet18_script", "resnet18_trace", "resnet50_script", "mobilenet_v2_script",
+                                 "mobilenet_v3_large_script", "efficientnet_b0_script"}) {
+    auto model = tq::graph::load_torchscript(models_dir() + "/" + name + ".pt");
+    auto observed = tq::graph::prepare(model, options);
+    const auto base = name.substr(0, name.rfind('_'));
+    const auto calib = load_tensor(models_dir() + "/" + base + "_calib.pt");
+    for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
+    write_case(name, observed, model, calib[0].sizes().vec());
+  }
+}
+
+}  // namespace
