@@ -10,8 +10,8 @@ Runtime, under its basic and its full graph optimizations, at batch 1 and 16, gi
   on these random-weight models tq's own reference form (the same qparams, float arithmetic) is
   only 26-42 dB from tq's int8 output, as one-step rounding differences compound layer by layer;
   ORT lands 25-41 dB from it while as close to float as tq.
-and, with all optimizations, ORT has fused every quantized Conv / Gemm into its int8 kernels (no
-float Conv or Gemm left). Exits 77 (skipped) where onnxruntime or onnx is missing.
+and, with all optimizations, ORT runs every Conv / Gemm whose weight is int8 (tq's int8 layers) as
+one of its int8 kernels; what tq left float stays float. Exits 77 (skipped) where onnxruntime or onnx is missing.
 """
 import os
 import sys
@@ -102,6 +102,7 @@ def check_case(case_dir):
     worst = float("inf")
     fused = {}
     float_note = ""
+    ort_float_agree = tq_float_agree = 0
     for level_name, level in (("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
                               ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
         so = ort.SessionOptions()
@@ -131,15 +132,43 @@ def check_case(case_dir):
                 float_note = f"; from float: ORT {ort_float:.1f} dB, tq {tq_float:.1f} dB"
             if ref.ndim == 2 and ref.shape[1] > 1:
                 agree += int((ref.argmax(1) == y.argmax(1)).sum())
+                ort_float_agree += int((fp.argmax(1) == y.argmax(1)).sum())
+                tq_float_agree += int((fp.argmax(1) == ref.argmax(1)).sum())
                 total += ref.shape[0]
-    if total and agree / total < MIN_TOP1_AGREEMENT:
-        failures.append(f"top-1 agrees on {agree}/{total} inputs (< {MIN_TOP1_AGREEMENT:.0%})")
+    # Random-weight models have near-tied logits: where tq's own top-1 departs from float's, ORT
+    # may depart from tq as long as it agrees with float at least as often as tq does.
+    if total and agree / total < MIN_TOP1_AGREEMENT and ort_float_agree < tq_float_agree:
+        failures.append(f"top-1 agrees with tq on {agree}/{total} inputs (< {MIN_TOP1_AGREEMENT:.0%}) and with float on "
+                        f"{ort_float_agree}, tq with float on {tq_float_agree}")
     failures += check_points(case_dir)
-    float_left = fused.get("Conv", 0) + fused.get("Gemm", 0) + fused.get("FusedConv", 0)
-    int8_ops = sum(v for k, v in fused.items() if k in INT8_OPS)
-    if int8_ops == 0 or float_left > 0:
-        failures.append(f"ORT did not fuse the QDQ groups into int8 kernels: {fused}")
-    top1 = f", top-1 agreement {agree}/{total}" if total else ""
+    # Every Conv / Gemm whose weight is int8 in the file (tq's int8 layers) runs as an ORT int8 kernel,
+    # except where a ReLU sits between it and a QuantizeLinear whose zero point is not the type's
+    # minimum: ORT folds a ReLU into the quantization only at that zero point.
+    model = onnx.load(path)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    readers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def relu_kept(n):
+        after = readers.get(n.output[0], [])
+        if len(after) != 1 or after[0].op_type != "Relu":
+            return False
+        q = readers.get(after[0].output[0], [])
+        if len(q) != 1 or q[0].op_type != "QuantizeLinear":
+            return False
+        zp = inits[q[0].input[2]]
+        return int(zp) != (0 if zp.dtype == np.uint8 else -128)
+
+    int8_layers = sum(1 for n in model.graph.node
+                      if n.op_type in ("Conv", "Gemm") and n.input[1] in dq_outputs and not relu_kept(n))
+    int8_ops = sum(v for k, v in fused.items() if k in ("QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger",
+                                                         "MatMulInteger"))
+    if int8_ops < int8_layers:
+        failures.append(f"ORT runs {int8_ops} of tq's {int8_layers} int8 convolutions / linears as int8 kernels: {fused}")
+    top1 = f", top-1 agreement {agree}/{total} (with float: ORT {ort_float_agree}, tq {tq_float_agree})" if total else ""
     print(f"{name}: worst SQNR {worst:.1f} dB from tq's int8{top1}{float_note}; ORT all-optimizations ops {fused}")
     return [f"{name}: {f}" for f in failures]
 

@@ -18,6 +18,7 @@
 #include "onnx_model.h"
 #include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
+#include "tq/core/error_message.h"
 #include "tq/graph/graph_quantizer.h"
 
 namespace tq::onnx {
@@ -45,6 +46,9 @@ struct Info {
     kQuantized,     // QuantizeLinear output `name` with `scale`, `zero_point`
     kActivationDq,  // dequantize of the QuantizeLinear output `name`: one DequantizeLinear per reader
     kWeightDq,      // dequantize of an int8 weight constant
+    kInts,          // an integer or integer list computed from shapes: `ints`, `batch` marks those
+                    // that follow the batch size (the others are the same at any batch)
+    kTensorList,    // a list of ONNX tensors `names` (aten::chunk's result)
   };
   Kind kind = Kind::kTensor;
   std::string name;
@@ -55,6 +59,10 @@ struct Info {
   int64_t zero_point = 0;
   bool signed_int8 = false;
   at::Tensor qweight;
+  std::vector<int64_t> ints;
+  std::vector<bool> batch;
+  bool scalar = false;
+  std::vector<std::string> names;
 };
 
 class Translator {
@@ -82,7 +90,10 @@ class Translator {
     }
   }
 
-  void record_shapes(const torch::jit::Module& m, torch::jit::Graph& g) {
+  // Each tensor's sizes and each integer's value in the reference graph, from runs on example
+  // inputs of the declared shapes (what torch.onnx.export learns by tracing): at the declared
+  // batch, and at one more, so that integers that follow the batch size are known as such.
+  void record_values(const torch::jit::Module& m, torch::jit::Graph& g) {
     auto copy = g.copy();
     std::vector<const Value*> originals;
     std::vector<Value*> values;
@@ -91,26 +102,53 @@ class Translator {
       const Node* original = *it;
       ++it;
       for (size_t i = 0; i < n->outputs().size(); ++i) {
-        if (!n->outputs()[i]->type()->isSubtypeOf(*c10::TensorType::get())) continue;
+        const auto& type = n->outputs()[i]->type();
+        if (!type->isSubtypeOf(*c10::TensorType::get()) && !type->isSubtypeOf(*c10::IntType::get()) &&
+            !type->isSubtypeOf(*c10::ListType::ofInts())) {
+          continue;
+        }
         originals.push_back(original->outputs()[i]);
         values.push_back(n->outputs()[i]);
       }
     }
     while (!copy->outputs().empty()) copy->eraseOutput(0);
     copy->registerOutput(copy->insertNode(copy->createTuple(values))->output());
-    std::vector<c10::IValue> inputs = {m._ivalue()};
-    for (const auto& shape : options_.input_shapes()) inputs.emplace_back(at::zeros(shape));
     torch::jit::GraphFunction fn("tq_onnx_shapes", copy, nullptr);
-    c10::IValue out;
-    try {
-      out = fn(inputs);
-    } catch (const std::exception& e) {
-      std::string what = e.what();
-      TQ_FAIL(kOp, "the model fails on inputs of the shapes ExportOptions::input_shapes gives: ", what.substr(0, what.find('\n')));
-    }
-    const auto elements = out.toTupleRef().elements();
-    for (size_t i = 0; i < originals.size(); ++i) {
-      if (elements[i].isTensor()) shapes_[originals[i]] = elements[i].toTensor().sizes().vec();
+    for (int64_t extra : {0, 1}) {
+      std::vector<c10::IValue> inputs = {m._ivalue()};
+      for (auto shape : options_.input_shapes()) {
+        shape[0] += extra;
+        inputs.emplace_back(at::zeros(shape));
+      }
+      c10::IValue out;
+      try {
+        out = fn(inputs);
+      } catch (const std::exception& e) {
+        TQ_FAIL(kOp, "the model fails on inputs of the shapes ExportOptions::input_shapes gives: ", error_message(e));
+      }
+      const auto elements = out.toTupleRef().elements();
+      for (size_t i = 0; i < originals.size(); ++i) {
+        const auto& v = elements[i];
+        std::vector<int64_t> recorded;
+        if (v.isTensor() && v.toTensor().dim() == 0 && !v.toTensor().is_floating_point() &&
+            !v.toTensor().is_quantized()) {
+          (extra == 0 ? ints_ : ints2_)[originals[i]] = {v.toTensor().item<int64_t>()};
+        }
+        if (v.isTensor()) {
+          recorded = v.toTensor().sizes().vec();
+        } else if (v.isInt()) {
+          recorded = {v.toInt()};
+        } else if (v.isIntList()) {
+          recorded = v.toIntVector();
+        } else {
+          continue;
+        }
+        if (v.isTensor()) {
+          if (extra == 0) shapes_[originals[i]] = recorded;
+        } else {
+          (extra == 0 ? ints_ : ints2_)[originals[i]] = recorded;
+        }
+      }
     }
   }
 
@@ -129,7 +167,10 @@ class Translator {
     std::vector<const Value*> outputs;
     for (auto* out : g.outputs()) {
       if (out->node()->kind() == c10::prim::TupleConstruct) {
-        for (auto* v : out->node()->inputs()) outputs.push_back(v);
+        // None elements (GoogLeNet's auxiliary outputs in eval mode) are left out.
+        for (auto* v : out->node()->inputs()) {
+          if (!v->type()->isSubtypeOf(*c10::NoneType::get())) outputs.push_back(v);
+        }
       } else {
         outputs.push_back(out);
       }
@@ -334,7 +375,10 @@ class Translator {
       case Info::Kind::kQuantized:
         TQ_FAIL(kOp, "%", v->debugName(), " is an int8 value read by a float op without dequantize");
       case Info::Kind::kList:
+      case Info::Kind::kTensorList:
         TQ_FAIL(kOp, "%", v->debugName(), " is a list read as a tensor");
+      case Info::Kind::kInts:
+        TQ_FAIL(kOp, "%", v->debugName(), " is a size computed from shapes, read as a tensor (not exported)");
     }
     return "";
   }
@@ -433,10 +477,22 @@ class Translator {
     if (n->kind() == c10::prim::ListConstruct) {
       Info i;
       i.kind = Info::Kind::kList;
-      bool all_constant = true;
+      bool all_constant = true, all_ints = !n->inputs().empty();
       for (auto* v : n->inputs()) {
         i.list.push_back(v);
         all_constant &= info(v).kind == Info::Kind::kConstant;
+        const auto& in = info(v);
+        all_ints &= (in.kind == Info::Kind::kInts && in.scalar) || (in.kind == Info::Kind::kConstant && in.constant.isInt());
+      }
+      if (all_ints && !all_constant) {
+        i.kind = Info::Kind::kInts;
+        for (auto* v : n->inputs()) {
+          const auto& in = info(v);
+          i.ints.push_back(in.kind == Info::Kind::kInts ? in.ints[0] : in.constant.toInt());
+          i.batch.push_back(in.kind == Info::Kind::kInts && in.batch[0]);
+        }
+        info_[n->output()] = i;
+        return;
       }
       if (all_constant) {
         if (auto iv = torch::jit::toIValue(n->output())) {
@@ -489,6 +545,15 @@ class Translator {
     if (k == "aten::flatten") return flatten(n);
     if (k == "aten::mean") return mean(n);
     if (k == "aten::batch_norm") return batch_norm(n);
+    if (k == "aten::group_norm") return group_norm(n);
+    if (k == "aten::instance_norm") return instance_norm(n);
+    if (k == "aten::view" || k == "aten::reshape") return reshape(n);
+    if (k == "aten::transpose") return transpose(n);
+    if (k == "aten::permute") return permute(n);
+    if (k == "aten::chunk") return chunk(n);
+    if (n->kind() == c10::prim::ListUnpack) return list_unpack(n);
+    if (k == "prim::NumToTensor" || k == "aten::Int") return alias(n);
+    if (integers(n)) return;
     TQ_FAIL(kOp, k, " (%", n->outputs().empty() ? std::string("?") : n->output(0)->debugName(),
             ") has no ONNX form in tq's exporter");
   }
@@ -610,6 +675,177 @@ class Translator {
   void clip(const Node* n, double lo, double hi) {
     emit(n, "Clip", {read(n->input(0)), scalar_initializer("clip_min", lo), scalar_initializer("clip_max", hi)},
          rank(n->input(0)));
+  }
+
+  // A node that computes integers from shapes (aten::size, floordiv, ...): its recorded values,
+  // each marked by whether it follows the batch size. False if it is no such node.
+  bool integers(const Node* n) {
+    for (auto* v : n->inputs()) {
+      const auto kind = info(v).kind;
+      if (kind != Info::Kind::kInts && kind != Info::Kind::kConstant && !v->type()->isSubtypeOf(*c10::TensorType::get())) {
+        return false;
+      }
+    }
+    for (auto* o : n->outputs()) {
+      if (!ints_.count(o)) return false;
+    }
+    for (auto* o : n->outputs()) {
+      Info i;
+      i.kind = Info::Kind::kInts;
+      i.ints = ints_.at(o);
+      const auto& other = ints2_.count(o) ? ints2_.at(o) : i.ints;
+      for (size_t k = 0; k < i.ints.size(); ++k) i.batch.push_back(k < other.size() && other[k] != i.ints[k]);
+      i.scalar = !o->type()->isSubtypeOf(*c10::ListType::ofInts());
+      info_[o] = i;
+    }
+    return true;
+  }
+
+  // A shape for Reshape: constants, with the one element that follows the batch size as 0 (copy
+  // the input's dimension) in front or -1 elsewhere.
+  std::vector<int64_t> reshape_target(const Node* n, const Value* shape_value) {
+    const auto& s = info(shape_value);
+    std::vector<int64_t> target;
+    std::vector<bool> batch;
+    if (s.kind == Info::Kind::kConstant) {
+      target = s.constant.isInt() ? std::vector<int64_t>{s.constant.toInt()} : s.constant.toIntVector();
+      batch.assign(target.size(), false);
+    } else {
+      TQ_CHECK(s.kind == Info::Kind::kInts, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): the shape is not computed from sizes");
+      target = s.ints;
+      batch = s.batch;
+    }
+    const bool has_minus_one = std::count(target.begin(), target.end(), -1) > 0;
+    const auto* in = shape(n->input(0));
+    for (size_t d = 0; d < target.size(); ++d) {
+      if (!batch[d]) continue;
+      if (d == 0 && in && !in->empty() && (*in)[0] == target[0]) {
+        target[d] = 0;
+      } else {
+        TQ_CHECK(!has_minus_one, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): dimension ", d,
+                 " follows the batch size and is not the input's first; not exported");
+        target[d] = -1;
+      }
+    }
+    return target;
+  }
+
+  void reshape(const Node* n) {
+    const auto target = reshape_target(n, n->input(1));
+    emit(n, "Reshape", {read(n->input(0)), initializer("shape", at::tensor(target, at::kLong))},
+         static_cast<int64_t>(target.size()));
+  }
+
+  void transpose(const Node* n) {
+    const int64_t r = rank(n->input(0));
+    TQ_CHECK(r > 0, kOp, "aten::transpose (%", n->output(0)->debugName(), "): rank unknown");
+    std::vector<int64_t> perm(static_cast<size_t>(r));
+    for (int64_t d = 0; d < r; ++d) perm[d] = d;
+    auto a = constant(n, 1).toInt(), b = constant(n, 2).toInt();
+    if (a < 0) a += r;
+    if (b < 0) b += r;
+    std::swap(perm[a], perm[b]);
+    attr(emit(n, "Transpose", {read(n->input(0))}, r), "perm", perm);
+  }
+
+  void permute(const Node* n) {
+    auto perm = ints(n, 1);
+    const int64_t r = static_cast<int64_t>(perm.size());
+    for (auto& d : perm) d = d < 0 ? d + r : d;
+    attr(emit(n, "Transpose", {read(n->input(0))}, r), "perm", perm);
+  }
+
+  void chunk(const Node* n) {
+    // chunk(x, chunks, dim): pieces of ceil(size / chunks), the last one smaller.
+    const auto* in = shape(n->input(0));
+    TQ_CHECK(in, kOp, "aten::chunk (%", n->output(0)->debugName(), "): input size unknown");
+    const int64_t chunks = constant(n, 1).toInt();
+    int64_t dim = constant(n, 2).toInt();
+    if (dim < 0) dim += static_cast<int64_t>(in->size());
+    const int64_t size = (*in)[dim];
+    TQ_CHECK(!(dim == 0 && options_.dynamic_batch()), kOp, "aten::chunk (%", n->output(0)->debugName(), ") splits the batch axis");
+    const int64_t piece = (size + chunks - 1) / chunks;
+    std::vector<int64_t> sizes;
+    for (int64_t left = size; left > 0; left -= piece) sizes.push_back(std::min(piece, left));
+    Info i;
+    i.kind = Info::Kind::kTensorList;
+    for (size_t k = 0; k < sizes.size(); ++k) i.names.push_back(unique(n->output(0)->debugName() + "_" + std::to_string(k)));
+    auto* p = add_node("Split", {read(n->input(0)), initializer("split", at::tensor(sizes, at::kLong))}, i.names);
+    attr(p, "axis", dim);
+    i.rank = rank(n->input(0));
+    info_[n->output(0)] = i;
+  }
+
+  void list_unpack(const Node* n) {
+    const auto& list = info(n->input(0));
+    if (list.kind == Info::Kind::kTensorList) {
+      TQ_CHECK(list.names.size() == n->outputs().size(), kOp, "prim::ListUnpack (%", n->output(0)->debugName(),
+               "): ", n->outputs().size(), " outputs from a list of ", list.names.size());
+      for (size_t k = 0; k < list.names.size(); ++k) set_tensor(n->outputs()[k], list.names[k], list.rank);
+      return;
+    }
+    if (list.kind == Info::Kind::kInts) {
+      for (size_t k = 0; k < n->outputs().size(); ++k) {
+        Info i;
+        i.kind = Info::Kind::kInts;
+        i.scalar = true;
+        i.ints = {list.ints.at(k)};
+        i.batch = {list.batch.at(k)};
+        info_[n->outputs()[k]] = i;
+      }
+      return;
+    }
+    if (list.kind == Info::Kind::kList) {
+      for (size_t k = 0; k < n->outputs().size(); ++k) info_[n->outputs()[k]] = info(list.list.at(k));
+      return;
+    }
+    TQ_FAIL(kOp, "prim::ListUnpack (%", n->output(0)->debugName(), ") of a list the exporter cannot read");
+  }
+
+  void group_norm(const Node* n) {
+    // group_norm(x, groups, weight, bias, eps, cudnn): instance norm over [N, groups, -1], then the
+    // per-channel affine (ONNX's GroupNormalization is opset 18 and ORT's support is recent).
+    const auto* in = shape(n->input(0));
+    TQ_CHECK(in && in->size() >= 2, kOp, "aten::group_norm (%", n->output(0)->debugName(), "): input size unknown");
+    const int64_t groups = constant(n, 1).toInt();
+    const int64_t c = (*in)[1];
+    const std::string base = n->output(0)->debugName();
+    const std::string grouped = unique(base + "_grouped");
+    add_node("Reshape", {read(n->input(0)), initializer("shape", at::tensor(std::vector<int64_t>{0, groups, -1}, at::kLong))},
+             {grouped});
+    const std::string normed = unique(base + "_normalized");
+    auto* p = add_node("InstanceNormalization",
+                       {grouped, initializer(base + "_ones", at::ones({groups})), initializer(base + "_zeros", at::zeros({groups}))},
+                       {normed});
+    attr_f(p, "epsilon", static_cast<float>(constant(n, 4).toDouble()));
+    std::vector<int64_t> back = *in;
+    back[0] = 0;
+    const std::string restored = unique(base + "_restored");
+    add_node("Reshape", {normed, initializer("shape", at::tensor(back, at::kLong))}, {restored});
+    std::vector<int64_t> affine_shape(in->size() - 1, 1);
+    affine_shape[0] = c;
+    const auto w = constant(n, 2), b = constant(n, 3);
+    const auto weight = w.isNone() ? at::ones(affine_shape) : w.toTensor().to(at::kFloat).reshape(affine_shape);
+    const auto bias = b.isNone() ? at::zeros(affine_shape) : b.toTensor().to(at::kFloat).reshape(affine_shape);
+    const std::string scaled = unique(base + "_scaled");
+    add_node("Mul", {restored, initializer(base + "_weight", weight)}, {scaled});
+    emit(n, "Add", {scaled, initializer(base + "_bias", bias)}, static_cast<int64_t>(in->size()));
+  }
+
+  void instance_norm(const Node* n) {
+    // instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, cudnn)
+    TQ_CHECK(constant(n, 5).toBool(), kOp, "aten::instance_norm (%", n->output(0)->debugName(),
+             "): running statistics (track_running_stats) are not exported");
+    const auto* in = shape(n->input(0));
+    TQ_CHECK(in && in->size() >= 2, kOp, "aten::instance_norm (%", n->output(0)->debugName(), "): input size unknown");
+    const int64_t c = (*in)[1];
+    const auto w = constant(n, 1), b = constant(n, 2);
+    const std::string base = n->output(0)->debugName();
+    auto* p = emit(n, "InstanceNormalization",
+                   {read(n->input(0)), initializer(base + "_weight", w.isNone() ? at::ones({c}) : w.toTensor().to(at::kFloat)),
+                    initializer(base + "_bias", b.isNone() ? at::zeros({c}) : b.toTensor().to(at::kFloat))},
+                   static_cast<int64_t>(in->size()));
+    attr_f(p, "epsilon", static_cast<float>(constant(n, 7).toDouble()));
   }
 
   void silu(const Node* n) {
@@ -782,6 +1018,8 @@ class Translator {
   ModelDef model_;
   std::unordered_map<const Value*, Info> info_;
   std::unordered_map<const Value*, std::vector<int64_t>> shapes_;
+  std::unordered_map<const Value*, std::vector<int64_t>> ints_;  // integers and integer lists
+  std::unordered_map<const Value*, std::vector<int64_t>> ints2_;  // the same at one more batch
   std::unordered_set<std::string> names_;
   std::unordered_set<std::string> dequantized_;  // DequantizeLinear outputs
   std::vector<std::pair<std::string, std::string>> float_candidates_;  // (op, output) reading no int8 value
@@ -813,7 +1051,7 @@ std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOpti
   Translator t(options, r);
   const auto graph = reference.get_method("forward").graph();
   t.check_input_shapes(*graph);
-  t.record_shapes(reference, *graph);
+  t.record_values(reference, *graph);
   t.run(*graph);
   try {
     // ONNX's checker where it knows the opset (Debian's ONNX 1.12: up to 17).
