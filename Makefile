@@ -15,10 +15,10 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-demo: build
+demo: build deps-torch2
 	@$(BUILD_DIR)/apps/demo/tq_demo --data /usr/share/datasets/fashion-mnist --out $(BUILD_DIR)/demo
 	@/usr/bin/python3 tools/graph_demo.py --tq $(BUILD_DIR)/apps/cli/tq --data /usr/share/datasets/fashion-mnist \
-	  --out $(BUILD_DIR)/demo
+	  --out $(BUILD_DIR)/demo --ort-python $(TORCH2_VENV)/bin/python
 
 # Every test on both LibTorch versions: Debian's 1.13 (the minimum; the full build in $(BUILD_DIR))
 # and PyTorch 2.x's (the library, the tool and the tests in $(TORCH2_BUILD_DIR)). Each run ends

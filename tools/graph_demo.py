@@ -14,6 +14,10 @@
    (OUT/layer_sqnr.svg).
 4. Quantizes the same model with PyTorch FX (same calibration images, onednn defaults) and
    measures it the same way, for a side-by-side row.
+5. With --ort-python (a Python with onnxruntime): `tq quantize -o model.onnx` (the Histogram
+   variant as ONNX QDQ), the float model through torch.onnx.export, and tools/ort_demo.py runs
+   both in ONNX Runtime beside ORT's own quantize_static of the float model (accuracy on the test
+   images, latency at batch 1 and 64).
 Prints the table and writes OUT/graph_results.json.
 """
 import argparse
@@ -132,6 +136,27 @@ def fx_row(model_path, data, calib_images, threads):
     return row
 
 
+def ort_demo(args, model, train_idx, norm, tq_int8_accuracy):
+    """tq's ONNX export and ORT's own quantizer, run by ONNX Runtime (tools/ort_demo.py)."""
+    tq_onnx = model.replace(".pt", "_hist_int8.onnx")
+    tq(args.tq, "quantize", model, "-o", tq_onnx, "--force", "--calib", train_idx, "--limit", str(args.calib_images),
+       *norm)
+    float_onnx = model.replace(".pt", ".onnx")
+    torch.onnx.export(torch.jit.load(model).eval(), torch.zeros(1, 1, 28, 28), float_onnx + ".tmp", opset_version=13,
+                      input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    os.replace(float_onnx + ".tmp", float_onnx)
+    out = os.path.join(args.out, "ort_results.json")
+    subprocess.run([args.ort_python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_demo.py"),
+                    "--data", args.data, "--tq-onnx", tq_onnx, "--float-onnx", float_onnx, "--calib-images",
+                    str(args.calib_images), "--threads", str(args.threads), "--out", out], check=True)
+    rows = json.load(open(out))["rows"]
+    ort_tq = next(r for r in rows if r["variant"].startswith("tq"))
+    print(f"tq's ONNX export in ONNX Runtime: {100 * ort_tq['accuracy']:.2f}%, tq's int8 TorchScript "
+          f"{100 * tq_int8_accuracy:.2f}% (difference {100 * (ort_tq['accuracy'] - tq_int8_accuracy):+.2f} points)")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tq", default="build/apps/cli/tq")
@@ -140,6 +165,7 @@ def main():
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--calib-images", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ort-python", default="", help="a Python with onnxruntime: adds the ONNX Runtime rows")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     model = train(args.data, args.out, args.train_images, args.threads)
@@ -188,10 +214,11 @@ def main():
         print(f"| {r['variant']} | {100 * r['accuracy']:.2f}% | {r['bytes']} | {fmt(r['ms_bs1'], '{:.2f}')} | "
               f"{fmt(r['ms_bs64'], '{:.2f}')} | {fmt(r.get('top1_agreement', '—'), '{:.4f}')} | "
               f"{fmt(r.get('sqnr_db', '—'), '{:.1f}')} |")
+    ort_rows = ort_demo(args, model, train_idx, norm, rows[1]["accuracy"]) if args.ort_python else []
     out = os.path.join(args.out, "graph_results.json")
     with open(out + ".tmp", "w") as f:
         json.dump({"model": "torchvision resnet18 (1x28x28) on Fashion-MNIST", "threads": args.threads,
-                   "rows": rows}, f, indent=2)
+                   "rows": rows, "onnxruntime_rows": ort_rows}, f, indent=2)
     os.replace(out + ".tmp", out)
     print(f"wrote {out} and {plot}")
 
