@@ -224,25 +224,13 @@ TEST(OnnxExport, BadInputIsAOneLineErrorAndLeavesTheFileAsItWas) {
 
 // ---- cases for ONNX Runtime (check_onnx_in_ort.py) ----
 
-// A float tensor as ONNX's TensorProto file (ONNX's test-data format; onnx.load_tensor reads it).
+// A float, uint8 or int8 tensor as ONNX's TensorProto file (ONNX's test-data format;
+// onnx.load_tensor reads it).
 void write_tensor_pb(const std::string& path, const at::Tensor& t) {
-  const auto c = t.contiguous().to(at::kFloat);
+  const auto c = t.scalar_type() == at::kByte || t.scalar_type() == at::kChar ? t.contiguous() : t.contiguous().to(at::kFloat);
   tq::onnx::detail::TensorDef d;
   d.name = "x";
-  d.dims = c.sizes().vec();
-  d.raw.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
-  std::ofstream f(path, std::ios::binary);
-  const auto bytes = tq::onnx::detail::serialize_tensor(d);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(f.good()) << path;
-}
-
-// A uint8 / int8 tensor as a TensorProto file.
-void write_int_tensor_pb(const std::string& path, const at::Tensor& t) {
-  const auto c = t.contiguous();
-  tq::onnx::detail::TensorDef d;
-  d.name = "x";
-  d.type = c.scalar_type() == at::kByte ? ElemType::kUint8 : ElemType::kInt8;
+  d.type = c.scalar_type() == at::kByte ? ElemType::kUint8 : c.scalar_type() == at::kChar ? ElemType::kInt8 : ElemType::kFloat;
   d.dims = c.sizes().vec();
   d.raw.assign(static_cast<const char*>(c.data_ptr()), c.nbytes());
   std::ofstream f(path, std::ios::binary);
@@ -304,7 +292,7 @@ void write_case(const std::string& name, const tq::graph::ObservedModel& observe
       fs::create_directories(dir + "/points_b16");
       const auto points = int8_layer_values(int8, x);
       ASSERT_FALSE(points.empty());
-      for (const auto& [point, values] : points) write_int_tensor_pb(dir + "/points_b16/" + point + ".pb", values);
+      for (const auto& [point, values] : points) write_tensor_pb(dir + "/points_b16/" + point + ".pb", values);
     }
   }
 }

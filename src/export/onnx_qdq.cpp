@@ -909,38 +909,35 @@ class Translator {
     attr(p, "axis", constant(n, 1).toInt());
   }
 
-  void max_pool(const Node* n) {
-    // max_poolNd(x, kernel, stride, padding, dilation, ceil_mode)
+  // A pooling node from its (x, kernel, stride, padding, ...) arguments; an empty stride is the kernel.
+  NodeDef* pool(const Node* n, const std::string& op) {
     const auto kernel = ints(n, 1);
     const auto d = kernel.size();
     auto stride = ints(n, 2);
     if (stride.empty()) stride = kernel;
     auto pads = expand(ints(n, 3), d);
     pads.insert(pads.end(), pads.begin(), pads.end());
-    auto* p = emit(n, "MaxPool", {read(n->input(0))}, rank(n->input(0)));
+    auto* p = emit(n, op, {read(n->input(0))}, rank(n->input(0)));
     attr(p, "kernel_shape", kernel);
     attr(p, "strides", expand(stride, d));
     attr(p, "pads", pads);
-    attr(p, "dilations", expand(ints(n, 4), d));
+    return p;
+  }
+
+  void max_pool(const Node* n) {
+    // max_poolNd(x, kernel, stride, padding, dilation, ceil_mode)
+    auto* p = pool(n, "MaxPool");
+    attr(p, "dilations", expand(ints(n, 4), ints(n, 1).size()));
     attr(p, "ceil_mode", constant(n, 5).toBool() ? 1 : 0);
   }
 
   void avg_pool(const Node* n) {
     // avg_poolNd(x, kernel, stride, padding, ceil_mode, count_include_pad[, divisor_override])
-    const auto kernel = ints(n, 1);
-    const auto d = kernel.size();
-    auto stride = ints(n, 2);
-    if (stride.empty()) stride = kernel;
-    auto pads = expand(ints(n, 3), d);
-    pads.insert(pads.end(), pads.begin(), pads.end());
     if (n->inputs().size() > 6) {
       TQ_CHECK(constant(n, 6).isNone(), kOp, kind_of(n), " (%", n->output(0)->debugName(),
                "): divisor_override is not exported");
     }
-    auto* p = emit(n, "AveragePool", {read(n->input(0))}, rank(n->input(0)));
-    attr(p, "kernel_shape", kernel);
-    attr(p, "strides", expand(stride, d));
-    attr(p, "pads", pads);
+    auto* p = pool(n, "AveragePool");
     attr(p, "ceil_mode", constant(n, 4).toBool() ? 1 : 0);
     attr(p, "count_include_pad", constant(n, 5).toBool() ? 1 : 0);
   }
