@@ -182,29 +182,10 @@ def check_case(case_dir):
         failures.append(f"top-1 agrees with tq on {agree}/{total} inputs (< {MIN_TOP1_AGREEMENT:.0%}) and with float on "
                         f"{ort_float_agree}, tq with float on {tq_float_agree}")
     failures += check_points(case_dir)
-    # Every Conv / Gemm whose weight is int8 in the file (tq's int8 layers) runs as an ORT int8 kernel,
-    # except where a ReLU sits between it and a QuantizeLinear whose zero point is not the type's
-    # minimum: ORT folds a ReLU into the quantization only at that zero point.
+    # Every Conv / Gemm whose weight is int8 in the file (tq's int8 layers) runs as an ORT int8 kernel.
     model = onnx.load(path)
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    readers = {}
-    for n in model.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-
-    def relu_kept(n):
-        after = readers.get(n.output[0], [])
-        if len(after) != 1 or after[0].op_type != "Relu":
-            return False
-        q = readers.get(after[0].output[0], [])
-        if len(q) != 1 or q[0].op_type != "QuantizeLinear":
-            return False
-        zp = inits[q[0].input[2]]
-        return int(zp) != (0 if zp.dtype == np.uint8 else -128)
-
-    int8_layers = sum(1 for n in model.graph.node
-                      if n.op_type in ("Conv", "Gemm") and n.input[1] in dq_outputs and not relu_kept(n))
+    int8_layers = sum(1 for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in dq_outputs)
     int8_ops = sum(v for k, v in fused.items() if k in ("QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger",
                                                          "MatMulInteger"))
     if int8_ops < int8_layers:

@@ -509,7 +509,7 @@ class Translator {
     if (k == "aten::conv1d" || k == "aten::conv2d" || k == "aten::conv3d" || k == "aten::_convolution") return conv(n);
     if (k == "aten::linear") return linear(n);
     if (k == "aten::contiguous" || k == "aten::detach" || k == "aten::clone" || k == "aten::dropout") return alias(n);
-    if (k == "aten::relu") return (void)unary(n, "Relu");
+    if (k == "aten::relu") return relu(n);
     if (k == "aten::sigmoid") return (void)unary(n, "Sigmoid");
     if (k == "aten::tanh") return (void)unary(n, "Tanh");
     if (k == "aten::hardswish") {
@@ -846,6 +846,37 @@ class Translator {
                     initializer(base + "_bias", b.isNone() ? at::zeros({c}) : b.toTensor().to(at::kFloat))},
                    static_cast<int64_t>(in->size()));
     attr_f(p, "epsilon", static_cast<float>(constant(n, 7).toDouble()));
+  }
+
+  // A ReLU quantized right after with a zero point above the type's minimum (an observer that saw
+  // the values before the ReLU): ORT folds a ReLU into QuantizeLinear only at the minimum, so the
+  // value is quantized first (what tq's fused int8 kernel does: quantize, then clamp at the zero
+  // point), and the ReLU runs between DequantizeLinear and QuantizeLinear; the numbers are the same.
+  void relu(const Node* n) {
+    const auto uses = n->output(0)->uses();
+    const Node* q = uses.size() == 1 ? uses[0].user : nullptr;
+    // The quantize's arguments are constants that may come later in the graph: read them directly.
+    auto arg = [&](size_t i) { return torch::jit::toIValue(q->input(i)); };
+    if (q && kind_of(q) == "aten::quantize_per_tensor" && info(n->input(0)).kind == Info::Kind::kTensor && arg(1) &&
+        arg(2) && arg(3)) {
+      const double scale = arg(1)->toDouble();
+      const int64_t zp = arg(2)->toInt();
+      const bool signed_int8 = static_cast<at::ScalarType>(arg(3)->toInt()) == at::kQInt8;
+      if (zp != (signed_int8 ? -128 : 0)) {
+        const std::string base = n->input(0)->debugName();
+        const std::string quantized = unique(base + "_q");
+        add_node("QuantizeLinear", {read(n->input(0)), scalar_initializer(quantized + "_scale", scale),
+                                    activation_zero_point(quantized + "_zero_point", zp, signed_int8)},
+                 {quantized});
+        const std::string dequantized = unique(quantized + "_dq");
+        add_node("DequantizeLinear", {quantized, scalar_initializer(quantized + "_scale", scale),
+                                      activation_zero_point(quantized + "_zero_point", zp, signed_int8)},
+                 {dequantized});
+        emit(n, "Relu", {dequantized}, rank(n->input(0)));
+        return;
+      }
+    }
+    unary(n, "Relu");
   }
 
   void silu(const Node* n) {
