@@ -239,6 +239,9 @@ int run_worker(const std::string& scenario) {
     quant::prepare(**model, quant::QConfigMapping().set_global(qconfig(kind)));
     (*model)->eval();
     calibrate_shard(*model, rank, world);
+    // Every rank has joined the group (Gloo connects its pairs while the group forms) before rank
+    // 1 leaves: the others must then fail in the collective, not while joining.
+    if (scenario == "dies") group.barrier();
     if (scenario == "dies" && rank == 1) _exit(7);  // gone without a word
     distributed::sync_observers(**model, group);
     serialize::save_state_dict_file(converted_state(*model), out + "/rank" + std::to_string(rank) + ".pt");

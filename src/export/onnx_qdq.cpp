@@ -73,8 +73,6 @@ class Translator {
     model_.graph_name = "tq_int8";
   }
 
-  // The sizes of each tensor value of the reference graph, from one run on example inputs of the
-  // declared shapes (what torch.onnx.export learns by tracing).
   // The declared input shapes fit the graph.
   void check_input_shapes(const torch::jit::Graph& g) const {
     const size_t n_inputs = g.inputs().size() - 1;
