@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "golden.h"
+#include "tq/core/config_error.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
 
@@ -85,6 +86,8 @@ TEST_F(GraphErrors, QConfigNamingAModuleThatDoesNotExist) {
   options.mapping.set_module_name_none("conv9");
   expect_error([&] { tq::graph::prepare(seed_model(), options); },
                "[prepare] the qconfig mapping names module 'conv9', which the model does not have");
+  // A configuration error (the tool's usage error), not a bad model.
+  EXPECT_THROW(tq::graph::prepare(seed_model(), options), tq::ConfigError);
 }
 
 TEST_F(GraphErrors, QConfigNamingAnOperatorThatDoesNotExist) {
@@ -92,6 +95,7 @@ TEST_F(GraphErrors, QConfigNamingAnOperatorThatDoesNotExist) {
   options.mapping.set_object_type("LSTM", tq::quant::get_default_qconfig("qnnpack"));
   expect_error([&] { tq::graph::prepare(seed_model(), options); },
                "[prepare] the qconfig mapping names module type or operator 'LSTM', which the model does not use");
+  EXPECT_THROW(tq::graph::prepare(seed_model(), options), tq::ConfigError);
 }
 
 class ThrowingHandler : public tq::graph::QuantizeHandler {

@@ -15,26 +15,19 @@
 #include <iterator>
 
 #include "golden.h"
+#include "graph_models.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
 #include "tq/quant/qconfig_mapping.h"
 
 namespace {
 
+using tq::testing::first_output;
+using tq::testing::load_tensor;
+using tq::testing::models_dir;
+
 using tq::testing::machine_golden;
 using tq::testing::to_tensor;
-
-std::string models_dir() {
-  const char* env = std::getenv("TQ_GRAPH_MODELS_DIR");
-  return env ? env : TQ_GRAPH_MODELS_DIR;
-}
-
-at::Tensor load_tensor(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << "missing " << path << " (written by tools/graph_models.py)";
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return torch::jit::pickle_load(bytes).toTensor();
-}
 
 struct Quantized {
   tq::graph::ObservedModel observed;
@@ -53,8 +46,6 @@ Quantized quantize(const std::string& name, const std::string& mode,
   auto int8 = observed.convert();
   return {observed, int8, model};
 }
-
-at::Tensor first_output(const c10::IValue& v) { return v.isTuple() ? v.toTupleRef().elements()[0].toTensor() : v.toTensor(); }
 
 double sqnr_db(const at::Tensor& ref, const at::Tensor& x) {
   const double signal = ref.pow(2).sum().item<double>();
@@ -96,7 +87,8 @@ TEST_P(GraphModels, QuantizesAndRunsAtChangingBatchSizes) {
 
 TEST(GraphReference, AgreesWithInt8OnTorchvisionModels) {
   tq::kernels::int8::set_engine("onednn");
-  for (const std::string name : {"resnet18", "mobilenet_v2"}) {
+  // shufflenet_v2: its channel split (x.chunk(2, 1)) is a list of int8 values.
+  for (const std::string name : {"resnet18", "mobilenet_v2", "shufflenet_v2_x1_0"}) {
     auto q = quantize(name, "script");
     auto reference = q.observed.convert(/*reference=*/true);
     const auto input = load_tensor(models_dir() + "/" + name + "_input.pt");

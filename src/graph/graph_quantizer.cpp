@@ -1,4 +1,5 @@
 // Graph-mode quantization on TorchScript: prepare (freeze, match, observe) and convert (emit).
+// The summary, the observed model's file and compare_layers have files of their own.
 #include "tq/graph/graph_quantizer.h"
 
 #include <ATen/core/grad_mode.h>
@@ -7,20 +8,11 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
-#include <torch/csrc/jit/serialization/import.h>
 
 #include <ATen/ATen.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cmath>
-#include <atomic>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <functional>
 #include <map>
 #include <limits>
@@ -30,22 +22,20 @@
 #include <unordered_set>
 
 #include "equalize.h"
+#include "layer_args.h"
 #include "normalize.h"
 #include "observe_op.h"
 #include "observed_model_impl.h"
-#include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
+#include "tq/core/config_error.h"
 #include "tq/core/torch_version.h"
 #include "tq/core/error_message.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/kernels/int8_saturation.h"
 #include "tq/nn/qconfig.h"
 #include "tq/numerics/fake_quantize.h"
-#include "tq/serialize/state_dict.h"
 
 namespace tq::graph {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -80,10 +70,10 @@ Scope scope_of(const Node* n, const std::string& top_type) {
   return s;
 }
 
-// The debug name of an int8 layer's output ("tq_layer__layer1__0__conv1"): TorchScript keeps it
-// as the variable's name when the model is saved, so compare_layers finds it after loading.
-const char* const kLayerPrefix = "tq_layer__";
-std::string layer_value_name(const std::string& module_path) {
+}  // namespace
+
+const char* const detail::kLayerPrefix = "tq_layer__";
+std::string detail::layer_value_name(const std::string& module_path) {
   std::string name = kLayerPrefix;
   for (char c : module_path.empty() ? std::string("top") : module_path) {
     if (c == '.') {
@@ -94,22 +84,6 @@ std::string layer_value_name(const std::string& module_path) {
   }
   return name;
 }
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Loading and saving
-
-namespace {
-// Every file names the LibTorch it was written with (kLibTorchVersionFile), so that a LibTorch that
-// cannot read it says which version wrote it.
-void save_module(const torch::jit::Module& module, const std::string& path, torch::jit::ExtraFilesMap extra) {
-  extra.emplace(kLibTorchVersionFile, libtorch_version());
-  write_atomically(path, "save_torchscript", [&](const std::string& tmp) { module.save(tmp, extra); });
-}
-}  // namespace
-
-void save_torchscript(const torch::jit::Module& module, const std::string& path) { save_module(module, path, {}); }
 
 // ---------------------------------------------------------------------------------------------
 // The observed model
@@ -158,11 +132,12 @@ void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& 
     types.insert(k.substr(k.find("::") + 2));
   }
   for (const auto& [name, q] : impl.options.mapping.module_names()) {
-    TQ_CHECK(names.count(name), "prepare", "the qconfig mapping names module '", name, "', which the model does not have");
+    TQ_CHECK_CONFIG(names.count(name), "prepare", "the qconfig mapping names module '", name,
+                    "', which the model does not have");
   }
   for (const auto& [type, q] : impl.options.mapping.object_types()) {
-    TQ_CHECK(types.count(type), "prepare", "the qconfig mapping names module type or operator '", type,
-             "', which the model does not use");
+    TQ_CHECK_CONFIG(types.count(type), "prepare", "the qconfig mapping names module type or operator '", type,
+                    "', which the model does not use");
   }
 }
 
@@ -171,8 +146,7 @@ void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& 
 bool matches(Impl& impl, const Node* node, const Pattern& p, size_t max_uses) {
   if (node->outputs().size() != 1) return false;
   // Tensor overloads only: aten::add and aten::mul also add and multiply ints.
-  const auto& type = node->output()->type();
-  if (!type->isSubtypeOf(*c10::TensorType::get()) && !type->isSubtypeOf(*c10::ListType::ofTensors())) return false;
+  if (!detail::is_tensor(node->output()) && !detail::is_tensor_list(node->output())) return false;
   if (value_users(node->output()) > max_uses) return false;
   if (impl.match_of.count(node)) return false;
   auto sc = impl.scopes.find(node);
@@ -572,11 +546,16 @@ class Emitter : public ConvertContext {
       }
       if (q && info.handler->output_qparams() == OutputQParams::kFloat) {
         env_f_[node->output()] = q;  // dynamic / weight-only: float out
+      } else if (q && reference_ && detail::is_tensor_list(q)) {
+        // x.chunk(2, 1) in the reference form: a list of values already on the int8 grid, whose
+        // elements are quantized where they are unpacked (copy_float).
+        env_f_[node->output()] = q;
+        int8_lists_.insert(node->output());
       } else if (q) {
         q->setType(c10::TensorType::get());
         const auto kind = info.handler->output_qparams();
         if (kind == OutputQParams::kObserved || kind == OutputQParams::kSharedWithAllInputs) {
-          q->setDebugName(layer_value_name(impl_.scopes.at(info.match.nodes.back()).path));
+          q->setDebugName(detail::layer_value_name(impl_.scopes.at(info.match.nodes.back()).path));
         }
         env_q_[node->output()] = q;
         // Inner nodes feed only the match and shape queries; their shape is the output's.
@@ -633,6 +612,8 @@ class Emitter : public ConvertContext {
   Value* emit_reference(const Impl::MatchInfo& info) {
     auto* y = info.handler->reference(*this, info.match);
     if (!y) return nullptr;
+    // A list (chunk, split) of an int8 input keeps its input's grid: nothing to quantize.
+    if (detail::is_tensor_list(y)) return y;
     y->setType(c10::TensorType::get());
     TensorQParams qp;
     switch (info.handler->output_qparams()) {
@@ -736,6 +717,20 @@ class Emitter : public ConvertContext {
         }
         return;
       }
+      // The reference form's int8 list: float elements, each quantized with the list's qparams
+      // for the readers that take it in int8 (unread quantizations are removed as dead code).
+      if (int8_lists_.count(list)) {
+        auto* c = g_->insertNode(g_->createClone(node, [&](Value*) { return env_f_.at(list); }));
+        for (size_t i = 0; i < node->outputs().size(); ++i) {
+          auto* out = node->outputs()[i];
+          env_f_[out] = c->outputs()[i];
+          const auto p = detail::qparams_point(impl_, out);
+          TQ_CHECK(p >= 0, "convert", "internal: no qparams for an element of ", kind_of(list->node()));
+          const auto qp = detail::point_qparams(impl_, impl_.points[static_cast<size_t>(p)]);
+          env_q_[out] = kernels::int8::graph::quantize(*g_, c->outputs()[i], qp.scale, qp.zero_point);
+        }
+        return;
+      }
     }
     // Shape queries read an int8 tensor as well as a float one: no dequantize for them.
     const bool shape_only = is_shape_query(node);
@@ -755,6 +750,7 @@ class Emitter : public ConvertContext {
   std::shared_ptr<Graph> g_;
   Value* self_ = nullptr;
   std::unordered_map<const Value*, Value*> env_f_, env_q_, env_fq_, shape_alias_;
+  std::unordered_set<const Value*> int8_lists_;  // reference form: float lists of int8 values
   std::vector<Node*> deferred_;
   int packed_count_ = 0;
   std::map<std::string, kernels::int8::ConvGeometry> conv_weights_;  // packed conv weights by attribute
@@ -771,10 +767,7 @@ void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 
 }  // namespace
 
-namespace {
-// The int8 convolutions and linears whose activation input is quantized on the full uint8 range
-// (by module path): their uint8 x int8 products saturate on x86 CPUs without VNNI.
-std::vector<std::string> full_range_layers(const ObservedModel::Impl& impl) {
+std::vector<std::string> detail::full_range_layers(const ObservedModel::Impl& impl) {
   std::vector<std::string> layers;
   for (const auto& info : impl.matches) {
     if (!info.why_float.empty() || !info.why_float_at_convert.empty()) continue;
@@ -788,7 +781,6 @@ std::vector<std::string> full_range_layers(const ObservedModel::Impl& impl) {
   }
   return layers;
 }
-}  // namespace
 
 torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
@@ -803,7 +795,7 @@ torch::jit::Module ObservedModel::convert(bool reference) const {
   if (!reference) {
     // Kept on the model, so that tq warns again where the saved model is loaded on a CPU whose
     // int8 kernels saturate (load_torchscript).
-    const auto layers = full_range_layers(impl);
+    const auto layers = detail::full_range_layers(impl);
     if (!layers.empty()) {
       c10::List<std::string> names;
       for (const auto& l : layers) names.push_back(l);
@@ -814,247 +806,12 @@ torch::jit::Module ObservedModel::convert(bool reference) const {
   return out;
 }
 
-Summary ObservedModel::summary() const {
-  const auto& impl = *impl_;
-  Summary s;
-  s.equalized = impl.equalized;
-  if (impl.batches > 0) s.full_range_layers = full_range_layers(impl);
-  for (auto* n : impl.graph->nodes()) {
-    const std::string k = kind_of(n);
-    if (n->kind() == c10::prim::Constant || detail::is_observe_node_kind(k.c_str())) continue;
-    SummaryEntry e;
-    e.op = k;
-    auto sc = impl.scopes.find(n);
-    if (sc != impl.scopes.end()) e.module_path = sc->second.path;
-    if (auto m = impl.match_of.find(n); m != impl.match_of.end()) {
-      const auto& info = impl.matches[m->second];
-      e.pattern = info.match.pattern->to_string();
-      e.handler = info.handler->name();
-      e.quantized = info.why_float.empty() && info.why_float_at_convert.empty();
-      e.why_float = info.why_float.empty() ? info.why_float_at_convert : info.why_float;
-      if (e.quantized && info.match.root == n && impl.batches > 0) {
-        auto p = impl.point_of.find(n->output());
-        if (p != impl.point_of.end() && nn::quantizer_has_observed(*impl.points[p->second].observer)) {
-          e.has_qparams = true;
-          e.qparams = detail::point_qparams(impl, impl.points[p->second]);
-        }
-      }
-    } else if (auto r = impl.unmatched_reason.find(n); r != impl.unmatched_reason.end()) {
-      e.why_float = r->second;
-    } else if (!n->blocks().empty()) {
-      e.why_float = "control flow: its blocks stay float";
-    }
-    s.nodes.push_back(std::move(e));
-  }
-  if (impl.batches > 0) {
-    for (const auto& p : impl.points) {
-      if (*p.saw_non_float || !nn::quantizer_has_observed(*p.observer)) continue;
-      Summary::Point pt;
-      pt.kind = p.kind;
-      const bool is_input = p.value->node()->kind() == c10::prim::Param;
-      pt.op = is_input ? "input" : kind_of(p.value->node());
-      if (!is_input) {
-        // An output is named after the pattern's deepest node (conv of conv+bn+relu), as FX names it.
-        const Node* named = p.value->node();
-        if (auto m = impl.match_of.find(named); m != impl.match_of.end() && p.kind == "output") {
-          named = impl.matches[m->second].match.nodes.back();
-          pt.op = kind_of(named);
-        }
-        auto sc = impl.scopes.find(named);
-        if (sc != impl.scopes.end()) pt.module_path = sc->second.path;
-      }
-      pt.consumer = p.consumer;
-      pt.qparams = detail::point_qparams(impl, p);
-      s.points.push_back(pt);
-    }
-  }
-  return s;
-}
-
-int Summary::quantized_count() const {
-  return static_cast<int>(std::count_if(nodes.begin(), nodes.end(), [](const SummaryEntry& e) { return e.quantized; }));
-}
-
-std::string Summary::to_string() const {
-  std::ostringstream s;
-  std::map<std::string, int> float_ops;
-  for (const auto& e : nodes) {
-    if (e.quantized) continue;
-    float_ops[e.op + (e.why_float.empty() ? "" : " (" + e.why_float + ")")]++;
-  }
-  s << quantized_count() << " of " << nodes.size() << " nodes quantized, " << points.size()
-    << " quantization points\n";
-  for (const auto& e : nodes) {
-    if (!e.quantized || !e.has_qparams) continue;
-    s << "  int8  " << e.op << "  " << (e.module_path.empty() ? "<top>" : e.module_path) << "  [" << e.handler
-      << "]  scale=" << e.qparams.scale << " zero_point=" << e.qparams.zero_point << "\n";
-  }
-  for (const auto& [op, count] : float_ops) s << "  float " << op << " x" << count << "\n";
-  if (!full_range_layers.empty()) {
-    s << "activations: full range [0, 255] into " << full_range_layers.size()
-      << " int8 convolution / linear layer(s): for CPUs with VNNI (they saturate without it)\n";
-  } else if (quantized_count() > 0) {
-    s << "activations: no int8 convolution / linear takes full-range activations (safe on every CPU)\n";
-  }
-  if (!equalized.empty()) s << "cross-layer equalization: " << equalized.size() << " pairs\n";
-  return s.str();
-}
-
 torch::jit::Module quantize(const torch::jit::Module& model, const GraphQuantizeOptions& options,
                             const std::vector<at::Tensor>& calibration, bool reference) {
   TQ_CHECK(!calibration.empty(), "quantize", "no calibration batch given");
   auto observed = prepare(model, options);
   for (const auto& b : calibration) observed.calibrate(b);
   return observed.convert(reference);
-}
-
-// The observed form on disk: the user's model as prepare() received it, and in extra files the
-// observers' states and a fingerprint of where they sit. load_observed prepares the model again
-// with the caller's options (deterministic), checks the fingerprint and restores the states.
-namespace {
-
-const char* const kObserversFile = "tq_observers.pt";
-const char* const kObservedFile = "tq_observed.json";
-
-std::string fingerprint(const Impl& impl) {
-  std::ostringstream s;
-  for (const auto& p : impl.points) {
-    s << p.kind << ":" << (p.value->node()->kind() == c10::prim::Param ? "input" : kind_of(p.value->node())) << ";";
-  }
-  return s.str();
-}
-
-std::string temp_file(const std::string& stem) {
-  static std::atomic<int> counter{0};
-  return (fs::temp_directory_path() / (stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
-      .string();
-}
-
-}  // namespace
-
-void ObservedModel::save(const std::string& path) const {
-  const auto& impl = *impl_;
-  serialize::StateDict state;
-  for (size_t i = 0; i < impl.points.size(); ++i) {
-    for (auto& [name, t] : serialize::state_dict(*impl.points[i].observer)) {
-      state.emplace_back("points." + std::to_string(i) + "." + name, t);
-    }
-  }
-  const auto tmp = temp_file("tq-observers");
-  serialize::save_state_dict_file(state, tmp);
-  std::ifstream f(tmp, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  f.close();
-  fs::remove(tmp);
-  std::ostringstream meta;
-  meta << "{\"format\": 1, \"batches\": " << impl.batches << ", \"points\": \"" << fingerprint(impl) << "\"}";
-  torch::jit::ExtraFilesMap extra{{kObserversFile, bytes}, {kObservedFile, meta.str()}};
-  save_module(impl.source, path, extra);
-}
-
-ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions& options) {
-  std::error_code ec;
-  TQ_CHECK(fs::is_regular_file(path, ec), "load_observed", "no such file: ", path);
-  torch::jit::ExtraFilesMap extra{{kObserversFile, ""}, {kObservedFile, ""}};
-  torch::jit::Module model;
-  try {
-    model = torch::jit::load(path, c10::nullopt, extra);
-  } catch (const std::exception& e) {
-    TQ_FAIL("load_observed", path, " is not a TorchScript file: ", error_message(e));
-  }
-  TQ_CHECK(!extra[kObservedFile].empty() && !extra[kObserversFile].empty(), "load_observed", path,
-           " is not an observed model (ObservedModel::save writes those)");
-  auto observed = prepare(model, options);
-  auto& impl = *observed.impl_;
-  const auto& meta = extra[kObservedFile];
-  const auto fp = fingerprint(impl);
-  TQ_CHECK(meta.find("\"points\": \"" + fp + "\"") != std::string::npos, "load_observed", path,
-           " was observed with other options: its observers do not sit where these options put them");
-  const auto tmp = temp_file("tq-observers");
-  std::ofstream(tmp, std::ios::binary).write(extra[kObserversFile].data(),
-                                             static_cast<std::streamsize>(extra[kObserversFile].size()));
-  serialize::StateDict state;
-  try {
-    state = serialize::read_state_dict_file(tmp);
-  } catch (...) {
-    fs::remove(tmp);
-    throw;
-  }
-  fs::remove(tmp);
-  for (size_t i = 0; i < impl.points.size(); ++i) {
-    const std::string prefix = "points." + std::to_string(i) + ".";
-    serialize::StateDict mine;
-    for (const auto& [name, t] : state) {
-      if (name.rfind(prefix, 0) == 0) mine.emplace_back(name.substr(prefix.size()), t);
-    }
-    serialize::load_state_dict(*impl.points[i].observer, mine, /*strict=*/true);
-  }
-  const auto b = meta.find("\"batches\": ");
-  impl.batches = std::stoll(meta.substr(b + 11));
-  return observed;
-}
-
-std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_model, const torch::jit::Module& int8_model,
-                                            const GraphQuantizeOptions& options, const std::vector<at::Tensor>& inputs) {
-  at::NoGradGuard no_grad;
-  // Float side: the observed model records the values at its quantization points.
-  auto observed = prepare(float_model, options);
-  auto& impl = detail::impl_of(observed);
-  impl.capture->active = true;
-  impl.capture->values.clear();
-  auto fm = impl.module;
-  for (const auto& x : inputs) fm.forward({x});
-  impl.capture->active = false;
-  std::map<std::string, at::Tensor> float_values;
-  std::map<std::string, int> float_count;
-  for (size_t i = 0; i < impl.points.size(); ++i) {
-    const auto& p = impl.points[i];
-    if (p.kind != "output" || !impl.capture->values.count(i)) continue;
-    auto m = impl.match_of.find(p.value->node());
-    if (m == impl.match_of.end()) continue;
-    const auto name = layer_value_name(impl.scopes.at(impl.matches[m->second].match.nodes.back()).path);
-    float_count[name]++;
-    float_values[name] = at::cat(impl.capture->values[i]);
-  }
-  impl.capture->values.clear();
-  // Int8 side: record every value tq named after its layer.
-  auto qm = int8_model.clone();
-  auto g = qm.get_method("forward").graph();
-  std::map<std::string, std::vector<at::Tensor>> int8_values;
-  std::map<std::string, int> int8_count;
-  std::vector<int64_t> slots;
-  std::vector<std::pair<Value*, std::string>> named;
-  for (auto* n : g->nodes()) {
-    for (auto* v : n->outputs()) {
-      if (v->debugNameBase().rfind(kLayerPrefix, 0) == 0) named.emplace_back(v, v->debugNameBase());
-    }
-  }
-  for (auto& [v, name] : named) {
-    int8_count[name]++;
-    auto* sink = &int8_values[name];
-    slots.push_back(detail::register_observer_slot(
-        [sink](const at::Tensor& x) { sink->push_back(x.is_quantized() ? x.dequantize() : x.detach().clone()); }));
-    detail::insert_observe(*g, v, slots.back());
-  }
-  try {
-    for (const auto& x : inputs) qm.forward({x});
-  } catch (...) {
-    for (auto s : slots) detail::release_observer_slot(s);
-    throw;
-  }
-  for (auto s : slots) detail::release_observer_slot(s);
-  std::vector<LayerComparison> out;
-  for (const auto& [name, ref] : float_values) {
-    if (float_count[name] != 1 || int8_count[name] != 1 || int8_values[name].empty()) continue;
-    const auto q = at::cat(int8_values[name]);
-    if (!q.sizes().equals(ref.sizes())) continue;
-    const double signal = ref.pow(2).sum().item<double>();
-    const double noise = (ref - q).pow(2).sum().item<double>();
-    std::string layer = name.substr(std::string(kLayerPrefix).size());
-    for (size_t k; (k = layer.find("__")) != std::string::npos;) layer.replace(k, 2, ".");
-    out.push_back({layer, 10.0 * std::log10(signal / std::max(noise, 1e-30))});
-  }
-  return out;
 }
 
 }  // namespace tq::graph

@@ -18,6 +18,10 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 using detail::ConvArgs;
+using detail::constant_of;
+using detail::is_constant;
+using detail::is_tensor;
+using detail::is_tensor_list;
 using detail::kConvOps;
 using detail::kLinearOps;
 using detail::optional_tensor;
@@ -29,10 +33,6 @@ namespace int8g = kernels::int8::graph;
 const std::vector<std::string> kBatchNormOps = {"aten::batch_norm"};
 const std::vector<std::string> kReluOps = {"aten::relu"};
 
-bool is_tensor(const Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
-bool is_constant(const Value* v) { return v->node()->kind() == c10::prim::Constant; }
-
-c10::optional<c10::IValue> constant_of(const Value* v) { return torch::jit::toIValue(v); }
 
 // A reference form's weight: the int8 tensor as a constant, dequantized in the graph (PT2E's
 // reference representation), so the int8 values stay visible to whoever reads the graph (the
@@ -286,8 +286,7 @@ class CopyHandler : public QuantizeHandler {
   std::string name() const override { return name_; }
   OutputQParams output_qparams() const override { return kind_; }
   std::string why_float(const Match& m) const override {
-    const auto& out = m.root->output()->type();
-    const bool tensors = out->isSubtypeOf(*c10::TensorType::get()) || out->isSubtypeOf(*c10::ListType::ofTensors());
+    const bool tensors = is_tensor(m.root->output()) || is_tensor_list(m.root->output());
     if (m.root->outputs().size() != 1 || !tensors) return "its output is not a tensor or a list of tensors";
     if (!is_tensor(m.root->input(0))) return "its first input is not a tensor";
     return "";

@@ -5,13 +5,10 @@
 #include <algorithm>
 
 namespace tq::graph::detail {
-namespace {
-
 bool is_tensor(const torch::jit::Value* v) { return v->type()->isSubtypeOf(*c10::TensorType::get()); }
+bool is_tensor_list(const torch::jit::Value* v) { return v->type()->isSubtypeOf(*c10::ListType::ofTensors()); }
 bool is_constant(const torch::jit::Value* v) { return v->node()->kind() == c10::prim::Constant; }
 c10::optional<c10::IValue> constant_of(const torch::jit::Value* v) { return torch::jit::toIValue(v); }
-
-}  // namespace
 
 const std::vector<std::string> kConvOps = {"aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution"};
 const std::vector<std::string> kLinearOps = {"aten::linear"};

@@ -14,6 +14,12 @@ namespace tq::graph::detail {
 // The one list of weighted operators graph mode knows: every pass that looks for convolutions or
 // linears (int8 handlers, QAT, AdaRound, bias correction, equalization, mixed precision) reads it.
 // aten::conv{1,2,3}d from scripted models, aten::_convolution from traced ones.
+// What a graph value is, for the checks every handler and pass makes.
+bool is_tensor(const torch::jit::Value* v);
+bool is_tensor_list(const torch::jit::Value* v);  // List[Tensor]: chunk, split, unbind
+bool is_constant(const torch::jit::Value* v);
+c10::optional<c10::IValue> constant_of(const torch::jit::Value* v);
+
 extern const std::vector<std::string> kConvOps;
 extern const std::vector<std::string> kLinearOps;
 extern const std::vector<std::string> kWeightedOps;  // kConvOps + kLinearOps

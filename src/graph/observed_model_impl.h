@@ -1,6 +1,6 @@
 #pragma once
 // ObservedModel's state, shared by the files of graph mode (prepare / convert in
-// graph_quantizer.cpp, AdaRound in adaround.cpp). Not installed.
+// graph_quantizer.cpp, its summary, its file, compare_layers, AdaRound). Not installed.
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
@@ -117,6 +117,13 @@ bool trains_batch_norm(const Match& m);
 int64_t qparams_point(const ObservedModel::Impl& impl, const torch::jit::Value* v);
 // A quantization point's qparams; throws, naming the point, if its observer saw no data.
 TensorQParams point_qparams(const ObservedModel::Impl& impl, const ObservedModel::Impl::Point& p);
+// The debug name of an int8 layer's output ("tq_layer__layer1__0__conv1"): TorchScript keeps it
+// as the variable's name when the model is saved, so compare_layers finds it after loading.
+extern const char* const kLayerPrefix;
+std::string layer_value_name(const std::string& module_path);
+// The int8 convolutions and linears whose activation input is quantized on the full uint8 range
+// (by module path): their uint8 x int8 products saturate on x86 CPUs without VNNI.
+std::vector<std::string> full_range_layers(const ObservedModel::Impl& impl);
 }  // namespace detail
 
 }  // namespace tq::graph

@@ -157,11 +157,22 @@ std::vector<char> pickle_untagged(const c10::IValue& value) {
 }
 }  // namespace
 
-void save_state_dict_file(const StateDict& state, const std::string& path) {
+namespace {
+std::vector<char> pickle_state_dict(const StateDict& state) {
   // An undefined tensor is written as None (PyTorch's converted modules without bias save that).
   c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
   for (const auto& [k, v] : state) dict.insert(k, v.defined() ? c10::IValue(v.detach().cpu()) : c10::IValue());
-  const std::vector<char> bytes = pickle_untagged(c10::IValue(dict));
+  return pickle_untagged(c10::IValue(dict));
+}
+}  // namespace
+
+std::string state_dict_bytes(const StateDict& state) {
+  const auto bytes = pickle_state_dict(state);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+void save_state_dict_file(const StateDict& state, const std::string& path) {
+  const std::vector<char> bytes = pickle_state_dict(state);
   write_atomically(path, "save_state_dict_file", [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     TQ_CHECK(f.good(), "save_state_dict_file", "cannot open '", tmp, "' for writing");

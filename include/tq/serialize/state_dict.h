@@ -45,6 +45,8 @@ StateDict from_pytorch_quantized_layout(const StateDict& state);
 // existing file is never left half-written.
 void save_state_dict_file(const StateDict& state, const std::string& path);
 void save_state_dict_file(const torch::nn::Module& module, const std::string& path);
+// What save_state_dict_file writes, as bytes in memory (parse_state_dict reads them back).
+std::string state_dict_bytes(const StateDict& state);
 // Reads what torch.save(model.state_dict()) writes in Python (an OrderedDict with _metadata;
 // Parameters; PyTorch's converted modules, see above) as well as tq's files; names legacy
 // (pre-1.6) files and TorchScript archives in the error.
