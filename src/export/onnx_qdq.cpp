@@ -8,7 +8,9 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
+#include <array>
 #include <cmath>
+#include <functional>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -92,45 +94,17 @@ class Translator {
   // inputs of the declared shapes (what torch.onnx.export learns by tracing): at the declared
   // batch, and at one more, so that integers that follow the batch size are known as such.
   void record_values(const torch::jit::Module& m, torch::jit::Graph& g) {
-    auto copy = g.copy();
-    std::vector<const Value*> originals;
-    std::vector<Value*> values;
-    auto it = g.nodes().begin();
-    for (auto* n : copy->nodes()) {
-      const Node* original = *it;
-      ++it;
-      for (size_t i = 0; i < n->outputs().size(); ++i) {
-        const auto& type = n->outputs()[i]->type();
-        if (!type->isSubtypeOf(*c10::TensorType::get()) && !type->isSubtypeOf(*c10::IntType::get()) &&
-            !type->isSubtypeOf(*c10::ListType::ofInts())) {
-          continue;
-        }
-        originals.push_back(original->outputs()[i]);
-        values.push_back(n->outputs()[i]);
-      }
-    }
-    while (!copy->outputs().empty()) copy->eraseOutput(0);
-    copy->registerOutput(copy->insertNode(copy->createTuple(values))->output());
-    torch::jit::GraphFunction fn("tq_onnx_shapes", copy, nullptr);
-    for (int64_t extra : {0, 1}) {
-      std::vector<c10::IValue> inputs = {m._ivalue()};
-      for (auto shape : options_.input_shapes()) {
-        shape[0] += extra;
-        inputs.emplace_back(at::zeros(shape));
-      }
-      c10::IValue out;
-      try {
-        out = fn(inputs);
-      } catch (const std::exception& e) {
-        TQ_FAIL(kOp, "the model fails on inputs of the shapes ExportOptions::input_shapes gives: ", error_message(e));
-      }
-      const auto elements = out.toTupleRef().elements();
-      for (size_t i = 0; i < originals.size(); ++i) {
-        const auto& v = elements[i];
+    const auto runs = run_on_examples(m, g, [](const Value* v) {
+      const auto& type = v->type();
+      return type->isSubtypeOf(*c10::TensorType::get()) || type->isSubtypeOf(*c10::IntType::get()) ||
+             type->isSubtypeOf(*c10::ListType::ofInts());
+    });
+    for (size_t extra = 0; extra < runs.size(); ++extra) {
+      for (const auto& [original, v] : runs[extra]) {
         std::vector<int64_t> recorded;
         if (v.isTensor() && v.toTensor().dim() == 0 && !v.toTensor().is_floating_point() &&
             !v.toTensor().is_quantized()) {
-          (extra == 0 ? ints_ : ints2_)[originals[i]] = {v.toTensor().item<int64_t>()};
+          (extra == 0 ? ints_ : ints2_)[original] = {v.toTensor().item<int64_t>()};
         }
         if (v.isTensor()) {
           recorded = v.toTensor().sizes().vec();
@@ -142,10 +116,44 @@ class Translator {
           continue;
         }
         if (v.isTensor()) {
-          if (extra == 0) shapes_[originals[i]] = recorded;
+          if (extra == 0) shapes_[original] = recorded;
         } else {
-          (extra == 0 ? ints_ : ints2_)[originals[i]] = recorded;
+          (extra == 0 ? ints_ : ints2_)[original] = recorded;
         }
+      }
+    }
+  }
+
+  // The branches a model takes on its input's rank or sizes (scripted InstanceNorm's
+  // `input.dim() == 3`) taken once and for all, as torch.onnx.export's tracing takes them: each
+  // prim::If whose condition is the same at both example batches is replaced by the block it
+  // runs. A condition that follows the batch stays, and is named as unexportable if it is read.
+  void take_fixed_branches(const torch::jit::Module& m, torch::jit::Graph& g) {
+    for (;;) {
+      const auto runs = run_on_examples(m, g, [](const Value* v) {
+        for (const auto& use : v->uses()) {
+          if (use.user->kind() == c10::prim::If && use.offset == 0) return !reads_tensor_values(v);
+        }
+        return false;
+      });
+      std::vector<std::pair<Node*, bool>> fixed;
+      for (const auto& [cond, first] : runs[0]) {
+        const auto second = runs[1].at(cond);
+        if (!first.isBool() || !second.isBool() || first.toBool() != second.toBool()) continue;
+        for (const auto& use : cond->uses()) {
+          if (use.user->kind() == c10::prim::If && use.offset == 0) fixed.emplace_back(use.user, first.toBool());
+        }
+      }
+      if (fixed.empty()) return;
+      for (auto& [node, taken] : fixed) {
+        auto* body = node->blocks()[taken ? 0 : 1];
+        for (auto it = body->nodes().begin(); it != body->nodes().end();) {
+          auto* inner = *it;
+          ++it;
+          inner->moveBefore(node);
+        }
+        for (size_t i = 0; i < node->outputs().size(); ++i) node->outputs()[i]->replaceAllUsesWith(body->outputs()[i]);
+        node->destroy();
       }
     }
   }
@@ -159,6 +167,12 @@ class Translator {
     // Only what the outputs read: shape checks (scripted BatchNorm's input.dim() test, raising
     // otherwise) have no place in an ONNX graph, whose input shapes are declared.
     const auto live = live_nodes(g);
+    for (auto* node : g.nodes()) {
+      if (!live.count(node) || node->blocks().empty()) continue;
+      TQ_FAIL(kOp, kind_of(node), " (%", node->outputs().empty() ? std::string("?") : node->output(0)->debugName(),
+              "): control flow on tensor values has no ONNX form in tq's exporter (branches on ranks and sizes are taken "
+              "once, as tracing takes them)");
+    }
     for (auto* node : g.nodes()) {
       if (live.count(node)) translate(node);
     }
@@ -194,6 +208,70 @@ class Translator {
   const ModelDef& model() const { return model_; }
 
  private:
+  // The values of g's top-level node outputs that `pick` selects, from runs on zero inputs of the
+  // declared shapes at the declared batch and at one more.
+  using Recorded = std::unordered_map<const Value*, c10::IValue>;
+  std::array<Recorded, 2> run_on_examples(const torch::jit::Module& m, torch::jit::Graph& g,
+                                          const std::function<bool(const Value*)>& pick) const {
+    auto copy = g.copy();
+    std::vector<const Value*> originals;
+    std::vector<Value*> values;
+    auto it = g.nodes().begin();
+    for (auto* n : copy->nodes()) {
+      const Node* original = *it;
+      ++it;
+      for (size_t i = 0; i < n->outputs().size(); ++i) {
+        if (!pick(original->outputs()[i])) continue;
+        originals.push_back(original->outputs()[i]);
+        values.push_back(n->outputs()[i]);
+      }
+    }
+    std::array<Recorded, 2> runs;
+    if (values.empty()) return runs;
+    while (!copy->outputs().empty()) copy->eraseOutput(0);
+    copy->registerOutput(copy->insertNode(copy->createTuple(values))->output());
+    torch::jit::GraphFunction fn("tq_onnx_shapes", copy, nullptr);
+    for (int64_t extra : {0, 1}) {
+      std::vector<c10::IValue> inputs = {m._ivalue()};
+      for (auto shape : options_.input_shapes()) {
+        shape[0] += extra;
+        inputs.emplace_back(at::zeros(shape));
+      }
+      c10::IValue out;
+      try {
+        out = fn(inputs);
+      } catch (const std::exception& e) {
+        TQ_FAIL(kOp, "the model fails on inputs of the shapes ExportOptions::input_shapes gives: ", error_message(e));
+      }
+      const auto elements = out.toTupleRef().elements();
+      for (size_t i = 0; i < originals.size(); ++i) runs[extra][originals[i]] = elements[i];
+    }
+    return runs;
+  }
+
+  // True when v is computed from the values in a tensor, not only from its rank and sizes: a branch
+  // on it depends on the data and cannot be taken once for all inputs.
+  static bool reads_tensor_values(const Value* v) {
+    std::unordered_set<const Node*> seen;
+    std::vector<const Node*> stack = {v->node()};
+    while (!stack.empty()) {
+      const Node* n = stack.back();
+      stack.pop_back();
+      if (n->kind() == c10::prim::Param || !seen.insert(n).second) continue;
+      const std::string k = kind_of(n);
+      if (k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::numel") continue;
+      for (auto* in : n->inputs()) {
+        if (in->type()->isSubtypeOf(*c10::TensorType::get()) && in->node()->kind() != c10::prim::Constant) return true;
+        stack.push_back(in->node());
+      }
+      for (auto* b : n->blocks()) {
+        for (auto* inner : b->nodes()) stack.push_back(inner);
+        stack.push_back(b->return_node());
+      }
+    }
+    return false;
+  }
+
   static std::unordered_set<const Node*> live_nodes(const torch::jit::Graph& g) {
     std::unordered_set<const Node*> live;
     std::vector<const Node*> stack;
@@ -1075,8 +1153,9 @@ std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOpti
   ExportReport& r = report ? *report : local;
   r = ExportReport{};
   Translator t(options, r);
-  const auto graph = reference.get_method("forward").graph();
+  const auto graph = reference.get_method("forward").graph()->copy();
   t.check_input_shapes(*graph);
+  t.take_fixed_branches(reference, *graph);
   t.record_values(reference, *graph);
   t.run(*graph);
   try {
