@@ -103,6 +103,40 @@ TEST(GraphReference, AgreesWithInt8OnTorchvisionModels) {
   }
 }
 
+// An int8 linear whose input is the model's input or the output of an op that stays float (GELU,
+// as in a transformer's MLP) reads that input quantized and dequantized in the reference form, as
+// its int8 form quantizes it (the input's observer sits between the two, and the handler names the
+// input through it).
+TEST(GraphReference, Int8LinearReadsItsInputQuantizedAfterTheModelInputOrAFloatOp) {
+  tq::kernels::int8::set_engine("onednn");
+  torch::jit::Module m("Mlp");
+  at::manual_seed(0);
+  m.register_parameter("w1", at::randn({16, 8}), false);
+  m.register_parameter("w2", at::randn({4, 16}), false);
+  m.define(R"(
+def forward(self, x):
+    return torch.linear(torch.gelu(torch.linear(x, self.w1)), self.w2)
+)");
+  m.eval();
+  auto observed = tq::graph::prepare(m, tq::graph::GraphQuantizeOptions::for_backend("x86"));
+  for (int i = 0; i < 4; ++i) observed.calibrate(at::randn({8, 8}));
+  const auto reference = observed.convert(/*reference=*/true);
+  int linears = 0;
+  for (auto* n : reference.get_method("forward").graph()->nodes()) {
+    if (std::string(n->kind().toQualString()) != "aten::linear") continue;
+    ++linears;
+    EXPECT_EQ(std::string(n->input(0)->node()->kind().toQualString()), "aten::dequantize") << *n;
+  }
+  EXPECT_EQ(linears, 2);
+  // And the numbers: the reference form within one output step of the int8 model.
+  const auto x = at::randn({32, 8});
+  auto int8 = observed.convert();
+  const auto ref = first_output(const_cast<torch::jit::Module&>(reference).forward({x}));
+  const auto out = first_output(int8.forward({x}));
+  const double step = observed.summary().points.back().qparams.scale;
+  EXPECT_LE((ref - out).abs().max().item<double>(), step * 1.0001);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Torchvision, GraphModels,
     ::testing::Combine(::testing::Values("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_large",

@@ -594,10 +594,12 @@ class Emitter : public ConvertContext {
     std::unordered_map<const Value*, Value*> local;
     Value* out = nullptr;
     for (auto* n : nodes) {
-      auto* c = g_->insertNode(g_->createClone(n, [&](Value* v) {
-        v = impl_.unalias(v);
+      auto* c = g_->insertNode(g_->createClone(n, [&](Value* raw) {
+        Value* v = impl_.unalias(raw);
         if (auto it = local.find(v); it != local.end()) return it->second;
-        if (auto* mapped = input_map(v)) return mapped;
+        // The handler names its inputs as the match reads them: through an observer, raw.
+        if (auto* mapped = input_map(raw)) return mapped;
+        if (auto* mapped = raw != v ? input_map(v) : nullptr) return mapped;
         return float_value(v);
       }));
       local[n->output()] = c->output();
