@@ -332,11 +332,10 @@ TEST(OnnxExportCases, WriteForOnnxRuntime) {
     auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
     write_case("seed_model", seed_model_calibrated(options), model, {2, 3, 16, 16});
   }
-  // Of the acceptance set, not yet: vit_b_16 (its attention and class token; the transformer work).
   for (const std::string name :
        {"resnet18_script", "resnet18_trace", "resnet50_script", "mobilenet_v2_script", "mobilenet_v2_trace",
         "mobilenet_v3_large_script", "shufflenet_v2_x1_0_script", "shufflenet_v2_x1_0_trace", "efficientnet_b0_script",
-        "googlenet_script", "googlenet_trace", "densenet121_script", "densenet121_trace", "ops_zoo_script", "ops_zoo_trace"}) {
+        "googlenet_script", "googlenet_trace", "densenet121_script", "densenet121_trace", "vit_b_16_script", "vit_b_16_trace", "ops_zoo_script", "ops_zoo_trace"}) {
     auto model = tq::graph::load_torchscript(models_dir() + "/" + name + ".pt");
     auto observed = tq::graph::prepare(model, options);
     const auto base = name.substr(0, name.rfind('_'));

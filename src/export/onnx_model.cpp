@@ -95,6 +95,10 @@ std::string serialize(const ModelDef& m, bool check) {
           pa->set_type(::onnx::AttributeProto::FLOAT);
           pa->set_f(a.f);
           break;
+        case Attribute::Kind::kString:
+          pa->set_type(::onnx::AttributeProto::STRING);
+          pa->set_s(a.s);
+          break;
       }
     }
   }
@@ -150,6 +154,9 @@ ModelDef parse(const std::string& bytes) {
       } else if (a.type() == ::onnx::AttributeProto::FLOAT) {
         x.kind = Attribute::Kind::kFloat;
         x.f = a.f();
+      } else if (a.type() == ::onnx::AttributeProto::STRING) {
+        x.kind = Attribute::Kind::kString;
+        x.s = a.s();
       } else {
         x.i = a.i();
       }

@@ -13,12 +13,13 @@ namespace tq::onnx::detail {
 enum class ElemType : int { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7 };
 
 struct Attribute {
-  enum class Kind { kInt, kInts, kFloat };
+  enum class Kind { kInt, kInts, kFloat, kString };
   std::string name;
   Kind kind = Kind::kInt;
   int64_t i = 0;
   std::vector<int64_t> ints;
   float f = 0;
+  std::string s;
 };
 
 struct NodeDef {

@@ -7,6 +7,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/lower_tuples.h>
 
 #include <array>
 #include <cmath>
@@ -259,7 +260,13 @@ class Translator {
       stack.pop_back();
       if (n->kind() == c10::prim::Param || !seen.insert(n).second) continue;
       const std::string k = kind_of(n);
-      if (k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::numel") continue;
+      // Metadata, not values: sizes, rank, nestedness, device, dtype, identity.
+      if (k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::numel" || k == "prim::is_nested" ||
+          k == "prim::requires_grad" || k == "prim::is_sparse" || k == "prim::is_quantized" || k == "prim::is_mkldnn" ||
+          k == "prim::device" || k == "prim::dtype" || k == "prim::layout" || k == "prim::is_cuda" ||
+          k == "aten::__is__" || k == "aten::__isnot__" || k == "aten::is_floating_point") {
+        continue;
+      }
       for (auto* in : n->inputs()) {
         if (in->type()->isSubtypeOf(*c10::TensorType::get()) && in->node()->kind() != c10::prim::Constant) return true;
         stack.push_back(in->node());
@@ -424,18 +431,22 @@ class Translator {
 
   // The ONNX name to read `v` as a float tensor. A dequantized value gets a DequantizeLinear of
   // its own for each reader.
+  // A DequantizeLinear of the int8 tensor `in.name` (one per reader, as ORT's quantizer writes).
+  std::string dequantize_activation(const Info& in) {
+    const std::string out = unique(in.name + "_dq");
+    add_node("DequantizeLinear", {in.name, scalar_initializer(in.name + "_scale", in.scale),
+                                  activation_zero_point(in.name + "_zero_point", in.zero_point, in.signed_int8)},
+             {out});
+    return out;
+  }
+
   std::string read(const Value* v) {
     const auto& in = info(v);
     switch (in.kind) {
       case Info::Kind::kTensor:
         return in.name;
-      case Info::Kind::kActivationDq: {
-        const std::string out = unique(in.name + "_dq");
-        add_node("DequantizeLinear", {in.name, scalar_initializer(in.name + "_scale", in.scale),
-                                      activation_zero_point(in.name + "_zero_point", in.zero_point, in.signed_int8)},
-                 {out});
-        return out;
-      }
+      case Info::Kind::kActivationDq:
+        return dequantize_activation(in);
       case Info::Kind::kWeightDq:
         return dequantize_weight(in.qweight, v->debugName());
       case Info::Kind::kConstant:
@@ -580,6 +591,8 @@ class Translator {
       return;
     }
     if (n->kind() == c10::prim::TupleConstruct) return;  // read at the outputs
+    // Arithmetic on sizes (traced ViT's n_h * n_w, on 0-dim tensors): an integer, not an ONNX op.
+    if (from_sizes_only(n) && integers(n)) return;
     if (k == "aten::quantize_per_tensor") return quantize(n);
     if (k == "aten::dequantize") return dequantize(n);
     if (k == "aten::conv1d" || k == "aten::conv2d" || k == "aten::conv3d" || k == "aten::_convolution") return conv(n);
@@ -627,6 +640,11 @@ class Translator {
     if (k == "aten::transpose") return transpose(n);
     if (k == "aten::permute") return permute(n);
     if (k == "aten::chunk") return chunk(n);
+    if (k == "aten::gelu") return gelu(n);
+    if (k == "aten::expand") return expand_to(n);
+    if (k == "aten::slice") return slice(n);
+    if (k == "aten::select") return select(n);
+    if (k == "aten::_native_multi_head_attention") return multi_head_attention(n);
     if (n->kind() == c10::prim::ListUnpack) return list_unpack(n);
     if (k == "prim::NumToTensor" || k == "aten::Int") return alias(n);
     if (integers(n)) return;
@@ -712,6 +730,9 @@ class Translator {
              n->output(0)->debugName(), "): int8 weights with a float input (dynamic or weight-only quantization) "
                                          "have no QDQ form here; export a static int8 model");
     const bool has_bias = !constant(n, 2).isNone();
+    if (rank(n->input(0)) > 2 && x.kind == Info::Kind::kActivationDq && w.kind == Info::Kind::kWeightDq) {
+      return linear_as_gemm(n, x, w, has_bias);
+    }
     if (rank(n->input(0)) == 2) {
       std::vector<std::string> inputs = {read(n->input(0)), read(n->input(1))};
       if (has_bias) inputs.push_back(bias_input(n, 0, 1, 2));
@@ -745,12 +766,49 @@ class Translator {
     set_tensor(n->output(0), out, x.rank);
   }
 
+  // An int8 linear on [N, ..., K]: the int8 input reshaped to [N * ..., K], a Gemm (which ORT runs
+  // as QGemm, as it does not fuse a MatMul with per-channel weights), and the result reshaped back.
+  void linear_as_gemm(const Node* n, const Info& x, const Info& w, bool has_bias) {
+    const auto* in = shape(n->input(0));
+    const auto* out = shape(n->output(0));
+    TQ_CHECK(in && out, kOp, "aten::linear (%", n->output(0)->debugName(), "): sizes unknown");
+    const std::string base = n->output(0)->debugName();
+    Info flat = x;
+    flat.name = unique(x.name + "_2d");
+    flat.rank = 2;
+    add_node("Reshape", {x.name, initializer("shape", at::tensor(std::vector<int64_t>{-1, in->back()}))}, {flat.name});
+    std::vector<std::string> inputs = {dequantize_activation(flat), read(n->input(1))};
+    if (has_bias) inputs.push_back(int32_bias(constant(n, 2).toTensor(), x, w, base + "_bias"));
+    const std::string gemm = unique(base + "_gemm");
+    attr(add_node("Gemm", inputs, {gemm}), "transB", int64_t{1});
+    std::vector<int64_t> back = *out;
+    back[0] = -1;  // the batch; the other dimensions are the model's
+    const std::string y = unique(base);
+    add_node("Reshape", {gemm, initializer("shape", at::tensor(back))}, {y});
+    set_tensor(n->output(0), y, static_cast<int64_t>(back.size()));
+  }
+
   NodeDef* unary(const Node* n, const std::string& op) {
     return emit(n, op, {read(n->input(0))}, rank(n->input(0)));
   }
   void clip(const Node* n, double lo, double hi) {
     emit(n, "Clip", {read(n->input(0)), scalar_initializer("clip_min", lo), scalar_initializer("clip_max", hi)},
          rank(n->input(0)));
+  }
+
+  // Every input is a constant or an integer computed from sizes, and at least one is the latter.
+  bool from_sizes_only(const Node* n) const {
+    bool any_size = false;
+    for (auto* v : n->inputs()) {
+      auto it = info_.find(v);
+      if (it == info_.end()) return false;
+      if (it->second.kind == Info::Kind::kInts) {
+        any_size = true;
+      } else if (it->second.kind != Info::Kind::kConstant) {
+        return false;
+      }
+    }
+    return any_size;
   }
 
   // A node that computes integers from shapes (aten::size, floordiv, ...): its recorded values,
@@ -850,6 +908,181 @@ class Translator {
     attr(p, "axis", dim);
     i.rank = rank(n->input(0));
     info_[n->output(0)] = i;
+  }
+
+  // The batch size as a 1-element int64 tensor: the first dimension of the (first) input.
+  std::string batch_size() {
+    if (!batch_size_.empty()) return batch_size_;
+    const std::string shape = unique("input_shape");
+    add_node("Shape", {model_.inputs.at(0).name}, {shape});
+    batch_size_ = unique("batch_size");
+    add_node("Slice", {shape, initializer("zero", at::tensor({int64_t{0}})), initializer("one", at::tensor({int64_t{1}}))},
+             {batch_size_});
+    return batch_size_;
+  }
+
+  // An int64 shape tensor for Expand from integers computed from sizes: constants, and the batch
+  // size read from the input where an element follows it.
+  std::string shape_tensor(const Node* n, const Info& s) {
+    if (s.kind == Info::Kind::kConstant) return initializer("shape", at::tensor(s.constant.toIntVector(), at::kLong));
+    TQ_CHECK(s.kind == Info::Kind::kInts, kOp, kind_of(n), " (%", n->output(0)->debugName(),
+             "): the shape is not computed from sizes");
+    const int64_t batch = options_.input_shapes().at(0).at(0);
+    std::vector<std::string> pieces;
+    std::vector<int64_t> run;
+    auto flush = [&] {
+      if (!run.empty()) pieces.push_back(initializer("shape", at::tensor(run, at::kLong)));
+      run.clear();
+    };
+    for (size_t d = 0; d < s.ints.size(); ++d) {
+      if (!s.batch[d]) {
+        run.push_back(s.ints[d]);
+        continue;
+      }
+      TQ_CHECK(s.ints[d] == batch, kOp, kind_of(n), " (%", n->output(0)->debugName(), "): dimension ", d,
+               " follows the batch size but is not the batch size; not exported");
+      flush();
+      pieces.push_back(batch_size());
+    }
+    flush();
+    if (pieces.size() == 1) return pieces[0];
+    const std::string out = unique(n->output(0)->debugName() + "_shape");
+    attr(add_node("Concat", pieces, {out}), "axis", int64_t{0});
+    return out;
+  }
+
+  void gelu(const Node* n) {
+    // gelu(x, approximate): ONNX's Gelu from opset 20; before it, its formula.
+    const std::string approximate = n->inputs().size() > 1 ? constant(n, 1).toStringRef() : "none";
+    const int64_t r = rank(n->input(0));
+    if (options_.opset() >= 20) {
+      auto* p = unary(n, "Gelu");
+      Attribute a;
+      a.name = "approximate";
+      a.kind = Attribute::Kind::kString;
+      a.s = approximate;
+      p->attributes.push_back(a);
+      return;
+    }
+    const auto x = read(n->input(0));
+    const std::string base = n->output(0)->debugName();
+    std::string inner;
+    if (approximate == "tanh") {
+      // tanh(sqrt(2 / pi) * (x + 0.044715 x^3))
+      const std::string cube = unique(base + "_cube"), sum = unique(base + "_sum"), scaled = unique(base + "_scaled");
+      add_node("Pow", {x, scalar_initializer("three", 3.0)}, {cube});
+      const std::string cube_scaled = unique(base + "_cube_scaled");
+      add_node("Mul", {cube, scalar_initializer("gelu_c", 0.044715)}, {cube_scaled});
+      add_node("Add", {x, cube_scaled}, {sum});
+      add_node("Mul", {sum, scalar_initializer("sqrt_2_over_pi", std::sqrt(2.0 / std::acos(-1.0)))}, {scaled});
+      inner = unique(base + "_tanh");
+      add_node("Tanh", {scaled}, {inner});
+    } else {
+      TQ_CHECK(approximate == "none", kOp, "aten::gelu (%", base, "): approximate='", approximate, "' is not exported");
+      const std::string scaled = unique(base + "_scaled");
+      add_node("Mul", {x, scalar_initializer("one_over_sqrt_2", 1.0 / std::sqrt(2.0))}, {scaled});
+      inner = unique(base + "_erf");
+      add_node("Erf", {scaled}, {inner});
+    }
+    const std::string plus_one = unique(base + "_plus_one"), half_x = unique(base + "_half_x");
+    add_node("Add", {inner, scalar_initializer("one", 1.0)}, {plus_one});
+    add_node("Mul", {x, scalar_initializer("half", 0.5)}, {half_x});
+    emit(n, "Mul", {half_x, plus_one}, r);
+  }
+
+  void expand_to(const Node* n) {
+    // expand(x, size, implicit): -1 keeps a dimension, which ONNX's broadcasting Expand does with 1.
+    Info s = info(n->input(1));
+    if (s.kind == Info::Kind::kConstant) {
+      auto v = s.constant.toIntVector();
+      for (auto& d : v) d = d == -1 ? 1 : d;
+      s.constant = c10::IValue(v);
+    } else if (s.kind == Info::Kind::kInts) {
+      for (auto& d : s.ints) d = d == -1 ? 1 : d;
+    }
+    const auto shape = shape_tensor(n, s);
+    const int64_t r = s.kind == Info::Kind::kConstant ? static_cast<int64_t>(s.constant.toIntVector().size())
+                                                      : static_cast<int64_t>(s.ints.size());
+    emit(n, "Expand", {read(n->input(0)), shape}, r);
+  }
+
+  void slice(const Node* n) {
+    // slice(x, dim, start, end, step); None is the whole range.
+    const int64_t r = rank(n->input(0));
+    int64_t dim = constant(n, 1).toInt();
+    if (dim < 0) dim += r;
+    const auto start_v = constant(n, 2), end_v = constant(n, 3);
+    const int64_t start = start_v.isNone() ? 0 : start_v.toInt();
+    const int64_t end = end_v.isNone() ? std::numeric_limits<int64_t>::max() : end_v.toInt();
+    const int64_t step = constant(n, 4).toInt();
+    const auto* in = shape(n->input(0));
+    if (start == 0 && step == 1 && in && end >= (*in)[dim] && (dim != 0 || end == std::numeric_limits<int64_t>::max())) {
+      return alias(n);  // the whole dimension (x[:, 0] slices dimension 0 first)
+    }
+    TQ_CHECK(!(dim == 0 && options_.dynamic_batch()), kOp, "aten::slice (%", n->output(0)->debugName(),
+             ") slices the batch axis");
+    emit(n, "Slice",
+         {read(n->input(0)), initializer("starts", at::tensor({start})), initializer("ends", at::tensor({end})),
+          initializer("axes", at::tensor({dim})), initializer("steps", at::tensor({step}))},
+         r);
+  }
+
+  void select(const Node* n) {
+    // select(x, dim, index): Gather with a scalar index drops the dimension.
+    const int64_t r = rank(n->input(0));
+    int64_t dim = constant(n, 1).toInt();
+    if (dim < 0) dim += r;
+    TQ_CHECK(!(dim == 0 && options_.dynamic_batch()), kOp, "aten::select (%", n->output(0)->debugName(),
+             ") selects along the batch axis");
+    auto* p = emit(n, "Gather", {read(n->input(0)), initializer("index", at::scalar_tensor(constant(n, 2).toInt(), at::kLong))},
+                   r - 1);
+    attr(p, "axis", dim);
+  }
+
+  // nn.MultiheadAttention's fused path (self-attention, batch first, no mask, no weights out):
+  // the input projection, softmax(q k^T / sqrt(d)) v per head, the output projection.
+  void multi_head_attention(const Node* n) {
+    // _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
+    //                              proj_weight, proj_bias, mask, need_weights, average_attn_weights, mask_type)
+    const std::string base = n->output(0)->debugName();
+    TQ_CHECK(n->input(0) == n->input(1) && n->input(1) == n->input(2), kOp, "aten::_native_multi_head_attention (%",
+             base, "): only self-attention (query, key and value one tensor) is exported");
+    TQ_CHECK(constant(n, 9).isNone(), kOp, "aten::_native_multi_head_attention (%", base, "): a mask is not exported");
+    TQ_CHECK(n->outputs()[1]->uses().empty() || !constant(n, 10).toBool(), kOp, "aten::_native_multi_head_attention (%",
+             base, "): the attention weights are read; not exported");
+    TQ_CHECK(rank(n->input(0)) == 3, kOp, "aten::_native_multi_head_attention (%", base, "): the input is not [N, L, E]");
+    const int64_t e = constant(n, 3).toInt(), heads = constant(n, 4).toInt();
+    const int64_t d = e / heads;
+    auto t = [&](size_t i) { return constant(n, i).toTensor().to(at::kFloat); };
+    auto project = [&](const std::string& x, const at::Tensor& w, const at::Tensor& b, const std::string& name) {
+      const std::string mm = unique(base + "_" + name + "_matmul"), out = unique(base + "_" + name);
+      add_node("MatMul", {x, initializer(base + "_" + name + "_weight_t", w.t().contiguous())}, {mm});
+      add_node("Add", {mm, initializer(base + "_" + name + "_bias", b)}, {out});
+      return out;
+    };
+    const auto qkv = project(read(n->input(0)), t(5), t(6), "qkv");
+    std::vector<std::string> parts = {unique(base + "_q"), unique(base + "_k"), unique(base + "_v")};
+    attr(add_node("Split", {qkv, initializer("split", at::tensor({e, e, e}))}, parts), "axis", int64_t{2});
+    // [N, L, E] -> [N, heads, L, d] (k: [N, heads, d, L])
+    auto heads_of = [&](const std::string& x, std::vector<int64_t> perm) {
+      const std::string split = unique(x + "_heads"), out = unique(x + "_perm");
+      add_node("Reshape", {x, initializer("shape", at::tensor(std::vector<int64_t>{0, 0, heads, d}))}, {split});
+      attr(add_node("Transpose", {split}, {out}), "perm", perm);
+      return out;
+    };
+    const auto q = heads_of(parts[0], {0, 2, 1, 3}), k = heads_of(parts[1], {0, 2, 3, 1}), v = heads_of(parts[2], {0, 2, 1, 3});
+    const std::string q_scaled = unique(base + "_q_scaled"), scores = unique(base + "_scores"),
+                      probs = unique(base + "_probs"), context = unique(base + "_context"),
+                      merged = unique(base + "_merged"), flat = unique(base + "_flat");
+    add_node("Mul", {q, scalar_initializer("inv_sqrt_d", 1.0 / std::sqrt(static_cast<double>(d)))}, {q_scaled});
+    add_node("MatMul", {q_scaled, k}, {scores});
+    attr(add_node("Softmax", {scores}, {probs}), "axis", int64_t{-1});
+    add_node("MatMul", {probs, v}, {context});
+    attr(add_node("Transpose", {context}, {merged}), "perm", std::vector<int64_t>{0, 2, 1, 3});
+    add_node("Reshape", {merged, initializer("shape", at::tensor(std::vector<int64_t>{0, 0, e}))}, {flat});
+    const auto out = project(flat, t(7), t(8), "out");
+    set_tensor(n->output(0), out, 3);
+    float_candidates_.emplace_back("MultiHeadAttention", out);
   }
 
   void list_unpack(const Node* n) {
@@ -1121,6 +1354,7 @@ class Translator {
   ExportReport& report_;
   ModelDef model_;
   std::unordered_map<const Value*, Info> info_;
+  std::string batch_size_;  // the batch size as a tensor, once a shape needs it
   std::unordered_map<const Value*, std::vector<int64_t>> shapes_;
   std::unordered_map<const Value*, std::vector<int64_t>> ints_;  // integers and integer lists
   std::unordered_map<const Value*, std::vector<int64_t>> ints2_;  // the same at one more batch
@@ -1156,6 +1390,7 @@ std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOpti
   const auto graph = reference.get_method("forward").graph()->copy();
   t.check_input_shapes(*graph);
   t.take_fixed_branches(reference, *graph);
+  torch::jit::LowerSimpleTuples(graph);  // a tuple built and unpacked in the graph (scripted attention's)
   t.record_values(reference, *graph);
   t.run(*graph);
   try {
