@@ -9,6 +9,7 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/lower_tuples.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -131,6 +132,8 @@ class Translator {
   // runs. A condition that follows the batch stays, and is named as unexportable if it is read.
   void take_fixed_branches(const torch::jit::Module& m, torch::jit::Graph& g) {
     for (;;) {
+      const auto nodes = g.nodes();
+      if (std::none_of(nodes.begin(), nodes.end(), [](const Node* n) { return n->kind() == c10::prim::If; })) return;
       const auto runs = run_on_examples(m, g, [](const Value* v) {
         for (const auto& use : v->uses()) {
           if (use.user->kind() == c10::prim::If && use.offset == 0) return !reads_tensor_values(v);
