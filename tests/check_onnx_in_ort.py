@@ -49,6 +49,15 @@ def cpu_features():
     return " ".join(sorted(x for x in set(flags) if x in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")))
 
 
+def session_options():
+    """Two threads that sleep when idle: ctest runs other tests beside this one, and spinning
+    threads would take their cores."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
 def load(path):
     return numpy_helper.to_array(onnx.load_tensor(path))
 
@@ -94,8 +103,7 @@ def check_points(case_dir):
     name = os.path.basename(case_dir)
     points_dir = os.path.join(case_dir, "points_b16")
     path = os.path.join(case_dir, "model_points.onnx")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
+    so = session_options()
     so.log_severity_level = 3
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs() if os.path.isfile(os.path.join(points_dir, o.name + ".pb"))]
@@ -150,9 +158,8 @@ def check_case(case_dir):
     ort_float_agree = tq_float_agree = 0
     for level_name, level in (("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
                               ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
-        so = ort.SessionOptions()
+        so = session_options()
         so.graph_optimization_level = level
-        so.intra_op_num_threads = 2
         so.log_severity_level = 3  # the NCHWc serialization warning is expected
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")

@@ -7,9 +7,11 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 
@@ -336,12 +338,14 @@ TEST(OnnxExportCases, WriteForOnnxRuntime) {
        {"resnet18_script", "resnet18_trace", "resnet50_script", "mobilenet_v2_script", "mobilenet_v2_trace",
         "mobilenet_v3_large_script", "shufflenet_v2_x1_0_script", "shufflenet_v2_x1_0_trace", "efficientnet_b0_script",
         "googlenet_script", "googlenet_trace", "densenet121_script", "densenet121_trace", "vit_b_16_script", "vit_b_16_trace", "ops_zoo_script", "ops_zoo_trace"}) {
+    const auto start = std::chrono::steady_clock::now();
     auto model = tq::graph::load_torchscript(models_dir() + "/" + name + ".pt");
     auto observed = tq::graph::prepare(model, options);
     const auto base = name.substr(0, name.rfind('_'));
     const auto calib = load_tensor(models_dir() + "/" + base + "_calib.pt");
     for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
     write_case(name, observed, model, calib[0].sizes().vec());
+    std::cerr << name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
   }
 }
 
