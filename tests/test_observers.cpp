@@ -6,7 +6,9 @@
 #include <sstream>
 
 #include "golden.h"
+#include "tq/core/collective.h"
 #include "tq/observers/default_observers.h"
+#include "tq/observers/entropy_observer.h"
 
 using namespace tq::observers;
 using tq::QDType;
@@ -241,4 +243,70 @@ TEST(Observers, BufferNamesFollowPyTorch) {
   HistogramObserver h;
   for (const auto& b : h.named_buffers()) names.push_back(b.key());
   EXPECT_EQ(names, (std::vector<std::string>{"eps", "histogram", "min_val", "max_val"}));
+}
+
+// Distributed calibration's merge (Quantizer::merge_across_processes) in one process: a group of
+// two ranks whose other rank holds exactly what this one holds, so merging must give what one
+// process gives after seeing the data twice.
+class MirroredTwoRanks : public tq::Collective {
+ public:
+  int64_t world_size() const override { return 2; }
+  void all_reduce(std::vector<at::Tensor>& tensors, tq::ReduceOp op) override {
+    if (op == tq::ReduceOp::Sum) {
+      for (auto& t : tensors) t.mul_(2);
+    }
+  }
+  std::vector<at::Tensor> all_gather(const at::Tensor& t) override { return {t.clone(), t.clone()}; }
+};
+
+TEST(MergeAcrossProcesses, RanksThatSawTheSameDataGiveOneProcessThatSawItTwice) {
+  MirroredTwoRanks group;
+  at::manual_seed(3);
+  const auto x = at::randn({4, 3, 5});
+  MinMaxObserver min_max;
+  MovingAverageMinMaxObserver moving;
+  PerChannelMinMaxObserver per_channel(PerChannelMinMaxObserverOptions().ch_axis(1));
+  MovingAveragePerChannelMinMaxObserver moving_per_channel(MovingAveragePerChannelMinMaxObserverOptions().ch_axis(1));
+  HistogramObserver histogram, twice;
+  for (tq::Quantizer* q : std::initializer_list<tq::Quantizer*>{&min_max, &moving, &per_channel, &moving_per_channel,
+                                                                &histogram, &twice}) {
+    q->forward(x);
+  }
+  twice.forward(x);
+  const auto before = std::vector<at::Tensor>{min_max.max_val().clone(), moving.max_val().clone(),
+                                              per_channel.max_val().clone(), moving_per_channel.max_val().clone()};
+  min_max.merge_across_processes(group, "min_max");
+  moving.merge_across_processes(group, "moving");
+  per_channel.merge_across_processes(group, "per_channel");
+  moving_per_channel.merge_across_processes(group, "moving_per_channel");
+  histogram.merge_across_processes(group, "histogram");
+  // Min and max, and means of two equal running ranges, are the ranges themselves.
+  EXPECT_TRUE(tensors_equal(min_max.max_val(), before[0]));
+  EXPECT_TRUE(tensors_equal(moving.max_val(), before[1]));
+  EXPECT_TRUE(tensors_equal(per_channel.max_val(), before[2]));
+  EXPECT_TRUE(tensors_equal(moving_per_channel.max_val(), before[3]));
+  EXPECT_EQ(per_channel.max_val().numel(), 3);
+  // The histogram of both ranks: every count doubled, the range unchanged.
+  EXPECT_TRUE(tensors_equal(histogram.histogram(), twice.histogram()));
+  EXPECT_EQ(histogram.histogram().sum().item<float>(), 2 * x.numel());
+  EXPECT_TRUE(tensors_equal(histogram.min_val(), twice.min_val()));
+  EXPECT_TRUE(tensors_equal(histogram.max_val(), twice.max_val()));
+}
+
+TEST(MergeAcrossProcesses, PerChannelObserversThatSawNothingStayEmpty) {
+  MirroredTwoRanks group;
+  PerChannelMinMaxObserver per_channel;
+  per_channel.merge_across_processes(group, "per_channel");
+  EXPECT_EQ(per_channel.min_val().numel(), 0);
+  EXPECT_FALSE(per_channel.has_observed());
+}
+
+TEST(MergeAcrossProcesses, ObserversWithNothingToMergeDoNothingAndOthersSaySo) {
+  MirroredTwoRanks group;
+  PlaceholderObserver placeholder;
+  EXPECT_NO_THROW(placeholder.merge_across_processes(group, "placeholder"));
+  tq::observers::EntropyObserver entropy;
+  entropy.forward(at::randn({16}));
+  expect_error([&] { entropy.merge_across_processes(group, "features.0.entropy"); },
+               "[sync_observers] 'features.0.entropy' is a tq::observers::EntropyObserver, which cannot be synchronized yet");
 }

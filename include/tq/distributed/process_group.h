@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tq/core/collective.h"
 #include "tq/core/options.h"
 
 namespace tq::distributed {
@@ -29,7 +30,7 @@ struct ProcessGroupOptions {
   TQ_OPTION(ProcessGroupOptions, std::chrono::milliseconds, timeout) = std::chrono::milliseconds(60000);
 };
 
-enum class ReduceOp { Sum, Min, Max };
+using ReduceOp = tq::ReduceOp;
 
 // A collective in flight (ProcessGroup::all_reduce_async): wait() completes it, throwing as the
 // blocking call would.
@@ -43,22 +44,22 @@ class PendingCollective {
   std::shared_ptr<Impl> impl_;
 };
 
-class ProcessGroup {
+class ProcessGroup : public Collective {
  public:
   // Joins the group; throws tq::Error naming the problem (bad rank or world size, an unreachable
   // store, ranks that did not all join within the timeout).
   static ProcessGroup create(const ProcessGroupOptions& options);
 
   int64_t rank() const;
-  int64_t world_size() const;
+  int64_t world_size() const override;
   // In place, on every rank; tensors must have the same shapes and dtypes on every rank.
-  void all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op);
+  void all_reduce(std::vector<at::Tensor>& tensors, ReduceOp op) override;
   // The same, started and returned at once (DDP overlaps gradient reduction with backward so):
   // the tensors change in place by the time wait() returns. Every rank starts its collectives in
   // the same order.
   PendingCollective all_reduce_async(std::vector<at::Tensor> tensors, ReduceOp op);
   // Every rank's copy of `tensor` (same shape everywhere), in rank order.
-  std::vector<at::Tensor> all_gather(const at::Tensor& tensor);
+  std::vector<at::Tensor> all_gather(const at::Tensor& tensor) override;
   // In place: every rank's tensors take root's values.
   void broadcast(std::vector<at::Tensor>& tensors, int64_t root = 0);
   void barrier();

@@ -23,6 +23,7 @@ class HistogramObserver : public UniformQuantizationObserverBase {
   std::string extra_repr() const override;
   std::vector<std::string> resizable_buffers() const override { return {"min_val", "max_val"}; }
   void validate_state() const override;
+  void merge_across_processes(Collective& group, const std::string& name) override;
 
   int64_t bins() const { return bins_; }
   const at::Tensor& histogram() const { return histogram_; }

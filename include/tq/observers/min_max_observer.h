@@ -14,6 +14,7 @@ class MinMaxObserver : public UniformQuantizationObserverBase {
   QParams calculate_qparams() override;
   void reset_min_max_vals() override;
   std::string extra_repr() const override;
+  void merge_across_processes(Collective& group, const std::string& name) override;
 
   const at::Tensor& min_val() const { return min_val_; }
   const at::Tensor& max_val() const { return max_val_; }
@@ -37,6 +38,7 @@ class MovingAverageMinMaxObserver : public MinMaxObserver {
  public:
   explicit MovingAverageMinMaxObserver(const MovingAverageMinMaxObserverOptions& options = {});
   at::Tensor forward(const at::Tensor& x) override;
+  void merge_across_processes(Collective& group, const std::string& name) override;
   double averaging_constant() const { return averaging_constant_; }
 
  private:

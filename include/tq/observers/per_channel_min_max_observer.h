@@ -25,6 +25,7 @@ class PerChannelMinMaxObserver : public UniformQuantizationObserverBase {
   void reset_min_max_vals() override;
   std::string extra_repr() const override;
   std::vector<std::string> resizable_buffers() const override { return {"min_val", "max_val"}; }
+  void merge_across_processes(Collective& group, const std::string& name) override;
 
   int64_t ch_axis() const override { return ch_axis_; }
   const at::Tensor& min_val() const { return min_val_; }
@@ -47,6 +48,7 @@ class MovingAveragePerChannelMinMaxObserver : public PerChannelMinMaxObserver {
  public:
   explicit MovingAveragePerChannelMinMaxObserver(const MovingAveragePerChannelMinMaxObserverOptions& options = {});
   at::Tensor forward(const at::Tensor& x) override;
+  void merge_across_processes(Collective& group, const std::string& name) override;
   double averaging_constant() const { return averaging_constant_; }
 
  private:

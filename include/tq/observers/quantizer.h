@@ -3,10 +3,14 @@
 // it is: PyTorch's workflows read dtype, qscheme, ch_axis and calculate_qparams() from either.
 #include <ATen/core/Tensor.h>
 
+#include <string>
+
 #include "tq/core/dtypes.h"
 #include "tq/numerics/qparams.h"
 
 namespace tq {
+
+class Collective;
 
 class Quantizer {
  public:
@@ -24,6 +28,10 @@ class Quantizer {
   // The integers values are quantized to ([0, 127] for reduce_range uint8); nullopt where no
   // integer range applies (placeholders, float16, float qparams).
   virtual c10::optional<QRange> quant_range() const { return c10::nullopt; }
+  // Makes this quantizer hold the statistics of every rank's data, identically on every rank
+  // (distributed calibration; collective: every rank calls it in the same order). `name` names it
+  // in errors. Throws for quantizers that cannot merge (rules: tq/distributed/observer_sync.h).
+  virtual void merge_across_processes(Collective& group, const std::string& name);
 };
 
 }  // namespace tq

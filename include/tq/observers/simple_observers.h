@@ -22,6 +22,7 @@ class FixedQParamsObserver : public ObserverBase {
   at::Tensor forward(const at::Tensor& x) override { return x; }
   QParams calculate_qparams() override;
   std::string extra_repr() const override;
+  void merge_across_processes(Collective&, const std::string&) override {}  // nothing observed
   QScheme qscheme() const override { return qscheme_; }
   int64_t quant_min() const { return quant_min_; }
   int64_t quant_max() const { return quant_max_; }
@@ -52,6 +53,7 @@ class PlaceholderObserver : public ObserverBase {
   at::Tensor forward(const at::Tensor& x) override { return x; }
   QParams calculate_qparams() override;  // throws, as in PyTorch
   std::string extra_repr() const override;
+  void merge_across_processes(Collective&, const std::string&) override {}  // nothing observed
   const PlaceholderObserverOptions& options() const { return options_; }
 
  private:
@@ -64,6 +66,7 @@ class NoopObserver : public ObserverBase {
   explicit NoopObserver(QDType dtype = QDType::Float16, std::string custom_op_name = "");
   at::Tensor forward(const at::Tensor& x) override { return x; }
   QParams calculate_qparams() override;  // throws, as in PyTorch
+  void merge_across_processes(Collective&, const std::string&) override {}  // nothing observed
   const std::string& custom_op() const { return custom_op_; }
 
  private:
