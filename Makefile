@@ -52,11 +52,12 @@ test-torch2: build-torch2
 # The suite again on the AVX2 path, whatever the machine: oneDNN capped at AVX2 (no VNNI: its int8
 # kernels then saturate full-range activations, as on AMD Zen 3 or Intel before Cascade Lake),
 # ATen's and tq's kernels on their AVX2 copies, OpenBLAS on its Haswell kernels. PyTorch writes the
-# float-kernel golden data again under the same caps (GoldenHere.*). The install test is left out.
+# float-kernel golden data again under the same caps (GoldenHere.*). Left out: the install test, and
+# the tool's commands on the torchvision models (plumbing; the graph-mode tests run those models here).
 AVX2_ENV = ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TQ_CPU_CAPABILITY=avx2 \
   OPENBLAS_CORETYPE=Haswell
 test-avx2: build
-	@env $(AVX2_ENV) bash scripts/run_ctest.sh "LibTorch 1.13, AVX2 path" $(BUILD_DIR) -j $(JOBS) -E '^Package\.'
+	@env $(AVX2_ENV) bash scripts/run_ctest.sh "LibTorch 1.13, AVX2 path" $(BUILD_DIR) -j $(JOBS) -E '^Package\.|^Cli\.CommandsOnTorchvisionModels$$'
 
 # The portable kernels compile for aarch64 (a cross-compiler from Debian; nothing runs).
 check-aarch64:
@@ -64,7 +65,9 @@ check-aarch64:
 	@bash scripts/check_aarch64.sh
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (-O0: compiles in half the time; its own build
-# directory). The install test is left out: it builds an unsanitized consumer against tq.
+# directory). Left out: the install test (it builds an unsanitized consumer against tq), and the tool's
+# commands on the torchvision models (the graph-mode tests run those models through the library here;
+# the tool's own code runs in Cli.ExitCodesMessagesAndOutputs).
 SANITIZE_DIR ?= build-sanitize
 test-sanitize: deps
 	@cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O0" \
@@ -73,7 +76,7 @@ test-sanitize: deps
 	@ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash scripts/run_ctest.sh "LibTorch 1.13, sanitizers" \
-	  $(SANITIZE_DIR) -j $(JOBS) -E '^Package\.'
+	  $(SANITIZE_DIR) -j $(JOBS) -E '^Package\.|^Cli\.CommandsOnTorchvisionModels$$'
 
 # libFuzzer on the state-dict loader, the TorchScript loader and the tool's data loaders (clang,
 # ASan + UBSan), FUZZ_RUNS executions each from the committed seed corpus (fuzz/corpus); new
