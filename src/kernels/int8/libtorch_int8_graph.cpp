@@ -41,8 +41,9 @@ Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range) {
   return insert(g, "quantized::linear_dynamic", {x, packed, reduce_range});
 }
 
+// LibTorch's embedding_byte refuses indices that are not contiguous (a slice of a token batch).
 Value* embedding(Graph& g, Value* packed, Value* indices) {
-  return insert(g, "quantized::embedding_byte", {packed, indices, false});
+  return insert(g, "quantized::embedding_byte", {packed, insert(g, "aten::contiguous", {indices}), false});
 }
 
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu) {

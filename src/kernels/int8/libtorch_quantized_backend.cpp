@@ -255,7 +255,8 @@ class LibTorchQuantizedBackend final : public Int8Backend {
     const auto& p = libtorch_packed(w, "int8::embedding");
     TQ_CHECK(indices.scalar_type() == at::kLong || indices.scalar_type() == at::kInt, "int8::embedding",
              "indices must be int64 or int32, got ", indices.scalar_type());
-    return call(p.four_bit ? ops().embedding_4bit : ops().embedding_byte, {p.value, indices, false})[0].toTensor();
+    return call(p.four_bit ? ops().embedding_4bit : ops().embedding_byte, {p.value, indices.contiguous(), false})[0]
+        .toTensor();
   }
 
   // LibTorch's quantized embedding_bag operators sum whatever mode they are given (1.13 and 2.x
