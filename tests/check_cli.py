@@ -112,6 +112,9 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--mode", "dynamic"], 1,
         "--seed-config")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--per-token"], 1,
+        "--per-token applies to --mode dynamic")
+    run(["quantize", model, "-o", w("per_token.pt"), "--mode", "dynamic", "--per-token"], 0, "wrote")
     # The activation range: [0, 127] by default on x86 engines (no saturation anywhere), --full-range on request.
     run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--full-range"], 1,
         "--full-range applies to --mode static with 8-bit activations")

@@ -113,6 +113,30 @@ TEST(Int8Reference, LinearFromTheFormula) {
                         at::tensor({128, 132}, at::kByte).reshape({1, 2})));
 }
 
+TEST(Int8Reference, PerTokenDynamicLinearFromTheFormula) {
+  // Row 0: max|x| = 2.54 -> scale 0.02; x / scale = [127, -63.5, 0.5] -> [127, -64, 0] (ties to even).
+  // Row 1: all zeros -> scale 1e-5 (the floor), integers 0.
+  // w = [[1, 2, 3], [-1, 0, 4]] with scales [0.5, 0.25]; bias [1, -1].
+  // Row 0 sums: 127 - 128 + 0 = -1 and -127 + 0 + 0 = -127 -> -1 * 0.02 * 0.5 + 1 = 0.99 and
+  // -127 * 0.02 * 0.25 - 1 = -1.635. Row 1: the biases.
+  const auto x = at::tensor({2.54f, -1.27f, 0.01f, 0.f, 0.f, 0.f}).reshape({2, 3});
+  WeightParts w{at::tensor({1, 2, 3, -1, 0, 4}, at::kChar).reshape({2, 3}), at::tensor({0.5, 0.25}, at::kDouble),
+                at::zeros({2}, at::kLong)};
+  const auto y = reference().linear_dynamic_per_token(x, w, at::tensor({1.f, -1.f}));
+  // The scale 2.54f / 127 is float32's nearest to 0.02 and the scaling is float32's: within 1e-6.
+  EXPECT_TRUE(at::allclose(y, at::tensor({0.99f, -1.635f, 1.f, -1.f}).reshape({2, 2}), 1e-6, 1e-6)) << y;
+  // Rows longer than one exact float32 block (1024 products) still sum exactly: 3000 products of
+  // 127 * [100, 127] add up to about 43 million, beyond float32's 2^24 integers, where one float32
+  // matrix product is off by a few units.
+  at::manual_seed(0);
+  const auto wide = at::ones({4, 3000});  // max 1 -> scale 1/127 (float32), integers 127
+  WeightParts wide_w{at::randint(100, 128, {8, 3000}).to(at::kChar), at::ones({8}, at::kDouble),
+                     at::zeros({8}, at::kLong)};
+  const auto exact = at::matmul(at::full({4, 3000}, 127, at::kLong), wide_w.values.to(at::kLong).t());
+  const auto want = exact.to(at::kFloat) * (1.0f / 127.0f);  // the exact sums rounded once, then scaled
+  EXPECT_TRUE(at::equal(reference().linear_dynamic_per_token(wide, wide_w, c10::nullopt), want));
+}
+
 TEST(Int8Reference, ConvPadsWithRealZerosAndRoundsHalfToEven) {
   // 1-d, one channel, kernel [1, 1] (scale 1), padding 1: x real = [2, 4] (q - 3, scale 1).
   // y = [0 + 2, 2 + 4, 4 + 0] = [2, 6, 4]; out scale 4, zero point 0: 0.5 -> 0, 1.5 -> 2, 1.0 -> 1.
@@ -252,6 +276,17 @@ TEST_P(Int8Conformance, DynamicLinear) {
   const auto want = reference().linear_dynamic(x, reference().prepack_linear(w, bias), reduce_range);
   // Both quantize x with the same qparams; the engines' float epilogue rounds in float32.
   expect_close("linear_dynamic", got, want, 1e-5);
+}
+
+TEST_P(Int8Conformance, DynamicLinearPerToken) {
+  auto x = at::randn({2, 5, 40});
+  x.select(2, 3).mul_(30);  // an outlier channel, as transformers have
+  auto w = random_weight({16, 40}, true);
+  w.zero_points.zero_();
+  const auto bias = at::randn({16});
+  const auto got = tested().linear_dynamic_per_token(x, w, bias);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 5, 16}));
+  expect_close("linear_dynamic_per_token", got, reference().linear_dynamic_per_token(x, w, bias), 1e-6);
 }
 
 TEST_P(Int8Conformance, DynamicLinearFloat16) {

@@ -11,6 +11,7 @@
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <vector>
@@ -26,6 +27,7 @@ constexpr int64_t kBatchRows = 64;  // tools/trace_minilm.py's encoder_batches
 
 struct Sentences {
   at::Tensor input_ids, attention_mask;
+  Sentences narrow_rows(int64_t rows) const { return {input_ids.narrow(0, 0, rows), attention_mask.narrow(0, 0, rows)}; }
 };
 
 at::Tensor attribute(const std::string& file, const std::string& name) {
@@ -115,6 +117,39 @@ TEST_F(SentenceEncoder, DynamicInt8Fidelity) {
   EXPECT_GT(f.mean_cosine, 0.92);
   EXPECT_GT(f.p1_cosine, 0.85);
   EXPECT_GT(f.neighbour_agreement, 0.55);
+}
+
+TEST_F(SentenceEncoder, DynamicInt8PerChannelWeightsFidelity) {
+  const auto fp32 = attribute("embeddings.pt", "fp32");  // equal to LibTorch's (DynamicInt8Fidelity)
+  auto options = tq::graph::GraphQuantizeOptions::dynamic();
+  options.mapping.set_global(tq::quant::per_channel_dynamic_qconfig());
+  auto int8 = tq::graph::prepare(encoder_, options).convert();
+  const auto f = fidelity(encode(int8, sentences_), fp32);
+  std::cout << "all-MiniLM-L6-v2, dynamic int8 (Linear: per_channel_dynamic_qconfig; Embedding: 8-bit rows), "
+            << fp32.size(0) << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
+            << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+  EXPECT_GT(f.mean_cosine, 0.9);
+}
+
+// One scale per token (torchao's int8 dynamic-activation configuration): the outlier channels of
+// the feed-forward layers' inputs no longer set every token's step.
+TEST_F(SentenceEncoder, DynamicInt8PerTokenFidelity) {
+  const auto fp32 = attribute("embeddings.pt", "fp32");
+  auto options = tq::graph::GraphQuantizeOptions::dynamic();
+  options.mapping.set_global(tq::quant::per_token_dynamic_qconfig());
+  auto observed = tq::graph::prepare(encoder_, options);
+  auto int8 = observed.convert();
+  // The saved file runs tq's operator: saved and loaded again, it gives the same numbers.
+  const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/minilm/minilm_per_token.pt";
+  tq::graph::save_torchscript(int8, path);
+  auto loaded = tq::graph::load_torchscript(path);
+  const auto f = fidelity(encode(loaded, sentences_), fp32);
+  std::cout << "all-MiniLM-L6-v2, dynamic int8 (Linear: per_token_dynamic_qconfig; Embedding: 8-bit rows), "
+            << fp32.size(0) << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
+            << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+  EXPECT_TRUE(tq::testing::tensors_equal(encode(int8, sentences_.narrow_rows(64)), encode(loaded, sentences_.narrow_rows(64))));
+  EXPECT_GT(f.mean_cosine, 0.995);  // issue 24's target
+  EXPECT_GT(f.p1_cosine, 0.99);
 }
 
 TEST_F(SentenceEncoder, Int8EncoderTakesAnySequenceLength) {

@@ -40,7 +40,7 @@ struct QuantizeArgs {
   std::string sensitivity = "sqnr";
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
-  bool per_tensor = false, seed = false, reference = false, force = false;
+  bool per_tensor = false, seed = false, reference = false, force = false, per_token = false;
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
   int64_t onnx_opset = 17;
@@ -139,6 +139,7 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  if (a.per_token && a.mode != "dynamic") throw UsageError("--per-token applies to --mode dynamic");
   if (a.full_range && (a.mode != "static" || a.seed || a.activation_bits != 8)) {
     throw UsageError("--full-range applies to --mode static with 8-bit activations (without --seed-config)");
   }
@@ -170,6 +171,7 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
     options = graph::GraphQuantizeOptions::seed();
   } else if (a.mode == "dynamic") {
     options = graph::GraphQuantizeOptions::dynamic();
+    if (a.per_token) options.mapping.set_global(quant::per_token_dynamic_qconfig());
   } else {
     options = tool_options(a.engine, a.full_range);
     const quant::QConfigSpec c = qconfig_choice(a);
@@ -411,6 +413,9 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("--adaround-samples", q->adaround_samples, "calibration samples AdaRound caches (default: all, at most 1024)")
       ->check(CLI::PositiveNumber);
   qc->add_flag("--per-tensor-weights", q->per_tensor, "per-tensor weight qparams (default: per channel)");
+  qc->add_flag("--per-token", q->per_token,
+               "--mode dynamic: one activation scale per token (row) and per-channel weights, as torchao's int8 "
+               "dynamic activation (for transformers; the model then needs tq's library to run)");
   qc->add_flag("--full-range", q->full_range,
                "8-bit activations on [0, 255] rather than [0, 127], for CPUs with VNNI only: x86 int8 kernels without "
                "VNNI saturate on them (the default range is right on every CPU)");

@@ -153,7 +153,8 @@ class LinearHandler : public QuantizeHandler {
 };
 
 // Dynamic Linear: int8 weights, the input quantized inside the op at run time (PyTorch's
-// dynamic Linear passes reduce_range=True).
+// dynamic Linear passes reduce_range=True), with one scale for the tensor, or one per token under
+// per_token_dynamic_qconfig (tq's operator; LibTorch has none).
 class DynamicLinearHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "DynamicLinear"; }
@@ -164,6 +165,16 @@ class DynamicLinearHandler : public QuantizeHandler {
     auto* lin = m.root;
     const auto bias = optional_tensor(lin->input(2));
     const auto qweight = ctx.quantize_weight(m, constant_of(lin->input(1))->toTensor());
+    if (quant::is_per_token_dynamic(ctx.qconfig(m))) {
+      auto& g = ctx.graph();
+      const auto w = kernels::int8::split_quantized_weight(qweight);
+      TQ_CHECK(w.values.dim() == 2 && !w.zero_points.any().item<bool>(), "convert",
+               "a per-token dynamic Linear takes symmetric 2-D weights (zero points 0): ", m.module_path);
+      return int8g::linear_dynamic_per_token(
+          g, ctx.float_value(lin->input(0)), g.insertConstant(w.values),
+          g.insertConstant(w.scales.expand({w.values.size(0)}).contiguous()),
+          bias.defined() ? g.insertConstant(bias) : g.insertConstant(c10::IValue()));
+    }
     const auto packed =
         kernels::int8::prepack_linear(qweight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
     return int8g::linear_dynamic(ctx.graph(), ctx.float_value(lin->input(0)), ctx.packed_weight(packed), true);

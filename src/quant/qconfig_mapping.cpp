@@ -122,4 +122,25 @@ nn::QConfig per_channel_dynamic_qconfig() {
   return {obs::default_dynamic_quant_observer(), obs::default_per_channel_weight_observer(), "per-channel dynamic"};
 }
 
+// The activation's placeholder says "per token" as PyTorch's observers say "per channel": a
+// symmetric per-channel qint8 scheme, dynamic (the channel axis being the token's row).
+nn::QConfig per_token_dynamic_qconfig() {
+  return {obs::with_args<obs::PlaceholderObserver>(obs::PlaceholderObserverOptions()
+                                                       .dtype(QDType::QInt8)
+                                                       .qscheme(QScheme::PerChannelSymmetric)
+                                                       .quant_min(-127)
+                                                       .quant_max(127)
+                                                       .eps(1e-5)
+                                                       .is_dynamic(true)),
+          obs::default_per_channel_weight_observer(), "per-token dynamic"};
+}
+
+bool is_per_token_dynamic(const nn::QConfig& qconfig) {
+  if (!qconfig.activation) return false;
+  const auto made = qconfig.activation();
+  const auto* p = dynamic_cast<const obs::PlaceholderObserver*>(made.get());
+  return p && p->options().is_dynamic() && p->options().dtype() == QDType::QInt8 &&
+         p->options().qscheme() == QScheme::PerChannelSymmetric;
+}
+
 }  // namespace tq::quant

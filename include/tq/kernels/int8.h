@@ -51,6 +51,11 @@ at::Tensor linear_dynamic(const at::Tensor& x, const PackedWeight& w, bool reduc
 // float16 weights (fbgemm / x86 engines only; throws naming the engines otherwise).
 PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
 at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w);
+// Per-token dynamic Linear (Int8Backend::linear_dynamic_per_token): int8 weight values [out, in]
+// with their float64 scales [out] (zero points 0). Int8 TorchScript calls it as the operator
+// tq::linear_dynamic_per_token, registered by tq's library.
+at::Tensor linear_dynamic_per_token(const at::Tensor& x, const at::Tensor& weight_values, const at::Tensor& weight_scales,
+                                    const c10::optional<at::Tensor>& bias);
 
 // Convolutions in 1, 2 and 3 dimensions (weights [out, in/groups, k...]).
 PackedWeight prepack_conv(int dims, const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,

@@ -92,6 +92,14 @@ class Int8Backend {
   // float16 weights, float activations.
   virtual PackedWeight prepack_linear_fp16(const at::Tensor& weight, const c10::optional<at::Tensor>& bias) const = 0;
   virtual at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w) const = 0;
+  // Dynamic with one scale per token (per row of x's last dimension), as torchao's int8
+  // dynamic-activation configuration: each row quantized symmetrically to int8 on [-127, 127]
+  // (scale = max|row| / 127 in float32, at least 1e-5), times int8 weights with one scale per
+  // output channel and zero points 0; the exact int32 sums scaled back in float32. The default is
+  // tq's integer formula (exact sums from float32 products of at most 1024 terms): every backend
+  // has it; one with a faster kernel overrides it and passes the conformance suite against it.
+  virtual at::Tensor linear_dynamic_per_token(const at::Tensor& x, const WeightParts& w,
+                                              const c10::optional<at::Tensor>& bias) const;
 
   virtual QTensor batch_norm2d(const QTensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                const at::Tensor& mean, const at::Tensor& var, double eps, double out_scale,

@@ -40,6 +40,9 @@ Value* conv(Graph& g, int dims, Value* x_q, Value* packed, double scale, int64_t
 Value* linear(Graph& g, Value* x_q, Value* packed, double scale, int64_t zero_point, bool relu);
 // Dynamic: float x, int8 weights, float out.
 Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range);
+// Dynamic with one activation scale per token: tq's operator tq::linear_dynamic_per_token (the
+// saved model needs tq's library loaded to run). weight: int8 [out, in]; scales: float64 [out].
+Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight_scales, Value* bias);
 // Weight-only: rows from 8-bit packed embeddings, float out.
 Value* embedding(Graph& g, Value* packed, Value* indices);
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);

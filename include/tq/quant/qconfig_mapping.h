@@ -51,6 +51,13 @@ nn::QConfig minmax_qconfig(const std::string& backend = "x86");
 // Dynamic quantization: int8 weights, activations quantized at run time.
 nn::QConfig default_dynamic_qconfig();
 nn::QConfig per_channel_dynamic_qconfig();
+// One activation scale per token (each row of the input's last dimension, symmetric int8, chosen
+// at run time) and per-channel symmetric int8 weights: torchao's int8 dynamic-activation / int8
+// weight configuration. For transformers, whose activations have outlier channels that one scale
+// per tensor cannot hold. Runs tq's own operator (tq/kernels/int8.h).
+nn::QConfig per_token_dynamic_qconfig();
+// True for a qconfig whose activation is per_token_dynamic_qconfig's.
+bool is_per_token_dynamic(const nn::QConfig& qconfig);
 // float16 weights for dynamic Linear (needs the fbgemm / x86 engine).
 nn::QConfig float16_dynamic_qconfig();
 // Weight-only quantization of embeddings: rows in 8 bits (or 4) with per-row float qparams.

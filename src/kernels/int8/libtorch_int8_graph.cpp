@@ -41,6 +41,10 @@ Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range) {
   return insert(g, "quantized::linear_dynamic", {x, packed, reduce_range});
 }
 
+Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight_scales, Value* bias) {
+  return insert(g, "tq::linear_dynamic_per_token", {x, weight, weight_scales, bias});
+}
+
 // LibTorch's embedding_byte refuses indices that are not contiguous (a slice of a token batch).
 Value* embedding(Graph& g, Value* packed, Value* indices) {
   return insert(g, "quantized::embedding_byte", {packed, insert(g, "aten::contiguous", {indices}), false});
