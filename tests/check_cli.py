@@ -115,6 +115,13 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--per-token"], 1,
         "--per-token applies to --mode dynamic")
     run(["quantize", model, "-o", w("per_token.pt"), "--mode", "dynamic", "--per-token"], 0, "wrote")
+    run(["quantize", model, "-o", w("x.pt"), "--mode", "weight-only", "--weight-bits", "6"], 1,
+        "--mode weight-only takes --weight-bits 4 or 8, got 6")
+    run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--group-size", "64"], 1,
+        "--group-size applies to --mode weight-only")
+    run(["quantize", model, "-o", w("x.pt"), "--mode", "weight-only", "--weight-bits", "4", "--group-size", "48"], 1,
+        "--group-size must be a multiple of 32, got 48")
+    run(["quantize", model, "-o", w("weight_only.pt"), "--mode", "weight-only", "--weight-bits", "4"], 0, "wrote")
     # The activation range: [0, 127] by default on x86 engines (no saturation anywhere), --full-range on request.
     run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--full-range"], 1,
         "--full-range applies to --mode static with 8-bit activations")

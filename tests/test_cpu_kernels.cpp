@@ -1,4 +1,4 @@
-// Every compiled copy of the CPU kernels (baseline, AVX2 on x86) against the scalar reference:
+// Every compiled copy of the CPU kernels (baseline; AVX2 and AVX-512 on x86) against the scalar reference:
 // the copies are forced one after the other, so a machine tests all it can run, not only the
 // one it would pick.
 #include <ATen/ATen.h>
@@ -187,14 +187,16 @@ std::string capability_name(const ::testing::TestParamInfo<CpuCapability>& info)
 INSTANTIATE_TEST_SUITE_P(EveryCompiledCopy, CpuKernels, ::testing::ValuesIn(tq::kernels::available_cpu_capabilities()),
                          capability_name);
 
-TEST(CpuCapability, AnX86ProcessorWithAvx2RunsBothCopies) {
+TEST(CpuCapability, AnX86ProcessorRunsEveryCopyItsInstructionsAllow) {
   const auto available = tq::kernels::available_cpu_capabilities();
   ASSERT_GE(available.size(), 1u);
   EXPECT_EQ(available.front(), CpuCapability::kDefault);
 #if defined(__x86_64__) || defined(__i386__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    EXPECT_EQ(available.size(), 2u);
-  }
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  EXPECT_EQ(available.size(), 1u + avx2 + avx512);
+  if (avx512) EXPECT_EQ(available.back(), CpuCapability::kAvx512);
 #else
   EXPECT_EQ(available.size(), 1u);
 #endif
@@ -209,9 +211,10 @@ TEST(CpuCapability, EnvironmentVariableForcesTheCopy) {
 }
 
 TEST(CpuCapability, UnknownNamesAreRejected) {
-  tq::testing::expect_error([] { tq::kernels::parse_cpu_capability("avx512"); },
-                            "[cpu_capability] unknown CPU capability 'avx512': expected default or avx2");
+  tq::testing::expect_error([] { tq::kernels::parse_cpu_capability("sse4"); },
+                            "[cpu_capability] unknown CPU capability 'sse4': expected default, avx2 or avx512");
   EXPECT_EQ(tq::kernels::parse_cpu_capability("avx2"), CpuCapability::kAvx2);
+  EXPECT_EQ(tq::kernels::parse_cpu_capability("avx512"), CpuCapability::kAvx512);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/quant/qconfig_mapping.h"
 
 namespace {
 
@@ -45,6 +46,42 @@ TEST_P(GraphDynamic, EqualsPyTorchsQuantizeDynamicWithoutCalibration) {
   // The reference form: float ops on dequantized weights, close to the dynamic kernels.
   const auto ref = observed.convert(/*reference=*/true).forward({to_tensor(g["tokens"])}).toTensor();
   EXPECT_TRUE(tq::testing::tensors_close(ref, out, 0.05, 0.05));
+}
+
+// Weight-only Linear (group-wise 4-bit weights, tq's operator): the int8 graph gives the reference
+// form's numbers (float ops on the dequantized weights) and survives saving; a group size that
+// does not divide a layer's input features is refused naming the layer, the model untouched.
+TEST(GraphWeightOnly, FourBitLinearEqualsItsReferenceForm) {
+  const auto& g = machine_golden("graph/dynamic.json");
+  auto model = tq::graph::load_torchscript(machine_golden_path("graph/dynamic_model_script.pt"));
+  const auto tokens = to_tensor(g["tokens"]);
+  at::NoGradGuard no_grad;
+  const auto float_out = model.forward({tokens}).toTensor();
+
+  auto options = tq::graph::GraphQuantizeOptions::dynamic();
+  options.mapping.set_global(tq::quant::weight_only_qconfig(4, 32));
+  auto observed = tq::graph::prepare(model, options);
+  tq::testing::expect_error([&] { observed.convert(); },
+                            "[convert] the handler DynamicLinear failed on aten::linear in 'fc1': [groupwise_weight] "
+                            "the group size 32 does not divide the 16 input features");
+  EXPECT_TRUE(at::equal(model.forward({tokens}).toTensor(), float_out));  // unchanged
+
+  options.mapping.set_module_name_none("fc1");  // 16 input features: no group of 32 fits
+  auto observed_fc2 = tq::graph::prepare(model, options);
+  auto quantized = observed_fc2.convert();
+  std::map<std::string, int> by_handler;
+  for (const auto& e : observed_fc2.summary().nodes) by_handler[e.handler] += e.quantized;
+  EXPECT_EQ(by_handler["DynamicLinear"], 1);
+  EXPECT_EQ(quantized.get_method("forward").graph()->toString().find("tq::linear_weight_only") != std::string::npos,
+            true);
+  const auto out = quantized.forward({tokens}).toTensor();
+  const auto ref = observed_fc2.convert(/*reference=*/true).forward({tokens}).toTensor();
+  // Only float32 summation order differs between tq's kernel and the reference form's matmul.
+  EXPECT_TRUE(tq::testing::tensors_close(out, ref, 1e-5, 1e-5));
+  EXPECT_FALSE(at::allclose(out, float_out, 1e-4, 1e-4));  // 4-bit weights do change the output
+  const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4.pt";
+  tq::graph::save_torchscript(quantized, path);
+  EXPECT_TRUE(at::equal(tq::graph::load_torchscript(path).forward({tokens}).toTensor(), out));
 }
 
 INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, GraphDynamic,

@@ -44,6 +44,7 @@ struct QuantizeArgs {
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
   int64_t onnx_opset = 17;
+  int64_t group_size = 0;  // 0: not given (--mode weight-only takes 128)
   std::string onnx_profile = "u8s8";
   int64_t batches = 32, batch_size = 32;
   DataOptions data;
@@ -138,7 +139,14 @@ void check_arguments(const QuantizeArgs& a) {
   if (a.seed && (a.weight_bits != 8 || a.activation_bits != 8 || a.observer != "histogram" || a.weight_observer != "minmax")) {
     throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
-  if (a.mode == "dynamic" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  if (a.mode != "static" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
+  if (a.mode == "weight-only" && a.weight_bits != 4 && a.weight_bits != 8) {
+    throw UsageError("--mode weight-only takes --weight-bits 4 or 8, got " + std::to_string(a.weight_bits));
+  }
+  if (a.group_size != 0 && a.mode != "weight-only") throw UsageError("--group-size applies to --mode weight-only");
+  if (a.group_size % 32 != 0) {
+    throw UsageError("--group-size must be a multiple of 32, got " + std::to_string(a.group_size));
+  }
   if (a.per_token && a.mode != "dynamic") throw UsageError("--per-token applies to --mode dynamic");
   if (a.full_range && (a.mode != "static" || a.seed || a.activation_bits != 8)) {
     throw UsageError("--full-range applies to --mode static with 8-bit activations (without --seed-config)");
@@ -149,7 +157,7 @@ void check_arguments(const QuantizeArgs& a) {
                      "--adaround or --bias-correction)");
   }
   if (!search && !a.eval.empty()) throw UsageError("--eval is for --max-accuracy-drop");
-  if (a.mode == "dynamic" && (a.adaround || a.bias_correction || a.equalize)) {
+  if (a.mode != "static" && (a.adaround || a.bias_correction || a.equalize)) {
     throw UsageError("--adaround, --bias-correction and --equalize apply to --mode static");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
@@ -172,6 +180,9 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
   } else if (a.mode == "dynamic") {
     options = graph::GraphQuantizeOptions::dynamic();
     if (a.per_token) options.mapping.set_global(quant::per_token_dynamic_qconfig());
+  } else if (a.mode == "weight-only") {
+    options = graph::GraphQuantizeOptions::dynamic();
+    options.mapping.set_global(quant::weight_only_qconfig(a.weight_bits, a.group_size != 0 ? a.group_size : 128));
   } else {
     options = tool_options(a.engine, a.full_range);
     const quant::QConfigSpec c = qconfig_choice(a);
@@ -376,8 +387,12 @@ Command add_quantize_command(CLI::App& app) {
                  "(int8, ONNX Runtime's recommended form; the same values)")
       ->check(CLI::IsMember({"u8s8", "s8s8"}));
   qc->add_option("--calib", q->calib, "calibration data: .pt, IDX file or image directory");
-  qc->add_option("--mode", q->mode, "static (calibrated) or dynamic (Linear, Embedding)")
-      ->check(CLI::IsMember({"static", "dynamic"}));
+  qc->add_option("--mode", q->mode, "static (calibrated), dynamic (Linear, Embedding) or weight-only (Linear "
+                 "weights in --weight-bits 4 or 8 with --group-size; the model then needs tq's library to run)")
+      ->check(CLI::IsMember({"static", "dynamic", "weight-only"}));
+  qc->add_option("--group-size", q->group_size, "--mode weight-only: input features per weight scale, a multiple of "
+                 "32 that divides every Linear's input features (default 128)")
+      ->check(CLI::PositiveNumber);
   qc->add_option("--engine", q->engine, "int8 engine")->check(CLI::IsMember(engines()));
   qc->add_option("--activation-observer", q->observer,
                  "histogram (PyTorch's default), minmax, moving-average, entropy (TensorRT's KL divergence), "

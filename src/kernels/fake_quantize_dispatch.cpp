@@ -1,5 +1,5 @@
-// Picks the kernel copy that runs: AVX2+FMA when the processor has it, else baseline, unless one
-// is forced (cpu_capability.h).
+// Picks the kernel copy that runs: AVX-512 (F, BW, VL, DQ), else AVX2+FMA, when the processor has
+// it, else baseline, unless one is forced (cpu_capability.h).
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -7,6 +7,7 @@
 #include "tq/core/check.h"
 #include "tq/kernels/cpu_capability.h"
 #include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/weight_only_kernels.h"
 
 #define TQ_DECLARE_KERNELS(ns)                                                                                      \
   namespace tq::kernels::ns {                                                                                       \
@@ -20,10 +21,12 @@
                                      double*, double*);                                                             \
   void learnable_backward_per_channel(const float*, const float*, float*, ChannelLayout, const float*, const float*, \
                                       float, float, float, double*, double*);                                       \
+  void linear_weight_only(const float*, int64_t, const GroupwiseWeightView&, const float*, float*);                 \
   }
 TQ_DECLARE_KERNELS(cpu_default)
 #if TQ_HAS_AVX2_KERNELS
 TQ_DECLARE_KERNELS(cpu_avx2)
+TQ_DECLARE_KERNELS(cpu_avx512)
 #endif
 
 namespace tq::kernels {
@@ -38,19 +41,38 @@ bool processor_has_avx2() {
 #endif
 }
 
-bool available(CpuCapability c) { return c == CpuCapability::kDefault || processor_has_avx2(); }
+bool processor_has_avx512() {
+#if TQ_HAS_AVX2_KERNELS
+  static const bool yes = processor_has_avx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512dq");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+bool available(CpuCapability c) {
+  switch (c) {
+    case CpuCapability::kAvx512: return processor_has_avx512();
+    case CpuCapability::kAvx2: return processor_has_avx2();
+    default: return true;
+  }
+}
+
+constexpr const char* kNames = "expected default, avx2 or avx512";
 
 CpuCapability initial_capability() {
   const char* forced = std::getenv("TQ_CPU_CAPABILITY");
   if (forced != nullptr && *forced != '\0') {
     const std::string name = forced;
-    TQ_CHECK(name == "default" || name == "avx2", "TQ_CPU_CAPABILITY", "unknown CPU capability '", name,
-             "' in the environment: expected default or avx2");
+    TQ_CHECK(name == "default" || name == "avx2" || name == "avx512", "TQ_CPU_CAPABILITY",
+             "unknown CPU capability '", name, "' in the environment: ", kNames);
     const CpuCapability c = parse_cpu_capability(name);
     TQ_CHECK(available(c), "TQ_CPU_CAPABILITY", "'", forced, "' is not available on this processor or build");
     return c;
   }
-  return processor_has_avx2() ? CpuCapability::kAvx2 : CpuCapability::kDefault;
+  return available_cpu_capabilities().back();
 }
 
 std::atomic<CpuCapability>& active() {
@@ -61,19 +83,25 @@ std::atomic<CpuCapability>& active() {
 }  // namespace
 
 const char* to_string(CpuCapability capability) {
-  return capability == CpuCapability::kAvx2 ? "avx2" : "default";
+  switch (capability) {
+    case CpuCapability::kAvx512: return "avx512";
+    case CpuCapability::kAvx2: return "avx2";
+    default: return "default";
+  }
 }
 
 CpuCapability parse_cpu_capability(const std::string& name) {
   if (name == "default") return CpuCapability::kDefault;
   if (name == "avx2") return CpuCapability::kAvx2;
-  TQ_FAIL("cpu_capability", "unknown CPU capability '", name, "': expected default or avx2");
+  if (name == "avx512") return CpuCapability::kAvx512;
+  TQ_FAIL("cpu_capability", "unknown CPU capability '", name, "': ", kNames);
   return CpuCapability::kDefault;
 }
 
 std::vector<CpuCapability> available_cpu_capabilities() {
   std::vector<CpuCapability> out{CpuCapability::kDefault};
   if (available(CpuCapability::kAvx2)) out.push_back(CpuCapability::kAvx2);
+  if (available(CpuCapability::kAvx512)) out.push_back(CpuCapability::kAvx512);
   return out;
 }
 
@@ -88,10 +116,12 @@ void set_cpu_capability(CpuCapability capability) {
 }  // namespace tq::kernels
 
 #if TQ_HAS_AVX2_KERNELS
-#define TQ_DISPATCH(fn, ...)                                       \
-  return ::tq::kernels::cpu_capability() == CpuCapability::kAvx2 \
-             ? cpu_avx2::fn(__VA_ARGS__)                           \
-             : cpu_default::fn(__VA_ARGS__)
+#define TQ_DISPATCH(fn, ...)                                   \
+  switch (::tq::kernels::cpu_capability()) {                   \
+    case CpuCapability::kAvx512: return cpu_avx512::fn(__VA_ARGS__); \
+    case CpuCapability::kAvx2: return cpu_avx2::fn(__VA_ARGS__);     \
+    default: return cpu_default::fn(__VA_ARGS__);                    \
+  }
 #else
 #define TQ_DISPATCH(fn, ...) return cpu_default::fn(__VA_ARGS__)
 #endif
@@ -125,6 +155,10 @@ void learnable_backward_per_channel(const float* x, const float* dy, float* dx, 
                                     float grad_factor, double* dscale, double* dzero_point) {
   TQ_DISPATCH(learnable_backward_per_channel, x, dy, dx, layout, scale, zero_point, quant_min, quant_max, grad_factor,
               dscale, dzero_point);
+}
+
+void linear_weight_only(const float* x, int64_t rows, const GroupwiseWeightView& w, const float* bias, float* y) {
+  TQ_DISPATCH(linear_weight_only, x, rows, w, bias, y);
 }
 
 }  // namespace tq::kernels::cpu

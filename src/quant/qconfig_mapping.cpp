@@ -4,6 +4,7 @@
 #include "tq/fake_quant/default_fake_quants.h"
 #include "tq/kernels/int8_saturation.h"
 #include "tq/observers/default_observers.h"
+#include "tq/observers/groupwise_weight_observer.h"
 
 namespace tq::quant {
 
@@ -133,6 +134,19 @@ nn::QConfig per_token_dynamic_qconfig() {
                                                        .eps(1e-5)
                                                        .is_dynamic(true)),
           obs::default_per_channel_weight_observer(), "per-token dynamic"};
+}
+
+nn::QConfig weight_only_qconfig(int64_t bits, int64_t group_size) {
+  auto options = obs::GroupwiseWeightObserverOptions().bits(bits).group_size(group_size);
+  obs::GroupwiseWeightObserver check(options);  // refuses bad bits and group sizes now, not at convert
+  return {obs::default_placeholder_observer(), obs::with_args<obs::GroupwiseWeightObserver>(options),
+          "weight-only " + std::to_string(bits) + "-bit g" + std::to_string(group_size)};
+}
+
+bool is_weight_only(const nn::QConfig& qconfig) {
+  if (!qconfig.weight) return false;
+  const auto made = qconfig.weight();
+  return dynamic_cast<const obs::GroupwiseWeightObserver*>(made.get()) != nullptr;
 }
 
 bool is_per_token_dynamic(const nn::QConfig& qconfig) {

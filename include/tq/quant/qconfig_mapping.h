@@ -60,6 +60,13 @@ nn::QConfig per_token_dynamic_qconfig();
 bool is_per_token_dynamic(const nn::QConfig& qconfig);
 // float16 weights for dynamic Linear (needs the fbgemm / x86 engine).
 nn::QConfig float16_dynamic_qconfig();
+// Weight-only Linear: float activations, weights in 4 or 8 bits with one scale and zero point per
+// output channel and group of `group_size` input features (GroupwiseWeightObserver; GPTQ's and
+// torchao's int4 weight-only layout), run by tq's operator tq::linear_weight_only. Graph mode,
+// with GraphQuantizeOptions::dynamic()'s patterns.
+nn::QConfig weight_only_qconfig(int64_t bits = 4, int64_t group_size = 128);
+// True for a qconfig whose weight is weight_only_qconfig's.
+bool is_weight_only(const nn::QConfig& qconfig);
 // Weight-only quantization of embeddings: rows in 8 bits (or 4) with per-row float qparams.
 nn::QConfig float_qparams_weight_only_qconfig();
 nn::QConfig float_qparams_weight_only_qconfig_4bit();

@@ -45,6 +45,11 @@ Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight
   return insert(g, "tq::linear_dynamic_per_token", {x, weight, weight_scales, bias});
 }
 
+Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,
+                          int64_t group_size, Value* bias) {
+  return insert(g, "tq::linear_weight_only", {x, packed, scales, zero_points, bits, group_size, bias});
+}
+
 // LibTorch's embedding_byte refuses indices that are not contiguous (a slice of a token batch).
 Value* embedding(Graph& g, Value* packed, Value* indices) {
   return insert(g, "quantized::embedding_byte", {packed, insert(g, "aten::contiguous", {indices}), false});

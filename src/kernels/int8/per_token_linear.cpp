@@ -1,7 +1,6 @@
-// Per-token dynamic Linear: tq's integer formula (Int8Backend's default) and the TorchScript
-// operator tq::linear_dynamic_per_token that int8 graphs call.
+// Per-token dynamic Linear: tq's integer formula (Int8Backend's default) and the function behind
+// the TorchScript operator tq::linear_dynamic_per_token (torchscript_operators.cpp).
 #include <ATen/ATen.h>
-#include <torch/library.h>
 
 #include <algorithm>
 
@@ -61,13 +60,6 @@ at::Tensor linear_dynamic_per_token(const at::Tensor& x, const at::Tensor& weigh
                                     const c10::optional<at::Tensor>& bias) {
   return backend().linear_dynamic_per_token(
       x, WeightParts{weight_values, weight_scales, at::zeros_like(weight_scales, at::kLong)}, bias);
-}
-
-// Lives here, with the function it calls: every program that links tq's int8 code can load and
-// run an int8 graph that uses it.
-TORCH_LIBRARY_FRAGMENT(tq, m) {
-  m.def("linear_dynamic_per_token(Tensor x, Tensor weight, Tensor weight_scales, Tensor? bias) -> Tensor",
-        &linear_dynamic_per_token);
 }
 
 }  // namespace tq::kernels::int8

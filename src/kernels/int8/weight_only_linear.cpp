@@ -1,0 +1,66 @@
+#include "tq/kernels/int8_weight_only.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "tq/core/check.h"
+#include "tq/kernels/weight_only_kernels.h"
+
+namespace tq::kernels {
+namespace {
+
+constexpr const char* kWho = "linear_weight_only";
+constexpr int64_t kDequantizeBlock = 1024;  // channels dequantized at once on the BLAS path
+
+void check_arguments(const at::Tensor& x, const GroupwiseWeight& w, const c10::optional<at::Tensor>& bias) {
+  TQ_CHECK(x.defined() && x.scalar_type() == at::kFloat && x.dim() >= 1, kWho, "the input must be float32, got ",
+           x.defined() ? c10::toString(x.scalar_type()) : "an undefined tensor");
+  check_groupwise_shape(w.in_features, w.bits, w.group_size, kWho);
+  TQ_CHECK(w.packed.defined() && w.packed.dim() == 2 && w.packed.scalar_type() == at::kByte &&
+               w.packed.size(1) == w.in_features * w.bits / 8,
+           kWho, "the packed weight must be uint8 [out_features, ", w.in_features * w.bits / 8, "]");
+  const int64_t out = w.packed.size(0), groups = w.in_features / w.group_size;
+  for (const at::Tensor* t : {&w.scales, &w.zero_points}) {
+    TQ_CHECK(t->defined() && t->scalar_type() == at::kFloat && t->sizes() == at::IntArrayRef({out, groups}), kWho,
+             "scales and zero points must be float32 [", out, ", ", groups, "]");
+  }
+  TQ_CHECK(x.size(-1) == w.in_features, kWho, "the input has ", x.size(-1), " features, the weight takes ",
+           w.in_features);
+  TQ_CHECK(!bias || !bias->defined() || bias->numel() == out, kWho, "the bias has ", bias ? bias->numel() : 0,
+           " values for ", out, " output features");
+}
+
+}  // namespace
+
+at::Tensor linear_weight_only(const at::Tensor& x, const GroupwiseWeight& w, const c10::optional<at::Tensor>& bias) {
+  check_arguments(x, w, bias);
+  const int64_t out = w.packed.size(0);
+  const auto rows = x.reshape({-1, w.in_features}).contiguous();
+  const int64_t m = rows.size(0);
+  const bool has_bias = bias && bias->defined();
+  const auto b = has_bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  auto y = at::empty({m, out}, x.options());
+  if (m <= kWeightOnlyKernelMaxRows) {
+    const auto packed = w.packed.contiguous();
+    const auto scales = w.scales.contiguous();
+    const auto zero_points = w.zero_points.contiguous();
+    const GroupwiseWeightView view{packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zero_points.data_ptr<float>(),
+                                   out, w.in_features, w.group_size, static_cast<int>(w.bits)};
+    cpu::linear_weight_only(rows.data_ptr<float>(), m, view, has_bias ? b.data_ptr<float>() : nullptr,
+                            y.data_ptr<float>());
+  } else {
+    for (int64_t n = 0; n < out; n += kDequantizeBlock) {
+      const int64_t count = std::min(kDequantizeBlock, out - n);
+      const GroupwiseWeight block{w.packed.narrow(0, n, count), w.scales.narrow(0, n, count),
+                                  w.zero_points.narrow(0, n, count), w.bits, w.group_size, w.in_features};
+      const auto weight = dequantize_groupwise(block);
+      y.narrow(1, n, count).copy_(has_bias ? at::addmm(b.narrow(0, n, count), rows, weight.t()) : at::mm(rows, weight.t()));
+    }
+  }
+  auto shape = x.sizes().vec();
+  shape.back() = out;
+  return y.reshape(shape);
+}
+
+}  // namespace tq::kernels
