@@ -5,6 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <vector>
 
 #include "golden.h"
@@ -92,6 +93,16 @@ TEST(GroupwiseWeight, RoundToNearestIsWithinHalfAStep) {
       EXPECT_TRUE((err > step * 0.25f).any().item<bool>());  // it does quantize
     }
   }
+}
+
+TEST(GroupwiseWeight, SubnormalWeightsKeepAFiniteStep) {
+  // hi - lo = 1e-44: divided by 15 it underflows to 0 in float32, which would make the zero point NaN.
+  auto w = at::zeros({1, 32});
+  w[0][0] = 1e-44f;
+  const auto g = tq::quantize_weight_groupwise(w, 4, 32);
+  EXPECT_EQ(g.scales.item<float>(), std::numeric_limits<float>::min());
+  EXPECT_EQ(g.zero_points.item<float>(), 0.0f);
+  EXPECT_TRUE(tq::dequantize_groupwise(g).isfinite().all().item<bool>());
 }
 
 TEST(GroupwiseWeight, BadShapesAreRefusedInOneLine) {
@@ -197,6 +208,9 @@ TEST(WeightOnlyLinear, BothPathsEqualTheDequantizedWeightsProduct) {
   const auto dequantized = tq::dequantize_groupwise(w).to(at::kDouble);
   // 2 x 3 rows run the kernel, 2 x 20 rows the dequantize-and-multiply path.
   for (int64_t tokens : {3, 20}) {
+    // A bias shaped [out, 1] is the same bias on both paths.
+    EXPECT_TRUE(tq::kernels::linear_weight_only(at::ones({tokens, 512}), w, bias.reshape({-1, 1}))
+                    .equal(tq::kernels::linear_weight_only(at::ones({tokens, 512}), w, bias)));
     const auto x = at::randn({2, tokens, 512});
     const auto y = tq::kernels::linear_weight_only(x, w, bias);
     ASSERT_EQ(y.sizes(), at::IntArrayRef({2, tokens, 300}));
@@ -204,6 +218,17 @@ TEST(WeightOnlyLinear, BothPathsEqualTheDequantizedWeightsProduct) {
     const auto bound = rounding_bound(x.reshape({-1, 512}), w).reshape({2, tokens, 300});
     EXPECT_TRUE(((y.to(at::kDouble) - expected).abs() <= bound).all().item<bool>()) << tokens << " tokens";
   }
+}
+
+TEST(WeightOnlyLinear, MoreThanOneBlockOfChannelsOnTheBlasPath) {
+  at::manual_seed(19);
+  const auto w = tq::quantize_weight_groupwise(at::randn({1100, 64}), 4, 32);  // 1024 + 76 channels
+  const auto x = at::randn({40, 64});
+  const auto expected = at::matmul(x.to(at::kDouble), tq::dequantize_groupwise(w).to(at::kDouble).t());
+  EXPECT_TRUE(((tq::kernels::linear_weight_only(x, w, c10::nullopt).to(at::kDouble) - expected).abs() <=
+               rounding_bound(x, w))
+                  .all()
+                  .item<bool>());
 }
 
 TEST(WeightOnlyLinear, TheTorchScriptOperatorGivesTheSameValues) {
@@ -224,6 +249,9 @@ TEST(WeightOnlyLinear, MismatchedInputsAreRefusedInOneLine) {
                             "[linear_weight_only] the input has 96 features, the weight takes 64");
   tq::testing::expect_error([&] { tq::kernels::linear_weight_only(at::randn({2, 64}), w, at::randn({7})); },
                             "[linear_weight_only] the bias has 7 values for 8 output features");
+  tq::testing::expect_error(
+      [&] { tq::kernels::linear_weight_only(at::empty({2, 64}, at::TensorOptions().device(at::kMeta)), w, c10::nullopt); },
+      "[linear_weight_only] tq's weight-only kernel runs on the CPU; got a tensor on meta");
 }
 
 }  // namespace

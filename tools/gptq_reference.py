@@ -9,8 +9,10 @@ layer's n calibration inputs, damped by 1% of its mean diagonal.
 
 Group-wise qparams (as GPTQ's own quantizer: asymmetric, the range widened to hold 0, one scale and
 integer zero point per output channel and group) are chosen when quantization reaches a group's
-first column, from that group's weights as updated so far. A group never straddles a block: the
-block is 128 columns when 128 and the group size divide one another, else one group.
+first column, from that group's weights as updated so far. Blocks are 128 columns when 128 and the
+group size divide one another, else one group; a group larger than a block starts at a block's
+start. (The authors' code takes a group's qparams from the weights at the start of its block: the
+same for groups of 128 or more.)
 
   from gptq_reference import hessian_reference, gptq_reference
 """
@@ -39,7 +41,7 @@ def group_qparams(w, maxq):
     empty = (lo == 0) & (hi == 0)
     lo[empty] = -1
     hi[empty] = 1
-    scale = (hi - lo) / maxq
+    scale = torch.clamp((hi - lo) / maxq, min=torch.finfo(torch.float32).tiny)  # as tq: never 0
     return scale, torch.round(-lo / scale)
 
 

@@ -403,7 +403,8 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("--weight-observer", q->weight_observer, "minmax (PyTorch's default) or mse (per channel: the "
                  "fraction of each channel's range with the least squared error)")
       ->check(CLI::IsMember({"minmax", "mse"}));
-  qc->add_option("--weight-bits", q->weight_bits, "weight bits, 2 to 8 (symmetric range; stored as int8)")
+  qc->add_option("--weight-bits", q->weight_bits, "weight bits, 2 to 8 (symmetric range; stored as int8); "
+                 "--mode weight-only: 4 or 8 (asymmetric groups)")
       ->check(CLI::Range(2, 8));
   qc->add_option("--activation-bits", q->activation_bits, "activation bits, 2 to 8 (stored as uint8)")
       ->check(CLI::Range(2, 8));

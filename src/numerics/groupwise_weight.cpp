@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "tq/core/check.h"
 
 namespace tq {
@@ -29,6 +31,7 @@ void check_groupwise_shape(int64_t in_features, int64_t bits, int64_t group_size
   TQ_CHECK(bits == 4 || bits == 8, op, who, "weight-only quantization takes 4 or 8 bits, got ", bits);
   TQ_CHECK(group_size > 0 && group_size % 32 == 0, op, who, "the group size must be a positive multiple of 32, got ",
            group_size);
+  TQ_CHECK(in_features > 0, op, who, "a weight needs at least one input feature");
   TQ_CHECK(in_features % group_size == 0, op, who, "the group size ", group_size, " does not divide the ",
            in_features, " input features");
 }
@@ -43,7 +46,9 @@ void groupwise_qparams(const at::Tensor& weight, int64_t bits, int64_t group_siz
   const auto empty = at::logical_and(lo == 0, hi == 0);
   lo = at::where(empty, at::full_like(lo, -1.0f), lo);
   hi = at::where(empty, at::full_like(hi, 1.0f), hi);
-  scales = (hi - lo) / maxq;
+  // A range too narrow for a normal float32 step (subnormal weights) would give scale 0 and NaN zero
+  // points: the smallest normal step keeps them finite (those weights quantize to the zero point).
+  scales = at::clamp_min((hi - lo) / maxq, std::numeric_limits<float>::min());
   zero_points = at::round(-lo / scales);
 }
 

@@ -4,7 +4,7 @@
 // point, chosen as GPTQ's quantizer chooses them (asymmetric, the range widened to hold 0):
 //
 //   lo = min(min(w_group), 0), hi = max(max(w_group), 0)   (both 0: lo = -1, hi = 1)
-//   scale = (hi - lo) / (2^bits - 1),  zero_point = round(-lo / scale)
+//   scale = (hi - lo) / (2^bits - 1) (at least float32's smallest normal), zero_point = round(-lo / scale)
 //   q = clamp(round(w / scale) + zero_point, 0, 2^bits - 1)     (float32, round half to even)
 //   w ~ (q - zero_point) * scale
 //

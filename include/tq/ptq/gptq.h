@@ -8,10 +8,12 @@
 // gets its weights set to 0.
 //
 // Group qparams (tq/numerics/groupwise_weight.h, GPTQ's quantizer) are chosen when quantization
-// reaches a group's first column, from the group's weights as updated so far; a group never
-// straddles a block (blocks of 128 columns when 128 and the group size divide one another, else
-// one group per block). tools/gptq_reference.py is the same algorithm in PyTorch, written from
-// the paper; tests/test_gptq.cpp compares the integers.
+// reaches a group's first column, from the group's weights as updated so far. Blocks are 128
+// columns when 128 and the group size divide one another, else one group; a group larger than a
+// block starts at a block's start. (The authors' code takes a group's qparams from the weights as
+// they were at the start of its block: the same for groups of 128 or more, and slightly staler for
+// smaller groups.) tools/gptq_reference.py is tq's algorithm in PyTorch, written from the paper;
+// tests/test_gptq.cpp compares the integers.
 #include <ATen/core/Tensor.h>
 
 #include <string>

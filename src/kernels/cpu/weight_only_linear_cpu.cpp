@@ -45,7 +45,7 @@ inline void unpack(const uint8_t* p, int bits, Vec* out) {
 #elif defined(__AVX2__)
 using Vec = __m256;
 constexpr int kWidth = 8;
-constexpr int kMaxTile = 2;  // 2 x 4 accumulators + 4 weights + 2 totals of 16 registers
+constexpr int kMaxTile = 2;  // 2 rows x 4 accumulators + 4 weights + 2 totals of 16 registers
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
 inline Vec broadcast(float v) { return _mm256_set1_ps(v); }
@@ -118,8 +118,9 @@ void channel_times_rows(const float* x, int64_t ldx, const float* x_group_sums, 
     total[m] = zero();
     correction[m] = 0.0f;
   }
-  // Independent accumulator chains hide the multiply-add's latency when the tile has few rows.
-  constexpr int kChains = Tile == 1 ? 4 : (Tile == 2 ? 2 : 1);
+  // Independent accumulator chains hide the multiply-add's latency when the tile has few rows
+  // (about 8 accumulator registers, so that weights and totals fit beside them).
+  constexpr int kChains = Tile * kVecs >= 8 ? 1 : 8 / (Tile * kVecs);
   for (int64_t g = 0; g < groups; ++g) {
     Vec acc[Tile][kChains][kVecs];
     for (int m = 0; m < Tile; ++m) {

@@ -25,6 +25,11 @@ void check_arguments(const at::Tensor& x, const GroupwiseWeight& w, const c10::o
     TQ_CHECK(t->defined() && t->scalar_type() == at::kFloat && t->sizes() == at::IntArrayRef({out, groups}), kWho,
              "scales and zero points must be float32 [", out, ", ", groups, "]");
   }
+  for (const at::Tensor* t : {&x, &w.packed, &w.scales, &w.zero_points}) {
+    TQ_CHECK(t->device().is_cpu(), kWho, "tq's weight-only kernel runs on the CPU; got a tensor on ", t->device());
+  }
+  TQ_CHECK(!bias || !bias->defined() || bias->device().is_cpu(), kWho, "the bias is on ", bias->device(),
+           ", not the CPU");
   TQ_CHECK(x.size(-1) == w.in_features, kWho, "the input has ", x.size(-1), " features, the weight takes ",
            w.in_features);
   TQ_CHECK(!bias || !bias->defined() || bias->numel() == out, kWho, "the bias has ", bias ? bias->numel() : 0,
@@ -39,7 +44,7 @@ at::Tensor linear_weight_only(const at::Tensor& x, const GroupwiseWeight& w, con
   const auto rows = x.reshape({-1, w.in_features}).contiguous();
   const int64_t m = rows.size(0);
   const bool has_bias = bias && bias->defined();
-  const auto b = has_bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const auto b = has_bias ? bias->to(at::kFloat).reshape({-1}).contiguous() : at::Tensor();
   auto y = at::empty({m, out}, x.options());
   if (m <= kWeightOnlyKernelMaxRows) {
     const auto packed = w.packed.contiguous();
