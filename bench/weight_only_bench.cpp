@@ -61,7 +61,7 @@ void fp32(benchmark::State& state, int64_t out, int64_t in, int64_t batch) {
 // The bandwidth limit: the packed 4-bit weight's bytes copied by as many threads as the kernel
 // uses, 64 KiB at a time into a small per-task buffer that stays in the cache, so the figure is
 // the memory's read bandwidth (a plain large memcpy streams its writes to memory too).
-void copy(benchmark::State& state, int64_t bytes) {
+void copy_bytes(benchmark::State& state, int64_t bytes) {
   constexpr int64_t kChunk = 64 * 1024;
   const int64_t copies = copies_for(bytes);
   std::vector<uint8_t> source(static_cast<size_t>(bytes * copies), 1);
@@ -81,7 +81,7 @@ void copy(benchmark::State& state, int64_t bytes) {
 
 // The same bytes only read (summed as 64-bit words): the memory's read bandwidth without memcpy's
 // stores, what a kernel that only reads its weight can approach.
-void read(benchmark::State& state, int64_t bytes) {
+void read_bytes(benchmark::State& state, int64_t bytes) {
   const int64_t copies = copies_for(bytes), words = bytes / 8;
   std::vector<uint64_t> source(static_cast<size_t>(words * copies), 1);
   int64_t c = 0;
@@ -120,8 +120,8 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("Linear" + shape + tail + "/fp32").c_str(), fp32, s.out, s.in, batch)
           ->UseRealTime();
     }
-    benchmark::RegisterBenchmark(("Copy" + shape + "/w4_bytes").c_str(), copy, s.out * s.in / 2)->UseRealTime();
-    benchmark::RegisterBenchmark(("Read" + shape + "/w4_bytes").c_str(), read, s.out * s.in / 2)->UseRealTime();
+    benchmark::RegisterBenchmark(("Copy" + shape + "/w4_bytes").c_str(), copy_bytes, s.out * s.in / 2)->UseRealTime();
+    benchmark::RegisterBenchmark(("Read" + shape + "/w4_bytes").c_str(), read_bytes, s.out * s.in / 2)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
