@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "every_cpu_capability.h"
 #include "golden.h"
 #include "tq/kernels/cpu_capability.h"
 #include "tq/kernels/fake_quantize_kernels.h"
@@ -22,17 +23,12 @@ namespace cpu = tq::kernels::cpu;
 namespace reference = tq::kernels::reference;
 
 // Runs the test body once per copy this processor can run, restoring the copy in use afterwards.
-class CpuKernels : public ::testing::TestWithParam<CpuCapability> {
+class CpuKernels : public tq::testing::EveryCpuCapability {
  protected:
   void SetUp() override {
-    previous_ = tq::kernels::cpu_capability();
-    tq::kernels::set_cpu_capability(GetParam());
+    EveryCpuCapability::SetUp();
     at::manual_seed(7);
   }
-  void TearDown() override { tq::kernels::set_cpu_capability(previous_); }
-
- private:
-  CpuCapability previous_ = CpuCapability::kDefault;
 };
 
 const ChannelLayout kLayouts[] = {{1, 7, 5000}, {300, 33, 1}, {17, 5, 3}, {2, 70000, 1}};
@@ -180,12 +176,7 @@ TEST_P(CpuKernels, LearnableBackwardEqualsReference) {
   EXPECT_NE(dz_ref, 0.0);  // some elements fall outside the range
 }
 
-std::string capability_name(const ::testing::TestParamInfo<CpuCapability>& info) {
-  return tq::kernels::to_string(info.param);
-}
-
-INSTANTIATE_TEST_SUITE_P(EveryCompiledCopy, CpuKernels, ::testing::ValuesIn(tq::kernels::available_cpu_capabilities()),
-                         capability_name);
+TQ_INSTANTIATE_FOR_EVERY_CPU_CAPABILITY(CpuKernels);
 
 TEST(CpuCapability, AnX86ProcessorRunsEveryCopyItsInstructionsAllow) {
   const auto available = tq::kernels::available_cpu_capabilities();

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "every_cpu_capability.h"
 #include "golden.h"
 #include "tq/kernels/cpu_capability.h"
 #include "tq/kernels/weight_only_kernels.h"
@@ -120,17 +121,12 @@ TEST(GroupwiseWeight, BadShapesAreRefusedInOneLine) {
 }
 
 // Every compiled copy of the kernel, forced one after the other.
-class WeightOnlyKernels : public ::testing::TestWithParam<CpuCapability> {
+class WeightOnlyKernels : public tq::testing::EveryCpuCapability {
  protected:
   void SetUp() override {
-    previous_ = tq::kernels::cpu_capability();
-    tq::kernels::set_cpu_capability(GetParam());
+    EveryCpuCapability::SetUp();
     at::manual_seed(11);
   }
-  void TearDown() override { tq::kernels::set_cpu_capability(previous_); }
-
- private:
-  CpuCapability previous_ = CpuCapability::kDefault;
 };
 
 tq::kernels::GroupwiseWeightView view_of(const GroupwiseWeight& w) {
@@ -193,12 +189,7 @@ TEST_P(WeightOnlyKernels, EqualsTheReferenceWithinRounding) {
   }
 }
 
-std::string capability_name(const ::testing::TestParamInfo<CpuCapability>& info) {
-  return tq::kernels::to_string(info.param);
-}
-
-INSTANTIATE_TEST_SUITE_P(EveryCompiledCopy, WeightOnlyKernels,
-                         ::testing::ValuesIn(tq::kernels::available_cpu_capabilities()), capability_name);
+TQ_INSTANTIATE_FOR_EVERY_CPU_CAPABILITY(WeightOnlyKernels);
 
 TEST(WeightOnlyLinear, BothPathsEqualTheDequantizedWeightsProduct) {
   at::manual_seed(13);

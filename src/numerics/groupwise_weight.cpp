@@ -36,9 +36,11 @@ void check_groupwise_shape(int64_t in_features, int64_t bits, int64_t group_size
            in_features, " input features");
 }
 
-void groupwise_qparams(const at::Tensor& weight, int64_t bits, int64_t group_size, at::Tensor& scales,
-                       at::Tensor& zero_points) {
-  check_weight(weight, bits, group_size);
+namespace {
+
+// The two steps of round-to-nearest on a weight already checked by check_weight.
+void qparams_of_checked(const at::Tensor& weight, int64_t bits, int64_t group_size, at::Tensor& scales,
+                        at::Tensor& zero_points) {
   const float maxq = static_cast<float>((1 << bits) - 1);
   const auto g = grouped(weight, group_size);
   auto lo = at::clamp_max(std::get<0>(g.min(2)), 0.0f);
@@ -52,9 +54,8 @@ void groupwise_qparams(const at::Tensor& weight, int64_t bits, int64_t group_siz
   zero_points = at::round(-lo / scales);
 }
 
-at::Tensor quantize_groupwise(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zero_points,
-                              int64_t bits, int64_t group_size) {
-  check_weight(weight, bits, group_size);
+at::Tensor quantize_checked(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zero_points,
+                            int64_t bits, int64_t group_size) {
   const int64_t groups = weight.size(1) / group_size;
   TQ_CHECK(scales.sizes() == at::IntArrayRef({weight.size(0), groups}) && scales.sizes() == zero_points.sizes(), kWho,
            "expected scales and zero points of shape [", weight.size(0), ", ", groups, "], got ", scales.sizes(),
@@ -63,6 +64,20 @@ at::Tensor quantize_groupwise(const at::Tensor& weight, const at::Tensor& scales
   const auto q = at::clamp(at::round(grouped(weight, group_size) / scales.unsqueeze(2)) + zero_points.unsqueeze(2),
                            0.0f, maxq);
   return q.reshape(weight.sizes()).to(at::kByte);
+}
+
+}  // namespace
+
+void groupwise_qparams(const at::Tensor& weight, int64_t bits, int64_t group_size, at::Tensor& scales,
+                       at::Tensor& zero_points) {
+  check_weight(weight, bits, group_size);
+  qparams_of_checked(weight, bits, group_size, scales, zero_points);
+}
+
+at::Tensor quantize_groupwise(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zero_points,
+                              int64_t bits, int64_t group_size) {
+  check_weight(weight, bits, group_size);
+  return quantize_checked(weight, scales, zero_points, bits, group_size);
 }
 
 at::Tensor pack_groupwise(const at::Tensor& q, int64_t bits) {
@@ -90,9 +105,10 @@ GroupwiseWeight make_groupwise_weight(const at::Tensor& q, const at::Tensor& sca
 }
 
 GroupwiseWeight quantize_weight_groupwise(const at::Tensor& weight, int64_t bits, int64_t group_size) {
+  check_weight(weight, bits, group_size);
   at::Tensor scales, zero_points;
-  groupwise_qparams(weight, bits, group_size, scales, zero_points);
-  return make_groupwise_weight(quantize_groupwise(weight, scales, zero_points, bits, group_size), scales, zero_points,
+  qparams_of_checked(weight, bits, group_size, scales, zero_points);
+  return make_groupwise_weight(quantize_checked(weight, scales, zero_points, bits, group_size), scales, zero_points,
                                bits, group_size);
 }
 
