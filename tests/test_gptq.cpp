@@ -34,19 +34,22 @@ TEST(Gptq, IntegersEqualTheReferences) {
   const auto h = hessian_of(to_tensor(g["inputs"]), g["batch"].get<int64_t>());
   for (const auto& c : g["cases"]) {
     const auto bits = c["bits"].get<int64_t>(), group = c["group_size"].get<int64_t>();
-    const auto w = tq::ptq::gptq_quantize(weight, h, tq::ptq::GptqOptions().bits(bits).group_size(group), "fc");
+    const bool act_order = c["act_order"].get<bool>();
+    const auto w = tq::ptq::gptq_quantize(
+        weight, h, tq::ptq::GptqOptions().bits(bits).group_size(group).act_order(act_order), "fc");
     const auto q = tq::unpack_groupwise(w.packed, bits, w.in_features).to(at::kLong);
     const auto want = to_tensor(c["q"]).to(at::kLong);
     // Two LAPACKs' Cholesky factors differ in their last bits, which may flip a rounding and, through
     // the error feedback, a few more: the bound is 99.9% equal.
     const double equal = at::eq(q, want).to(at::kDouble).mean().item<double>();
-    EXPECT_GE(equal, 0.999) << bits << " bits, group " << group;
+    EXPECT_GE(equal, 0.999) << bits << " bits, group " << group << ", act order " << act_order;
     EXPECT_LE((q - want).abs().max().item<int64_t>(), 1) << bits << " bits, group " << group;
     EXPECT_TRUE(tq::testing::tensors_close(w.scales, to_tensor(c["scales"]), 1e-4, 0)) << bits << "/" << group;
     const double zero_points_equal =
         at::eq(w.zero_points, to_tensor(c["zero_points"])).to(at::kDouble).mean().item<double>();
     EXPECT_GE(zero_points_equal, 0.99) << bits << " bits, group " << group;
-    std::cout << bits << "-bit, group " << group << ": " << 100 * equal << "% of the integers equal the reference's\n";
+    std::cout << bits << "-bit, group " << group << (act_order ? ", act order" : "") << ": " << 100 * equal
+              << "% of the integers equal the reference's\n";
   }
 }
 
@@ -61,6 +64,9 @@ TEST(Gptq, BeatsRoundToNearestOnTheLayersOutput) {
   for (int64_t bits : {4, 8}) {
     const double gptq = output_error(tq::ptq::gptq_quantize(weight, h, tq::ptq::GptqOptions().bits(bits), "fc"));
     const double nearest = output_error(tq::quantize_weight_groupwise(weight, bits, 128));
+    const double act_order =
+        output_error(tq::ptq::gptq_quantize(weight, h, tq::ptq::GptqOptions().bits(bits).act_order(true), "fc"));
+    EXPECT_LT(act_order, 0.5 * nearest) << bits << " bits, act order";
     // The reference measured a third of round-to-nearest's squared error at both widths.
     EXPECT_LT(gptq, 0.5 * nearest) << bits << " bits";
   }

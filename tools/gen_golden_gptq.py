@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from golden_io import tensor_json, write_json  # noqa: E402
 from gptq_reference import gptq_reference, hessian_reference  # noqa: E402
 
-CASES = [(4, 128), (4, 64), (4, 96), (8, 128), (4, 384)]
+CASES = [(4, 128, False), (4, 64, False), (4, 96, False), (8, 128, False), (4, 384, False), (4, 128, True),
+         (4, 64, True)]
 BATCH = 100
 
 
@@ -34,9 +35,10 @@ def main():
     x[:, 5] = 0
     h, n = hessian_reference(x.split(BATCH))
     cases = []
-    for bits, group in CASES:
-        q, scales, zeros = gptq_reference(weight, h, bits=bits, group_size=group)
-        cases.append({"bits": bits, "group_size": group, "q": tensor_json(q), "scales": tensor_json(scales),
+    for bits, group, act_order in CASES:
+        q, scales, zeros = gptq_reference(weight, h, bits=bits, group_size=group, act_order=act_order)
+        cases.append({"bits": bits, "group_size": group, "act_order": act_order, "q": tensor_json(q),
+                      "scales": tensor_json(scales),
                       "zero_points": tensor_json(zeros)})
     write_json(os.path.join(a.out, "gptq.json"), {"weight": tensor_json(weight), "inputs": tensor_json(x),
                                                   "batch": BATCH, "tokens": n, "hessian": tensor_json(h),

@@ -51,8 +51,11 @@ def block_size_for(group_size, columns):
     return 128 if 128 % group_size == 0 or group_size % 128 == 0 else group_size
 
 
-def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01):
-    """Returns (q, scales, zero_points): integers [out, in] and per-group qparams [out, in / group_size]."""
+def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01, act_order=False):
+    """Returns (q, scales, zero_points): integers [out, in] and per-group qparams [out, in / group_size].
+
+    act_order: columns in decreasing order of H's diagonal (the authors' --act-order), with static
+    groups (each group's qparams from the weights before any update, AutoGPTQ's static_groups)."""
     w = weight.clone().float()
     rows, columns = w.shape
     maxq = 2 ** bits - 1
@@ -61,12 +64,19 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01):
     h[dead, dead] = 1
     w[:, dead] = 0
     h += damp * torch.mean(torch.diag(h)) * torch.eye(columns)
-    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     q = torch.zeros(rows, columns, dtype=torch.long)
     groups = columns // group_size
     scales = torch.zeros(rows, groups)
     zeros = torch.zeros(rows, groups)
-    block = block_size_for(group_size, columns)
+    perm = None
+    if act_order:
+        for g in range(groups):
+            scales[:, g], zeros[:, g] = group_qparams(w[:, g * group_size:(g + 1) * group_size], maxq)
+        perm = torch.sort(torch.diag(h), descending=True, stable=True).indices
+        w = w[:, perm]
+        h = h[perm][:, perm]
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    block = 128 if act_order else block_size_for(group_size, columns)
     for i1 in range(0, columns, block):
         i2 = min(i1 + block, columns)
         w1 = w[:, i1:i2].clone()
@@ -74,7 +84,7 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01):
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            if col % group_size == 0:
+            if not act_order and col % group_size == 0:
                 g = col // group_size
                 # The group's weights as updated so far: inside this block, or this block and later ones.
                 if col + group_size <= i2:
@@ -82,7 +92,7 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01):
                 else:
                     scale, zero = group_qparams(torch.cat([w1[:, i:], w[:, i2:col + group_size]], 1), maxq)
                 scales[:, g], zeros[:, g] = scale, zero
-            g = col // group_size
+            g = (int(perm[col]) if act_order else col) // group_size
             qc = torch.clamp(torch.round(w1[:, i] / scales[:, g]) + zeros[:, g], 0, maxq)
             q[:, col] = qc.long()
             dq = scales[:, g] * (qc - zeros[:, g])
@@ -90,4 +100,6 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01):
             w1[:, i:] -= err.unsqueeze(1).matmul(hinv1[i, i:].unsqueeze(0))
             err1[:, i] = err
         w[:, i2:] -= err1.matmul(hinv[i1:i2, i2:])
+    if act_order:
+        q = q[:, torch.argsort(perm)]
     return q, scales, zeros

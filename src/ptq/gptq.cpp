@@ -59,21 +59,32 @@ GroupwiseWeight gptq_quantize(const at::Tensor& weight, const GptqHessian& hessi
   h.diagonal().masked_fill_(dead, 1.0f);
   w.masked_fill_(dead.unsqueeze(0), 0.0f);
   h.diagonal().add_(static_cast<float>(o.damp()) * h.diagonal().mean());
-  const auto hinv = inverse_hessian_factor(h, layer);
 
   const int64_t group = o.group_size(), groups = columns / group;
   auto q = at::zeros({rows, columns}, at::kFloat);
   auto scales = at::zeros({rows, groups});
   auto zero_points = at::zeros({rows, groups});
-  const int64_t block = block_size_for(group, columns);
+  // Act order: columns in decreasing order of H's diagonal (inputs with the most energy first),
+  // with static groups: every group's qparams from the weights as given, so groups stay
+  // contiguous in the packed layout whatever the order.
+  at::Tensor order;
+  if (o.act_order()) {
+    groupwise_qparams(w, o.bits(), group, scales, zero_points);
+    order = std::get<1>(at::sort(h.diagonal(), /*stable=*/true, /*dim=*/0, /*descending=*/true));
+    w = w.index_select(1, order);
+    h = h.index_select(0, order).index_select(1, order);
+  }
+  const auto hinv = inverse_hessian_factor(h, layer);
+  const auto* original = o.act_order() ? order.data_ptr<int64_t>() : nullptr;
+  const int64_t block = o.act_order() ? kBlock : block_size_for(group, columns);
   for (int64_t i1 = 0; i1 < columns; i1 += block) {
     const int64_t i2 = std::min(i1 + block, columns), count = i2 - i1;
     auto w1 = w.narrow(1, i1, count).clone();
     auto err1 = at::zeros_like(w1);
     const auto hinv1 = hinv.narrow(0, i1, count).narrow(1, i1, count);
     for (int64_t i = 0; i < count; ++i) {
-      const int64_t col = i1 + i, g = col / group;
-      if (col % group == 0) {
+      const int64_t col = i1 + i, g = (original ? original[col] : col) / group;
+      if (!original && col % group == 0) {
         // The group's weights as updated so far: inside this block, or this block and later ones.
         const auto current = col + group <= i2 ? w1.narrow(1, i, group)
                                                : at::cat({w1.narrow(1, i, count - i), w.narrow(1, i2, col + group - i2)}, 1);
@@ -92,6 +103,7 @@ GroupwiseWeight gptq_quantize(const at::Tensor& weight, const GptqHessian& hessi
     }
     if (i2 < columns) w.narrow(1, i2, columns - i2).sub_(err1.matmul(hinv.narrow(0, i1, count).narrow(1, i2, columns - i2)));
   }
+  if (o.act_order()) q = q.index_select(1, at::argsort(order));
   return make_groupwise_weight(q.to(at::kByte), scales, zero_points, o.bits(), group);
 }
 

@@ -27,6 +27,10 @@ struct GptqOptions {
   TQ_OPTION(GptqOptions, int64_t, bits) = 4;
   TQ_OPTION(GptqOptions, int64_t, group_size) = 128;
   TQ_OPTION(GptqOptions, double, damp) = 0.01;  // fraction of H's mean diagonal added to it
+  // Columns in decreasing order of H's diagonal (the authors' --act-order), with static groups:
+  // each group's qparams from the weights before any update (AutoGPTQ's static_groups), so the
+  // groups stay contiguous.
+  TQ_OPTION(GptqOptions, bool, act_order) = false;
 };
 
 // H of one layer, accumulated batch by batch in float32 as GPTQ accumulates it.
