@@ -1,5 +1,6 @@
 // Graph-mode dynamic quantization (Linear) and weight-only Embedding, against PyTorch's eager
 // quantize_dynamic on the same model (golden: tools/gen_golden_graph_dynamic.py).
+#include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
@@ -7,6 +8,8 @@
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/numerics/groupwise_weight.h"
+#include "tq/ptq/gptq.h"
 #include "tq/quant/qconfig_mapping.h"
 
 namespace {
@@ -82,6 +85,51 @@ TEST(GraphWeightOnly, FourBitLinearEqualsItsReferenceForm) {
   const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4.pt";
   tq::graph::save_torchscript(quantized, path);
   EXPECT_TRUE(at::equal(tq::graph::load_torchscript(path).forward({tokens}).toTensor(), out));
+}
+
+// GPTQ in graph mode: calibration collects fc2's input Hessian, and convert gives the integers
+// tq::ptq::gptq_quantize gives on those inputs (act order, weight_only_gptq_qconfig's default). Before calibration, and with fewer input rows than
+// fc2's 32 input features, convert refuses naming the layer.
+TEST(GraphWeightOnly, GptqQuantizesWithTheInputsCalibrationSaw) {
+  auto model = tq::graph::load_torchscript(machine_golden_path("graph/dynamic_model_script.pt"));
+  at::NoGradGuard no_grad;
+  auto options = tq::graph::GraphQuantizeOptions::dynamic();
+  options.mapping.set_global(tq::quant::weight_only_gptq_qconfig(4, 32));
+  options.mapping.set_module_name_none("embed");  // float: fc2's inputs then come from float ops only
+  options.mapping.set_module_name_none("fc1");
+  auto observed = tq::graph::prepare(model, options);
+  tq::testing::expect_error([&] { observed.convert(); },
+                            "'fc2': GPTQ needs the layer's inputs: calibrate the prepared model first");
+  at::manual_seed(5);
+  std::vector<at::Tensor> batches;
+  for (int i = 0; i < 12; ++i) batches.push_back(at::randint(0, 100, {4, 10}));
+  observed.calibrate(batches[0]);
+  tq::testing::expect_error([&] { observed.convert(); },
+                            "[gptq] 'fc2': 4 calibration tokens for 32 input features");
+  for (size_t i = 1; i < batches.size(); ++i) observed.calibrate(batches[i]);
+
+  // fc2's inputs from the float model's parameters, in calibration's order.
+  auto param = [&](const std::string& module, const std::string& name) {
+    return model.attr(module).toModule().attr(name).toTensor();
+  };
+  auto fc2_input = [&](const at::Tensor& tokens) {
+    const auto x = at::embedding(param("embed", "weight"), tokens).mean(1);
+    return at::relu(at::linear(x, param("fc1", "weight"), param("fc1", "bias")));
+  };
+  tq::ptq::GptqHessian hessian;
+  for (const auto& b : batches) hessian.add(fc2_input(b));
+  const auto weight = param("fc2", "weight");
+  const auto want = tq::ptq::gptq_quantize(weight, hessian, tq::ptq::GptqOptions().bits(4).group_size(32).act_order(true), "fc2");
+  // GPTQ rounds some weights away from their nearest level (else this test could not tell them apart).
+  EXPECT_FALSE(at::equal(want.packed, tq::quantize_weight_groupwise(weight, 4, 32).packed));
+
+  const auto tokens = at::randint(0, 100, {6, 10});
+  const auto expected = at::linear(fc2_input(tokens), tq::dequantize_groupwise(want), param("fc2", "bias"));
+  const auto reference = observed.convert(/*reference=*/true).forward({tokens}).toTensor();
+  EXPECT_TRUE(tq::testing::tensors_close(reference, expected, 1e-6, 1e-6));
+  // tq's kernel: the same weights, float32 summed in another order.
+  const auto quantized = observed.convert().forward({tokens}).toTensor();
+  EXPECT_TRUE(tq::testing::tensors_close(quantized, expected, 1e-5, 1e-5));
 }
 
 INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, GraphDynamic,

@@ -34,6 +34,9 @@
 #include "tq/kernels/int8_saturation.h"
 #include "tq/nn/qconfig.h"
 #include "tq/numerics/fake_quantize.h"
+#include "tq/numerics/groupwise_weight.h"
+#include "tq/observers/groupwise_weight_observer.h"
+#include "tq/ptq/gptq.h"
 
 namespace tq::graph {
 
@@ -317,12 +320,26 @@ void insert_observers(Impl& impl) {
   }
   for (size_t i = 0; i < impl.points.size(); ++i) impl.points[i].observer = impl.points[find(i)].observer;
 
+  // GPTQ's layers: the Hessian of each one's input, accumulated while calibrating (layers that
+  // share an input share it).
+  for (auto& info : impl.matches) {
+    const Node* w = detail::weighted_node(info.match);
+    if (info.why_float.empty() && w && info.qconfig && detail::gptq_options(*info.qconfig)) {
+      auto& h = impl.input_hessians[impl.unalias(w->input(0))];
+      if (!h) h = std::make_shared<ptq::GptqHessian>();
+    }
+  }
+  auto hessian_of = [&impl](const Value* v) -> std::shared_ptr<ptq::GptqHessian> {
+    auto it = impl.input_hessians.find(v);
+    return it == impl.input_hessians.end() ? nullptr : it->second;
+  };
   for (size_t i = 0; i < impl.points.size(); ++i) {
     auto& p = impl.points[i];
     auto obs = p.observer;
     auto flag = p.saw_non_float;
     auto capture = impl.capture;
-    p.slot = detail::register_observer_slot([obs, flag, capture, i](const at::Tensor& x) {
+    auto hessian = hessian_of(p.value);
+    p.slot = detail::register_observer_slot([obs, flag, capture, hessian, i](const at::Tensor& x) {
       if (capture->active) {
         if (capture->simulate && x.is_floating_point() && i < capture->qparams.size() && capture->qparams[i]) {
           const auto& qp = *capture->qparams[i];
@@ -331,6 +348,7 @@ void insert_observers(Impl& impl) {
         if (capture->wanted.empty() || capture->wanted.count(i)) capture->values[i].push_back(x.detach().clone());
       } else if (x.is_floating_point()) {
         nn::run_quantizer(*obs, x);
+        if (hessian) hessian->add(x.detach());
       } else {
         *flag = true;
       }
@@ -339,7 +357,8 @@ void insert_observers(Impl& impl) {
     impl.observed_alias[out] = p.value;
   }
   // Taps where a weighted layer's input is no quantization point (a Linear after flatten): AdaRound
-  // reads every such input. They only record, while a capture is active.
+  // reads every such input. They record while a capture is active, and otherwise feed GPTQ's
+  // Hessian where the layer asks for one.
   for (auto& info : impl.matches) {
     const Node* w = detail::weighted_node(info.match);
     if (!info.why_float.empty() || !w) continue;
@@ -347,9 +366,12 @@ void insert_observers(Impl& impl) {
     if (impl.point_of.count(in) || impl.tap_of.count(in)) continue;
     const size_t index = impl.points.size() + impl.taps.size();
     auto capture = impl.capture;
-    const int64_t slot = detail::register_observer_slot([capture, index](const at::Tensor& x) {
-      if (capture->active && (capture->wanted.empty() || capture->wanted.count(index))) {
-        capture->values[index].push_back(x.detach().clone());
+    auto hessian = hessian_of(in);
+    const int64_t slot = detail::register_observer_slot([capture, hessian, index](const at::Tensor& x) {
+      if (capture->active) {
+        if (capture->wanted.empty() || capture->wanted.count(index)) capture->values[index].push_back(x.detach().clone());
+      } else if (hessian && x.is_floating_point()) {
+        hessian->add(x.detach());
       }
     });
     impl.taps.push_back(slot);
@@ -489,6 +511,22 @@ class Emitter : public ConvertContext {
              "': its qconfig has no weight observer");
     auto obs = info.qconfig->weight();
     return nn::quantize_weight(*obs, weight, kind_of(m.root) + " in '" + m.module_path + "'");
+  }
+
+  GroupwiseWeight groupwise_weight(const Match& m, const at::Tensor& weight) override {
+    const auto& qc = qconfig(m);
+    const auto made = qc.weight ? qc.weight() : nullptr;
+    const auto* obs = dynamic_cast<const observers::GroupwiseWeightObserver*>(made.get());
+    TQ_CHECK(obs != nullptr, "convert", "'", m.module_path, "' has no group-wise weight observer");
+    const auto& o = obs->options();
+    const auto w = weight.to(at::kFloat).contiguous();
+    const auto gptq = detail::gptq_options(qc);
+    if (!gptq) return quantize_weight_groupwise(w, o.bits(), o.group_size());
+    const Node* n = detail::weighted_node(m);
+    const auto it = impl_.input_hessians.find(impl_.unalias(n->input(0)));
+    TQ_CHECK(it != impl_.input_hessians.end() && it->second->tokens() > 0, "convert", "'", m.module_path,
+             "': GPTQ needs the layer's inputs: calibrate the prepared model first");
+    return ptq::gptq_quantize(w, *it->second, *gptq, m.module_path);
   }
 
   Value* packed_weight(const kernels::int8::PackedWeight& packed) override {

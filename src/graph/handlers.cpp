@@ -11,7 +11,6 @@
 #include "tq/kernels/int8_graph.h"
 #include "tq/numerics/batch_norm_folding.h"
 #include "tq/numerics/groupwise_weight.h"
-#include "tq/observers/groupwise_weight_observer.h"
 #include "tq/quant/qconfig_mapping.h"
 
 namespace tq::graph {
@@ -154,20 +153,10 @@ class LinearHandler : public QuantizeHandler {
   }
 };
 
-// The group-wise weight of a weight-only Linear, from the qconfig's GroupwiseWeightObserver (convert
-// names the layer when this throws: a group size that does not divide its input features).
-GroupwiseWeight groupwise_weight(ConvertContext& ctx, const Match& m, const at::Tensor& weight) {
-  const auto made = ctx.qconfig(m).weight();
-  auto* obs = dynamic_cast<observers::GroupwiseWeightObserver*>(made.get());
-  TQ_CHECK(obs != nullptr, "convert", "'", m.module_path, "' has no group-wise weight observer");
-  const auto& o = obs->options();
-  return quantize_weight_groupwise(weight.to(at::kFloat).contiguous(), o.bits(), o.group_size());
-}
-
 // Dynamic Linear: int8 weights, the input quantized inside the op at run time (PyTorch's
 // dynamic Linear passes reduce_range=True), with one scale for the tensor, or one per token under
-// per_token_dynamic_qconfig (tq's operator; LibTorch has none). Under weight_only_qconfig: float
-// input, group-wise 4- or 8-bit weights (tq's operator).
+// per_token_dynamic_qconfig (tq's operator; LibTorch has none). Under weight_only_qconfig (or its
+// GPTQ form): float input, group-wise 4- or 8-bit weights (tq's operator).
 class DynamicLinearHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "DynamicLinear"; }
@@ -180,7 +169,7 @@ class DynamicLinearHandler : public QuantizeHandler {
     auto& g = ctx.graph();
     const auto bias_value = [&] { return g.insertConstant(bias.defined() ? c10::IValue(bias) : c10::IValue()); };
     if (quant::is_weight_only(ctx.qconfig(m))) {
-      const auto w = groupwise_weight(ctx, m, constant_of(lin->input(1))->toTensor());
+      const auto w = ctx.groupwise_weight(m, constant_of(lin->input(1))->toTensor());
       return int8g::linear_weight_only(g, ctx.float_value(lin->input(0)), g.insertConstant(w.packed),
                                        g.insertConstant(w.scales), g.insertConstant(w.zero_points), w.bits,
                                        w.group_size, bias_value());
@@ -202,7 +191,7 @@ class DynamicLinearHandler : public QuantizeHandler {
     auto& g = ctx.graph();
     const auto weight = constant_of(m.root->input(1))->toTensor();
     auto* w = quant::is_weight_only(ctx.qconfig(m))
-                  ? g.insertConstant(dequantize_groupwise(groupwise_weight(ctx, m, weight)))
+                  ? g.insertConstant(dequantize_groupwise(ctx.groupwise_weight(m, weight)))
                   : dequantized_weight(g, ctx.quantize_weight(m, weight));
     return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(1) ? w : nullptr; });
   }

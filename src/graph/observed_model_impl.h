@@ -16,6 +16,7 @@
 #include "observe_op.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/nn/qconfig.h"
+#include "tq/ptq/gptq.h"
 
 namespace tq::graph {
 
@@ -71,6 +72,9 @@ struct ObservedModel::Impl {
   std::vector<std::string> equalized;  // pairs cross-layer equalization changed
   // Int8 weights chosen by AdaRound, by the match root they belong to; convert uses them as they are.
   std::unordered_map<const Node*, at::Tensor> weight_overrides;
+  // GPTQ layers' input Hessians, by input value (before its observe op), filled by calibration.
+  // Not saved with the observed model: a loaded one is calibrated again before GPTQ's convert.
+  std::unordered_map<const Value*, std::shared_ptr<ptq::GptqHessian>> input_hessians;
   // While active, observe ops record the values instead of observing (compare_layers, AdaRound):
   // those of the points in `wanted` (all when empty). With `simulate`, each point's value is first
   // quantized and dequantized in place with its qparams, as the int8 model computes it.
@@ -110,6 +114,8 @@ inline ObservedModel::Impl& impl_of(const ObservedModel& m) { return ObservedMod
 // prepare() for both workflows: freeze, normalize, match, observe.
 std::shared_ptr<ObservedModel::Impl> prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
                                                   bool qat);
+// GPTQ's options for a qconfig of quant::weight_only_gptq_qconfig's kind; nullopt for any other.
+std::optional<ptq::GptqOptions> gptq_options(const nn::QConfig& qconfig);
 // True when graph-mode QAT keeps this match's batch norm live (a 2-d convolution + batch norm).
 bool trains_batch_norm(const Match& m);
 // The point whose qparams a value carries in int8: its own, or through ops that keep their

@@ -8,6 +8,7 @@
 #include "tq/core/check.h"
 #include "layer_args.h"
 #include "tq/core/error_message.h"
+#include "tq/observers/groupwise_weight_observer.h"
 
 namespace tq::graph {
 
@@ -22,6 +23,15 @@ bool detail::trains_batch_norm(const Match& m) {
   return conv != nullptr && bn != nullptr && why_conv_float(conv).empty() && read_conv(conv).dims == 2 &&
          why_batch_norm_float(bn).empty() && optional_tensor(bn->input(1)).defined() &&
          optional_tensor(bn->input(2)).defined();
+}
+
+std::optional<ptq::GptqOptions> detail::gptq_options(const nn::QConfig& qconfig) {
+  if (!qconfig.weight) return std::nullopt;
+  const auto made = qconfig.weight();
+  const auto* obs = dynamic_cast<const observers::GroupwiseWeightObserver*>(made.get());
+  if (obs == nullptr || !obs->options().gptq()) return std::nullopt;
+  const auto& o = obs->options();
+  return ptq::GptqOptions().bits(o.bits()).group_size(o.group_size()).damp(o.gptq_damp()).act_order(o.gptq_act_order());
 }
 
 namespace detail {

@@ -9,6 +9,7 @@ GroupwiseWeightObserver::GroupwiseWeightObserver(const GroupwiseWeightObserverOp
   TQ_CHECK(o.bits() == 4 || o.bits() == 8, name(), "weight-only quantization takes 4 or 8 bits, got ", o.bits());
   TQ_CHECK(o.group_size() > 0 && o.group_size() % 32 == 0, name(),
            "the group size must be a positive multiple of 32, got ", o.group_size());
+  TQ_CHECK(o.gptq_damp() > 0 && o.gptq_damp() < 1, name(), "GPTQ's damping must lie in (0, 1), got ", o.gptq_damp());
 }
 
 at::Tensor GroupwiseWeightObserver::forward(const at::Tensor& x) {
@@ -24,7 +25,12 @@ QParams GroupwiseWeightObserver::calculate_qparams() {
 }
 
 std::string GroupwiseWeightObserver::extra_repr() const {
-  return "bits=" + std::to_string(options_.bits()) + ", group_size=" + std::to_string(options_.group_size());
+  std::string repr = "bits=" + std::to_string(options_.bits()) + ", group_size=" + std::to_string(options_.group_size());
+  if (options_.gptq()) {
+    repr += ", gptq=True, gptq_damp=" + std::to_string(options_.gptq_damp()) +
+            ", gptq_act_order=" + (options_.gptq_act_order() ? "True" : "False");
+  }
+  return repr;
 }
 
 }  // namespace tq::observers

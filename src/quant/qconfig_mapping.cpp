@@ -143,6 +143,15 @@ nn::QConfig weight_only_qconfig(int64_t bits, int64_t group_size) {
           "weight-only " + std::to_string(bits) + "-bit g" + std::to_string(group_size)};
 }
 
+nn::QConfig weight_only_gptq_qconfig(int64_t bits, int64_t group_size, double damp, bool act_order) {
+  auto options = obs::GroupwiseWeightObserverOptions().bits(bits).group_size(group_size).gptq(true).gptq_damp(damp)
+                     .gptq_act_order(act_order);
+  obs::GroupwiseWeightObserver check(options);
+  return {obs::default_placeholder_observer(), obs::with_args<obs::GroupwiseWeightObserver>(options),
+          "weight-only " + std::to_string(bits) + "-bit g" + std::to_string(group_size) + " GPTQ" +
+              (act_order ? " act-order" : "")};
+}
+
 bool is_weight_only(const nn::QConfig& qconfig) {
   if (!qconfig.weight) return false;
   const auto made = qconfig.weight();

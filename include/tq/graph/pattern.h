@@ -27,6 +27,7 @@
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_graph.h"
 #include "tq/nn/qconfig.h"
+#include "tq/numerics/groupwise_weight.h"
 
 namespace torch::jit {
 struct Graph;
@@ -133,6 +134,10 @@ class ConvertContext {
   virtual at::Tensor quantize_weight(const Match& match, const at::Tensor& weight) = 0;
   // The match's qconfig.
   virtual const nn::QConfig& qconfig(const Match& match) const = 0;
+  // A weight-only layer's group-wise weight (its qconfig's GroupwiseWeightObserver): GPTQ's, from
+  // the inputs calibration saw, where the qconfig asks for it; else rounded to nearest. Throws
+  // naming the layer (group size, too few calibration inputs).
+  virtual GroupwiseWeight groupwise_weight(const Match& match, const at::Tensor& weight) = 0;
   // Stores packed weights on the model and returns their value in the graph.
   virtual torch::jit::Value* packed_weight(const kernels::int8::PackedWeight& packed) = 0;
   // Reference form (float ops between quantize / dequantize pairs) rather than int8 kernels.

@@ -65,7 +65,13 @@ nn::QConfig float16_dynamic_qconfig();
 // torchao's int4 weight-only layout), run by tq's operator tq::linear_weight_only. Graph mode,
 // with GraphQuantizeOptions::dynamic()'s patterns.
 nn::QConfig weight_only_qconfig(int64_t bits = 4, int64_t group_size = 128);
-// True for a qconfig whose weight is weight_only_qconfig's.
+// The same layout with GPTQ's weights (tq/ptq/gptq.h): calibrate the prepared model on data like
+// the model's (each layer needs at least as many input rows as it has input features), then
+// convert runs GPTQ on each layer with the Hessian of the inputs it saw. Act order (with static
+// groups) by default: it costs nothing at run time and did better on MiniLM (docs/ACCURACY.md).
+nn::QConfig weight_only_gptq_qconfig(int64_t bits = 4, int64_t group_size = 128, double damp = 0.01,
+                                     bool act_order = true);
+// True for a qconfig whose weight is weight_only_qconfig's or weight_only_gptq_qconfig's.
 bool is_weight_only(const nn::QConfig& qconfig);
 // Weight-only quantization of embeddings: rows in 8 bits (or 4) with per-row float qparams.
 nn::QConfig float_qparams_weight_only_qconfig();
