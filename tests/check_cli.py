@@ -28,6 +28,19 @@ def run(args, code, needle=None):
     return out
 
 
+class TextModel(torch.nn.Module):
+    """Token ids and a mask in (a transformer's inputs), one Linear of 64 input features."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 64)
+        self.fc = torch.nn.Linear(64, 32)
+
+    def forward(self, ids, mask):
+        x = self.embed(ids) * mask.unsqueeze(-1).to(torch.float32)
+        return self.fc(x).mean(1)
+
+
 def png(path, w, h, seed):
     """A small RGB PNG written with zlib (no imaging library needed)."""
     g = torch.Generator().manual_seed(seed)
@@ -122,6 +135,31 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--mode", "weight-only", "--weight-bits", "4", "--group-size", "48"], 1,
         "--group-size must be a multiple of 32, got 48")
     run(["quantize", model, "-o", w("weight_only.pt"), "--mode", "weight-only", "--weight-bits", "4"], 0, "wrote")
+    # GPTQ on a model with two inputs, calibrated on a dict of them by argument name (a tokenizer's output).
+    text_model = w("text_model.pt")
+    torch.jit.script(TextModel()).save(text_model)
+    ids, mask = torch.randint(0, 50, (16, 8)), torch.ones(16, 8, dtype=torch.long)
+    torch.save({"ids": ids, "mask": mask}, w("tokens.pt"))
+    torch.save({"ids": ids}, w("tokens_no_mask.pt"))
+    torch.save({"ids": ids[:4], "mask": mask[:4]}, w("tokens_few.pt"))
+    torch.save({"ids": ids, "mask": mask, "extra": mask}, w("tokens_extra.pt"))
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--gptq"], 1,
+        "--gptq applies to --mode weight-only")
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq"], 1, "--gptq needs --calib DATA")
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq", "--calib", w("tokens_no_mask.pt")],
+        2, "the model's forward takes 'mask', which the file does not hold")
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq", "--calib", w("tokens_extra.pt")],
+        2, "'extra' is no argument of the model's forward")
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq", "--calib", w("tokens_few.pt"),
+         "--group-size", "32"], 3, "'fc': 32 calibration tokens for 64 input features")
+    run(["quantize", text_model, "-o", w("x.pt"), "--calib", w("tokens.pt"), "--adaround"], 1,
+        "holds named inputs (a dict)")
+    run(["compare", text_model, text_model, "--data", w("tokens.pt")], 2,
+        "holds named inputs (a dict), which only tq quantize --calib takes")
+    run(["quantize", text_model, "-o", w("gptq.pt"), "--mode", "weight-only", "--gptq", "--calib", w("tokens.pt"),
+         "--group-size", "32", "--batch-size", "4"], 0, "wrote")
+    if os.path.exists(w("x.pt")):
+        FAILURES.append("a failed quantize wrote its output")
     # The activation range: [0, 127] by default on x86 engines (no saturation anywhere), --full-range on request.
     run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--full-range"], 1,
         "--full-range applies to --mode static with 8-bit activations")

@@ -19,6 +19,9 @@ dropped TorchScript tracing). Writes into --out-dir:
                   onednn) embeddings [N, 384], made on this machine. Both run the rows in batches
                   of 64, each cut to its longest row (encoder_batches): dynamic quantization's
                   qparams depend on the batch, so a comparison must run the same batches.
+  calibration_tokens.pt
+                  torch.save of a dict {"input_ids", "attention_mask"} of every sixth sentence (200),
+                  the calibration set of tq quantize --mode weight-only --gptq --calib.
 The eager attention implementation is traced (matmul, softmax, ...), not PyTorch's fused
 scaled_dot_product_attention, so that graph mode sees every op of the attention.
 """
@@ -110,6 +113,13 @@ def main():
                 os.path.join(args.out_dir, "tokens.pt"))
     save_atomic(torch.jit.script(Tensors({"fp32": embeddings, "pytorch_dynamic": pytorch_dynamic})),
                 os.path.join(args.out_dir, "embeddings.pt"))
+    # GPTQ's calibration set, the sentences its test calibrates on (every sixth), for tq quantize --calib.
+    calibration = torch.arange(len(ids)) % 6 == 5
+    length = int(mask[calibration].sum(1).max())
+    torch.save({"input_ids": ids[calibration, :length].clone(), "attention_mask": mask[calibration, :length].clone()},
+               os.path.join(args.out_dir, "calibration_tokens.pt.tmp"))
+    os.replace(os.path.join(args.out_dir, "calibration_tokens.pt.tmp"),
+               os.path.join(args.out_dir, "calibration_tokens.pt"))
     print(f"{len(sentences)} sentences, {ids.shape[1]} tokens at most, mean {mask.sum(1).float().mean():.1f}"
           f" -> {args.out_dir}")
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 
 #include "idx_reader.h"
@@ -57,7 +58,8 @@ Samples load_pt(const std::string& path) {
       throw BadInput(path + ": the tensors in the list have different shapes");
     }
   } else {
-    throw BadInput(path + ": holds neither a tensor nor a list of tensors");
+    throw BadInput(path + (v.isGenericDict() ? ": holds named inputs (a dict), which only tq quantize --calib takes"
+                                              : ": holds neither a tensor nor a list of tensors"));
   }
   if (s.inputs.dim() == 0 || s.inputs.size(0) == 0) throw BadInput(path + ": no samples");
   if (s.inputs.is_floating_point()) s.inputs = s.inputs.to(at::kFloat);
@@ -257,6 +259,59 @@ std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, in
   for (int64_t i = 0; i < inputs.size(0); i += batch_size) {
     if (max_batches > 0 && static_cast<int64_t>(out.size()) >= max_batches) break;
     out.push_back(inputs.narrow(0, i, std::min(batch_size, inputs.size(0) - i)));
+  }
+  return out;
+}
+
+bool holds_named_inputs(const std::string& path) {
+  if (!(ends_with(path, ".pt") || ends_with(path, ".pth"))) return false;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  try {
+    return serialize::read_torch_save_file(path).isGenericDict();
+  } catch (const tq::Error&) {
+    return false;  // load_samples names the problem
+  }
+}
+
+std::vector<std::vector<c10::IValue>> named_input_batches(const std::string& path,
+                                                          const std::vector<std::string>& argument_names,
+                                                          int64_t batch_size, int64_t max_batches) {
+  c10::IValue v;
+  try {
+    v = serialize::read_torch_save_file(path);
+  } catch (const tq::Error& e) {
+    throw BadInput(e.what());
+  }
+  if (!v.isGenericDict()) throw BadInput(path + ": expected a dict {argument name: tensor}");
+  std::map<std::string, at::Tensor> by_name;
+  for (const auto& item : v.toGenericDict()) {
+    if (!item.key().isString() || !item.value().isTensor()) {
+      throw BadInput(path + ": the dict must map argument names to tensors");
+    }
+    by_name[item.key().toStringRef()] = item.value().toTensor();
+  }
+  std::vector<at::Tensor> inputs;
+  for (const auto& name : argument_names) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw BadInput(path + ": the model's forward takes '" + name + "', which the file does not hold");
+    const auto& t = it->second;
+    if (t.dim() == 0 || t.size(0) == 0) throw BadInput(path + ": '" + name + "' holds no samples");
+    if (!inputs.empty() && t.size(0) != inputs.front().size(0)) {
+      throw BadInput(path + ": '" + name + "' holds " + std::to_string(t.size(0)) + " samples, '" + argument_names.front() +
+                     "' " + std::to_string(inputs.front().size(0)));
+    }
+    inputs.push_back(t.is_floating_point() ? t.to(at::kFloat) : t);
+    by_name.erase(it);
+  }
+  if (!by_name.empty()) throw BadInput(path + ": '" + by_name.begin()->first + "' is no argument of the model's forward");
+  std::vector<std::vector<c10::IValue>> out;
+  const int64_t n = inputs.front().size(0);
+  for (int64_t i = 0; i < n; i += batch_size) {
+    if (max_batches > 0 && static_cast<int64_t>(out.size()) >= max_batches) break;
+    std::vector<c10::IValue> args;
+    for (const auto& t : inputs) args.emplace_back(t.narrow(0, i, std::min(batch_size, n - i)).contiguous());
+    out.push_back(std::move(args));
   }
   return out;
 }

@@ -4,6 +4,7 @@
 // directory of PNG / JPEG images (decoded by stb_image from Debian's libstb; one sub-folder per
 // class gives labels).
 #include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
 
 #include <stdexcept>
 #include <string>
@@ -37,5 +38,14 @@ struct Samples {
 Samples load_samples(const std::string& path, const DataOptions& options);
 // Consecutive batches of at most batch_size samples.
 std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, int64_t max_batches);
+
+// Inputs of a model whose forward takes several tensors: a .pt file holding a dict {argument
+// name: tensor [N, ...]} (what a Hugging Face tokenizer returns, saved by torch.save).
+bool holds_named_inputs(const std::string& path);
+// Its batches of at most batch_size samples, each the forward's arguments in `argument_names`'
+// order. BadInput when an argument is missing, a key names no argument, or the counts differ.
+std::vector<std::vector<c10::IValue>> named_input_batches(const std::string& path,
+                                                          const std::vector<std::string>& argument_names,
+                                                          int64_t batch_size, int64_t max_batches);
 
 }  // namespace tq::cli

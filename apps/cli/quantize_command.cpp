@@ -40,7 +40,7 @@ struct QuantizeArgs {
   std::string sensitivity = "sqnr";
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
-  bool per_tensor = false, seed = false, reference = false, force = false, per_token = false;
+  bool per_tensor = false, seed = false, reference = false, force = false, per_token = false, gptq = false;
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
   int64_t onnx_opset = 17;
@@ -144,6 +144,8 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--mode weight-only takes --weight-bits 4 or 8, got " + std::to_string(a.weight_bits));
   }
   if (a.group_size != 0 && a.mode != "weight-only") throw UsageError("--group-size applies to --mode weight-only");
+  if (a.gptq && a.mode != "weight-only") throw UsageError("--gptq applies to --mode weight-only");
+  if (a.gptq && a.calib.empty()) throw UsageError("--gptq needs --calib DATA: GPTQ weighs each layer's rounding by its inputs");
   if (a.group_size % 32 != 0) {
     throw UsageError("--group-size must be a multiple of 32, got " + std::to_string(a.group_size));
   }
@@ -182,7 +184,9 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
     if (a.per_token) options.mapping.set_global(quant::per_token_dynamic_qconfig());
   } else if (a.mode == "weight-only") {
     options = graph::GraphQuantizeOptions::dynamic();
-    options.mapping.set_global(quant::weight_only_qconfig(a.weight_bits, a.group_size != 0 ? a.group_size : 128));
+    const int64_t group = a.group_size != 0 ? a.group_size : 128;
+    options.mapping.set_global(a.gptq ? quant::weight_only_gptq_qconfig(a.weight_bits, group)
+                                      : quant::weight_only_qconfig(a.weight_bits, group));
   } else {
     options = tool_options(a.engine, a.full_range);
     const quant::QConfigSpec c = qconfig_choice(a);
@@ -210,24 +214,46 @@ struct Calibrated {
   graph::BiasCorrectionReport bias;
 };
 
-// Calibration on --calib, then AdaRound and bias correction where asked.
-Calibrated calibrate(graph::ObservedModel& observed, const QuantizeArgs& a) {
-  Calibrated out;
-  const auto samples = load_samples(a.calib, a.data);
-  out.batches = batches(samples.inputs, a.batch_size, a.batches);
-  const auto& bs = out.batches;
-  int64_t have = 0;
-  for (const auto& b : bs) have += b.size(0);
+// Runs each batch (the forward's arguments) through the observed model, with a progress bar.
+void calibrate_batches(graph::ObservedModel& observed, const std::string& calib,
+                       const std::vector<std::vector<c10::IValue>>& bs) {
   apps::ProgressBar bar("calibrating", static_cast<int64_t>(bs.size()));
   for (size_t i = 0; i < bs.size(); ++i) {
     try {
       observed.calibrate(bs[i]);
     } catch (const std::exception& e) {
-      throw BadInput(a.calib + ": " + error_message(e));
+      throw BadInput(calib + ": " + error_message(e));
     }
     bar.update(static_cast<int64_t>(i) + 1);
   }
   bar.finish();
+}
+
+// Calibration on --calib, then AdaRound and bias correction where asked.
+Calibrated calibrate(graph::ObservedModel& observed, const QuantizeArgs& a, const torch::jit::Module& model) {
+  Calibrated out;
+  if (holds_named_inputs(a.calib)) {
+    // A model with several inputs (token ids and an attention mask): the dict's tensors by the
+    // forward's argument names.
+    if (a.adaround || a.bias_correction || a.max_accuracy_drop >= 0 || output_is_onnx(a)) {
+      throw UsageError("--calib " + a.calib + " holds named inputs (a dict): --adaround, --bias-correction, "
+                       "--max-accuracy-drop and ONNX output take data of one input tensor");
+    }
+    std::vector<std::string> names;
+    for (const auto& arg : model.get_method("forward").function().getSchema().arguments()) {
+      if (arg.name() != "self") names.push_back(arg.name());
+    }
+    calibrate_batches(observed, a.calib, named_input_batches(a.calib, names, a.batch_size, a.batches));
+    return out;
+  }
+  const auto samples = load_samples(a.calib, a.data);
+  out.batches = batches(samples.inputs, a.batch_size, a.batches);
+  const auto& bs = out.batches;
+  int64_t have = 0;
+  for (const auto& b : bs) have += b.size(0);
+  std::vector<std::vector<c10::IValue>> inputs;
+  for (const auto& b : bs) inputs.push_back({b});
+  calibrate_batches(observed, a.calib, inputs);
   if (samples.skipped > 0) std::cerr << "tq: skipped " << samples.skipped << " unreadable images\n";
   if (a.adaround) {
     // By default every calibration sample, up to AIMET's 1024; batches of 32 or fewer.
@@ -351,7 +377,7 @@ int quantize(const QuantizeArgs& a) {
     }
   }();
   Calibrated calibrated;
-  if (a.mode == "static") calibrated = calibrate(observed, a);
+  if (a.mode == "static" || a.gptq) calibrated = calibrate(observed, a, model);
   graph::MixedPrecisionResult searched;
   if (search) searched = search_precision(a, model, options, calibrated.batches);
   if (onnx) {
@@ -386,10 +412,13 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("--onnx-profile", q->onnx_profile, "ONNX activations: u8s8 (uint8, tq's own numbers) or s8s8 "
                  "(int8, ONNX Runtime's recommended form; the same values)")
       ->check(CLI::IsMember({"u8s8", "s8s8"}));
-  qc->add_option("--calib", q->calib, "calibration data: .pt, IDX file or image directory");
+  qc->add_option("--calib", q->calib, "calibration data: .pt, .npy, IDX file or image directory; for a model with "
+                 "several inputs, a .pt dict {argument name: tensor} (a tokenizer's output)");
   qc->add_option("--mode", q->mode, "static (calibrated), dynamic (Linear, Embedding) or weight-only (Linear "
                  "weights in --weight-bits 4 or 8 with --group-size; the model then needs tq's library to run)")
       ->check(CLI::IsMember({"static", "dynamic", "weight-only"}));
+  qc->add_flag("--gptq", q->gptq, "--mode weight-only: weights chosen by GPTQ (act order, static groups) from --calib's "
+               "inputs (at least as many rows per layer as its input features), not rounded to nearest");
   qc->add_option("--group-size", q->group_size, "--mode weight-only: input features per weight scale, a multiple of "
                  "32 that divides every Linear's input features (default 128)")
       ->check(CLI::PositiveNumber);
