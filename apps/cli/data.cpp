@@ -29,18 +29,23 @@ std::string lower(std::string s) {
   return s;
 }
 
+bool is_pt(const std::string& path) { return ends_with(path, ".pt") || ends_with(path, ".pth"); }
+
 bool is_image(const fs::path& p) {
   const auto ext = lower(p.extension().string());
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
 }
 
-Samples load_pt(const std::string& path) {
-  c10::IValue v;
+c10::IValue read_pt(const std::string& path) {
   try {
-    v = serialize::read_torch_save_file(path);
+    return serialize::read_torch_save_file(path);
   } catch (const tq::Error& e) {
     throw BadInput(e.what());
   }
+}
+
+// The samples a .pt file holds, from its loaded value.
+Samples samples_from_pt(const c10::IValue& v, const std::string& path) {
   Samples s;
   if (v.isTensor()) {
     s.inputs = v.toTensor();
@@ -230,6 +235,15 @@ Samples load_images(const std::string& dir, const DataOptions& o) {
   return s;
 }
 
+// At most `limit` samples (0: all).
+Samples keep_first(Samples s, int64_t limit) {
+  if (limit > 0 && s.inputs.size(0) > limit) {
+    s.inputs = s.inputs.narrow(0, 0, limit);
+    if (s.labels.defined()) s.labels = s.labels.narrow(0, 0, limit);
+  }
+  return s;
+}
+
 }  // namespace
 
 Samples load_samples(const std::string& path, const DataOptions& o) {
@@ -238,8 +252,8 @@ Samples load_samples(const std::string& path, const DataOptions& o) {
   Samples s;
   if (fs::is_directory(path, ec)) {
     s = load_images(path, o);
-  } else if (ends_with(path, ".pt") || ends_with(path, ".pth")) {
-    s = load_pt(path);
+  } else if (is_pt(path)) {
+    s = samples_from_pt(read_pt(path), path);
   } else if (ends_with(path, ".npy")) {
     s = load_npy(path);
   } else if (path.find("idx") != std::string::npos || ends_with(path, ".gz")) {
@@ -247,11 +261,7 @@ Samples load_samples(const std::string& path, const DataOptions& o) {
   } else {
     throw BadInput(path + ": unknown data format (expected .pt, .npy, an IDX file, or a directory of images)");
   }
-  if (o.limit > 0 && s.inputs.size(0) > o.limit) {
-    s.inputs = s.inputs.narrow(0, 0, o.limit);
-    if (s.labels.defined()) s.labels = s.labels.narrow(0, 0, o.limit);
-  }
-  return s;
+  return keep_first(std::move(s), o.limit);
 }
 
 std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, int64_t max_batches) {
@@ -263,34 +273,32 @@ std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, in
   return out;
 }
 
-bool holds_named_inputs(const std::string& path) {
-  if (!(ends_with(path, ".pt") || ends_with(path, ".pth"))) return false;
+CalibrationData load_calibration_data(const std::string& path, const DataOptions& options) {
+  CalibrationData data;
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  try {
-    return serialize::read_torch_save_file(path).isGenericDict();
-  } catch (const tq::Error&) {
-    return false;  // load_samples names the problem
+  if (!is_pt(path) || !fs::is_regular_file(path, ec)) {
+    data.samples = load_samples(path, options);
+    return data;
   }
-}
-
-std::vector<std::vector<c10::IValue>> named_input_batches(const std::string& path,
-                                                          const std::vector<std::string>& argument_names,
-                                                          int64_t batch_size, int64_t max_batches) {
-  c10::IValue v;
-  try {
-    v = serialize::read_torch_save_file(path);
-  } catch (const tq::Error& e) {
-    throw BadInput(e.what());
+  const c10::IValue v = read_pt(path);  // read once: a dict of named inputs or samples of one input
+  if (!v.isGenericDict()) {
+    data.samples = keep_first(samples_from_pt(v, path), options.limit);
+    return data;
   }
-  if (!v.isGenericDict()) throw BadInput(path + ": expected a dict {argument name: tensor}");
-  std::map<std::string, at::Tensor> by_name;
   for (const auto& item : v.toGenericDict()) {
     if (!item.key().isString() || !item.value().isTensor()) {
       throw BadInput(path + ": the dict must map argument names to tensors");
     }
-    by_name[item.key().toStringRef()] = item.value().toTensor();
+    data.named_inputs[item.key().toStringRef()] = item.value().toTensor();
   }
+  if (data.named_inputs.empty()) throw BadInput(path + ": the dict of named inputs is empty");
+  return data;
+}
+
+std::vector<std::vector<c10::IValue>> named_input_batches(const CalibrationData& data, const std::string& path,
+                                                          const std::vector<std::string>& argument_names,
+                                                          int64_t batch_size, int64_t max_batches) {
+  auto by_name = data.named_inputs;
   std::vector<at::Tensor> inputs;
   for (const auto& name : argument_names) {
     const auto it = by_name.find(name);

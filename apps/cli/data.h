@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
 
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,12 +40,19 @@ Samples load_samples(const std::string& path, const DataOptions& options);
 // Consecutive batches of at most batch_size samples.
 std::vector<at::Tensor> batches(const at::Tensor& inputs, int64_t batch_size, int64_t max_batches);
 
-// Inputs of a model whose forward takes several tensors: a .pt file holding a dict {argument
-// name: tensor [N, ...]} (what a Hugging Face tokenizer returns, saved by torch.save).
-bool holds_named_inputs(const std::string& path);
-// Its batches of at most batch_size samples, each the forward's arguments in `argument_names`'
-// order. BadInput when an argument is missing, a key names no argument, or the counts differ.
-std::vector<std::vector<c10::IValue>> named_input_batches(const std::string& path,
+// What --calib holds: samples of one input, or the inputs of a model whose forward takes several
+// tensors (a .pt file holding a dict {argument name: tensor [N, ...]}, what a Hugging Face tokenizer
+// returns, saved by torch.save). The file is read once.
+struct CalibrationData {
+  Samples samples;                                  // one input
+  std::map<std::string, at::Tensor> named_inputs;   // or named inputs
+  bool is_named() const { return !named_inputs.empty(); }
+};
+CalibrationData load_calibration_data(const std::string& path, const DataOptions& options);
+// The named inputs' batches of at most batch_size samples, each the forward's arguments in
+// `argument_names`' order. BadInput (naming `path`) when an argument is missing, a key names no
+// argument, or the counts differ.
+std::vector<std::vector<c10::IValue>> named_input_batches(const CalibrationData& data, const std::string& path,
                                                           const std::vector<std::string>& argument_names,
                                                           int64_t batch_size, int64_t max_batches);
 

@@ -232,7 +232,8 @@ void calibrate_batches(graph::ObservedModel& observed, const std::string& calib,
 // Calibration on --calib, then AdaRound and bias correction where asked.
 Calibrated calibrate(graph::ObservedModel& observed, const QuantizeArgs& a, const torch::jit::Module& model) {
   Calibrated out;
-  if (holds_named_inputs(a.calib)) {
+  const auto data = load_calibration_data(a.calib, a.data);
+  if (data.is_named()) {
     // A model with several inputs (token ids and an attention mask): the dict's tensors by the
     // forward's argument names.
     if (a.adaround || a.bias_correction || a.max_accuracy_drop >= 0 || output_is_onnx(a)) {
@@ -243,10 +244,10 @@ Calibrated calibrate(graph::ObservedModel& observed, const QuantizeArgs& a, cons
     for (const auto& arg : model.get_method("forward").function().getSchema().arguments()) {
       if (arg.name() != "self") names.push_back(arg.name());
     }
-    calibrate_batches(observed, a.calib, named_input_batches(a.calib, names, a.batch_size, a.batches));
+    calibrate_batches(observed, a.calib, named_input_batches(data, a.calib, names, a.batch_size, a.batches));
     return out;
   }
-  const auto samples = load_samples(a.calib, a.data);
+  const auto& samples = data.samples;
   out.batches = batches(samples.inputs, a.batch_size, a.batches);
   const auto& bs = out.batches;
   int64_t have = 0;

@@ -324,7 +324,9 @@ void insert_observers(Impl& impl) {
   // share an input share it).
   for (auto& info : impl.matches) {
     const Node* w = detail::weighted_node(info.match);
-    if (info.why_float.empty() && w && info.qconfig && detail::gptq_options(*info.qconfig)) {
+    if (!info.why_float.empty() || w == nullptr || !info.qconfig) continue;
+    const auto groupwise = detail::groupwise_weight_options(*info.qconfig);
+    if (groupwise && detail::gptq_options(*groupwise)) {
       auto& h = impl.input_hessians[impl.unalias(w->input(0))];
       if (!h) h = std::make_shared<ptq::GptqHessian>();
     }
@@ -515,13 +517,11 @@ class Emitter : public ConvertContext {
 
   GroupwiseWeight groupwise_weight(const Match& m, const at::Tensor& weight) override {
     const auto& qc = qconfig(m);
-    const auto made = qc.weight ? qc.weight() : nullptr;
-    const auto* obs = dynamic_cast<const observers::GroupwiseWeightObserver*>(made.get());
-    TQ_CHECK(obs != nullptr, "convert", "'", m.module_path, "' has no group-wise weight observer");
-    const auto& o = obs->options();
+    const auto o = detail::groupwise_weight_options(qc);
+    TQ_CHECK(o.has_value(), "convert", "'", m.module_path, "' has no group-wise weight observer");
     const auto w = weight.to(at::kFloat).contiguous();
-    const auto gptq = detail::gptq_options(qc);
-    if (!gptq) return quantize_weight_groupwise(w, o.bits(), o.group_size());
+    const auto gptq = detail::gptq_options(*o);
+    if (!gptq) return quantize_weight_groupwise(w, o->bits(), o->group_size());
     const Node* n = detail::weighted_node(m);
     const auto it = impl_.input_hessians.find(impl_.unalias(n->input(0)));
     TQ_CHECK(it != impl_.input_hessians.end() && it->second->tokens() > 0, "convert", "'", m.module_path,

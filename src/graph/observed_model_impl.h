@@ -16,6 +16,7 @@
 #include "observe_op.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/nn/qconfig.h"
+#include "tq/observers/groupwise_weight_observer.h"
 #include "tq/ptq/gptq.h"
 
 namespace tq::graph {
@@ -114,8 +115,10 @@ inline ObservedModel::Impl& impl_of(const ObservedModel& m) { return ObservedMod
 // prepare() for both workflows: freeze, normalize, match, observe.
 std::shared_ptr<ObservedModel::Impl> prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
                                                   bool qat);
-// GPTQ's options for a qconfig of quant::weight_only_gptq_qconfig's kind; nullopt for any other.
-std::optional<ptq::GptqOptions> gptq_options(const nn::QConfig& qconfig);
+// The options of a qconfig's group-wise weight observer; nullopt when its weight observer is another kind.
+std::optional<observers::GroupwiseWeightObserverOptions> groupwise_weight_options(const nn::QConfig& qconfig);
+// GPTQ's options when a group-wise observer asks for GPTQ (quant::weight_only_gptq_qconfig); else nullopt.
+std::optional<ptq::GptqOptions> gptq_options(const observers::GroupwiseWeightObserverOptions& options);
 // True when graph-mode QAT keeps this match's batch norm live (a 2-d convolution + batch norm).
 bool trains_batch_norm(const Match& m);
 // The point whose qparams a value carries in int8: its own, or through ops that keep their

@@ -25,12 +25,16 @@ bool detail::trains_batch_norm(const Match& m) {
          optional_tensor(bn->input(2)).defined();
 }
 
-std::optional<ptq::GptqOptions> detail::gptq_options(const nn::QConfig& qconfig) {
+std::optional<observers::GroupwiseWeightObserverOptions> detail::groupwise_weight_options(const nn::QConfig& qconfig) {
   if (!qconfig.weight) return std::nullopt;
   const auto made = qconfig.weight();
   const auto* obs = dynamic_cast<const observers::GroupwiseWeightObserver*>(made.get());
-  if (obs == nullptr || !obs->options().gptq()) return std::nullopt;
-  const auto& o = obs->options();
+  if (obs == nullptr) return std::nullopt;
+  return obs->options();
+}
+
+std::optional<ptq::GptqOptions> detail::gptq_options(const observers::GroupwiseWeightObserverOptions& o) {
+  if (!o.gptq()) return std::nullopt;
   return ptq::GptqOptions().bits(o.bits()).group_size(o.group_size()).damp(o.gptq_damp()).act_order(o.gptq_act_order());
 }
 
