@@ -159,3 +159,45 @@ TEST_F(GraphErrors, SavingReplacesAnExistingFileOnlyWhenComplete) {
 }
 
 }  // namespace
+
+namespace {
+
+// A float64 value where an int8 op would be (some traced transformers compute their attention
+// mask in float64): int8 holds float32 values only, so that op stays float, says why, and the
+// model runs. Before, convert wrote a quantize of the float64 value, which failed at run time.
+TEST_F(GraphErrors, Float64ValuesStayFloatAndTheSummarySaysWhy) {
+  at::manual_seed(0);
+  torch::jit::Module m("TwoLinears");
+  m.register_parameter("weight", at::randn({4, 4}), false);
+  m.register_parameter("bias", at::randn({4}), false);
+  m.define(R"(
+    def forward(self, x):
+        y = torch.linear(x, self.weight, self.bias)
+        z = torch.add(y.double(), y.double())
+        return torch.linear(z.float(), self.weight, self.bias)
+  )");
+  auto observed = tq::graph::prepare(m, tq::graph::GraphQuantizeOptions::for_backend("qnnpack"));
+  const auto calibration = at::randn({16, 4});
+  observed.calibrate(calibration);
+  auto int8 = observed.convert();
+  bool add_named = false;
+  int linears = 0;
+  for (const auto& e : observed.summary().nodes) {
+    if (e.op == "aten::add") {
+      EXPECT_FALSE(e.quantized);
+      EXPECT_NE(e.why_float.find("float32"), std::string::npos) << e.why_float;
+      add_named = true;
+    }
+    linears += e.quantized && e.op == "aten::linear";
+  }
+  EXPECT_TRUE(add_named);
+  EXPECT_EQ(linears, 2);
+  at::NoGradGuard no_grad;
+  const auto x = calibration.narrow(0, 0, 3);  // inside the calibrated ranges: no clamping
+  const auto want = m.forward({x}).toTensor(), got = int8.forward({x}).toTensor();
+  // Two int8 linears, each output range about 35 wide on 256 levels (a step of about 0.14): a
+  // few steps.
+  EXPECT_LT((got - want).abs().max().item<double>(), 0.6) << got << want;
+}
+
+}  // namespace

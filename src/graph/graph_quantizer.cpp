@@ -343,16 +343,16 @@ void insert_observers(Impl& impl) {
     auto hessian = hessian_of(p.value);
     p.slot = detail::register_observer_slot([obs, flag, capture, hessian, i](const at::Tensor& x) {
       if (capture->active) {
-        if (capture->simulate && x.is_floating_point() && i < capture->qparams.size() && capture->qparams[i]) {
+        if (capture->simulate && x.scalar_type() == at::kFloat && i < capture->qparams.size() && capture->qparams[i]) {
           const auto& qp = *capture->qparams[i];
           x.detach().copy_(tq::fake_quantize_per_tensor_affine(x.detach(), qp.scale, qp.zero_point, 0, 255));
         }
         if (capture->wanted.empty() || capture->wanted.count(i)) capture->values[i].push_back(x.detach().clone());
-      } else if (x.is_floating_point()) {
+      } else if (x.scalar_type() == at::kFloat) {
         nn::run_quantizer(*obs, x);
         if (hessian) hessian->add(x.detach());
       } else {
-        *flag = true;
+        *flag = true;  // int8 holds float32 values only: an index, a mask or a float64 value stays as it is
       }
     });
     auto* out = detail::insert_observe(*impl.graph, p.value, p.slot);
@@ -689,7 +689,7 @@ class Emitter : public ConvertContext {
       auto p = impl_.point_of.find(v);
       if (p == impl_.point_of.end()) return "an input is not available in int8";
       const auto& pt = impl_.points[p->second];
-      if (*pt.saw_non_float) return "a value is not a floating-point tensor";
+      if (*pt.saw_non_float) return "a value is not a float32 tensor";
       if (!nn::quantizer_has_observed(*pt.observer)) return "its observer saw no data";
       return "";
     };

@@ -253,7 +253,7 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     if (found == quantizer_slot.end()) {
       auto flag = point.saw_non_float;
       const int64_t slot = detail::register_qat_slot([q, flag](const at::Tensor& x) {
-        if (!x.is_floating_point()) {  // an index tensor through a shape op stays float, as in PTQ
+        if (x.scalar_type() != at::kFloat) {  // an index or float64 tensor through a shape op stays float, as in PTQ
           *flag = true;
           return x;
         }
