@@ -18,6 +18,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "golden.h"
@@ -125,6 +126,12 @@ TEST(Int8Reference, PerTokenDynamicLinearFromTheFormula) {
   const auto y = reference().linear_dynamic_per_token(x, w, at::tensor({1.f, -1.f}));
   // The scale 2.54f / 127 is float32's nearest to 0.02 and the scaling is float32's: within 1e-6.
   EXPECT_TRUE(at::allclose(y, at::tensor({0.99f, -1.635f, 1.f, -1.f}).reshape({2, 2}), 1e-6, 1e-6)) << y;
+  // A NaN in a row makes that row's outputs NaN, as float32's Linear does; the other row is unchanged.
+  auto with_nan = x.clone();
+  with_nan[1][2] = std::numeric_limits<float>::quiet_NaN();
+  const auto y_nan = reference().linear_dynamic_per_token(with_nan, w, at::tensor({1.f, -1.f}));
+  EXPECT_TRUE(y_nan[1].isnan().all().item<bool>()) << y_nan;
+  EXPECT_TRUE(at::equal(y_nan[0], y[0])) << y_nan;
   // Rows longer than one exact float32 block (1024 products) still sum exactly: 3000 products of
   // 127 * [100, 127] add up to about 43 million, beyond float32's 2^24 integers, where one float32
   // matrix product is off by a few units.
@@ -135,6 +142,25 @@ TEST(Int8Reference, PerTokenDynamicLinearFromTheFormula) {
   const auto exact = at::matmul(at::full({4, 3000}, 127, at::kLong), wide_w.values.to(at::kLong).t());
   const auto want = exact.to(at::kFloat) * (1.0f / 127.0f);  // the exact sums rounded once, then scaled
   EXPECT_TRUE(at::equal(reference().linear_dynamic_per_token(wide, wide_w, c10::nullopt), want));
+}
+
+TEST(Int8Reference, ExactInt8MatmulByEitherPathGivesTheIntegerSums) {
+  // Extreme values (-128 x -128) and rows of 3,000 products, whose sums pass float32's 2^24
+  // integers: each path gives the exact sum rounded once to float32. Where LibTorch has an int8
+  // GEMM that cannot saturate here, the first call runs it and the second the float32 blocks.
+  at::manual_seed(0);
+  for (int64_t k : {5, 1024, 3000}) {
+    auto a = at::randint(-128, 128, {7, k}).to(at::kChar), b = at::randint(-128, 128, {9, k}).to(at::kChar);
+    a.select(1, 0).fill_(-128);
+    b.select(1, 0).fill_(-128);
+    a.narrow(0, 0, 1).fill_(127);
+    b.narrow(0, 0, 1).fill_(127);
+    const auto want = at::matmul(a.to(at::kLong), b.to(at::kLong).t()).to(at::kFloat);
+    EXPECT_TRUE(at::equal(tq::kernels::int8::int8_matmul_exact(a, b), want)) << "k " << k;
+    EXPECT_TRUE(at::equal(tq::kernels::int8::int8_matmul_exact(a, b, false), want)) << "k " << k;
+  }
+  EXPECT_THROW(tq::kernels::int8::int8_matmul_exact(at::zeros({2, 3}, at::kChar), at::zeros({2, 4}, at::kChar)),
+               c10::Error);
 }
 
 TEST(Int8Reference, ConvPadsWithRealZerosAndRoundsHalfToEven) {

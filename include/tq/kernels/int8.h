@@ -56,6 +56,12 @@ at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w);
 // tq::linear_dynamic_per_token, registered by tq's library.
 at::Tensor linear_dynamic_per_token(const at::Tensor& x, const at::Tensor& weight_values, const at::Tensor& weight_scales,
                                     const c10::optional<at::Tensor>& bias);
+// The exact int32 sums of int8 values, a [M, K] times b [N, K] transposed, each rounded once to
+// float32 ([M, N]): what per-token Linear scales. With `int_gemm`, where LibTorch has an int8 GEMM
+// that cannot saturate on this machine (aten::_int_mm, LibTorch 2.x, on oneDNN with VNNI: about 3x
+// float32's speed) it runs that; otherwise, or without `int_gemm`, float32 products in blocks short
+// enough to be exact. Both give the same numbers.
+at::Tensor int8_matmul_exact(const at::Tensor& a, const at::Tensor& b, bool int_gemm = true);
 
 // Convolutions in 1, 2 and 3 dimensions (weights [out, in/groups, k...]).
 PackedWeight prepack_conv(int dims, const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias,

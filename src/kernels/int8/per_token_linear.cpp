@@ -1,14 +1,134 @@
 // Per-token dynamic Linear: tq's integer formula (Int8Backend's default) and the function behind
 // the TorchScript operator tq::linear_dynamic_per_token (torchscript_operators.cpp).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_backend.h"
+#include "tq/kernels/int8_saturation.h"
 
 namespace tq::kernels::int8 {
+namespace {
+
+// aten::_int_mm (int8 x int8 -> int32), found by schema: LibTorch 2.x has it, 1.13 not. Used only
+// where oneDNN's effective ISA has VNNI: PyTorch 2.13's answers were measured wrong (saturated) on a
+// VNNI CPU with oneDNN capped at AVX2, exact and about 3x float32's speed uncapped.
+const c10::optional<c10::OperatorHandle>& int_mm() {
+  static const auto op = [] {
+    auto found = c10::Dispatcher::singleton().findSchema({"aten::_int_mm", ""});
+    const auto isa = int8_isa("onednn");
+    return isa.vnni && !isa.saturates ? found : c10::optional<c10::OperatorHandle>();
+  }();
+  return op;
+}
+
+// max |x| over a row, and whether it holds a NaN. On the bits: |x| is x's bits without the sign,
+// and for those the integer order is the float order, NaNs above infinity (an integer maximum,
+// which GCC vectorizes; a float one it does not without -ffast-math).
+float row_max_abs(const float* __restrict x, int64_t n, bool& nan) {
+  int32_t m = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    int32_t bits;
+    std::memcpy(&bits, x + k, sizeof(bits));
+    bits &= 0x7fffffff;
+    m = bits > m ? bits : m;
+  }
+  nan = m > 0x7f800000;
+  float out;
+  std::memcpy(&out, &m, sizeof(out));
+  return out;
+}
+
+// Each row's symmetric int8 values and scale, as torchao quantizes a token: scale = max|row| / 127
+// (float32, at least 1e-5), then clamp(round(x * (1 / scale)), -127, 127), ties to even. One read
+// of the row for its maximum and one to quantize it (ATen's ops would make eight passes). A row
+// with a NaN gets a NaN scale, so its outputs are NaN, as float32's Linear gives.
+void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* r = x + i * cols;
+      int8_t* out = q + i * cols;
+      bool nan;
+      const float scale = std::max(row_max_abs(r, cols, nan) / 127.0f, 1e-5f);
+      if (nan) {
+        std::memset(out, 0, cols);
+        scales[i] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      const float inv = 1.0f / scale;
+      // |x * inv| <= 127 (plus rounding), far below 2^22: adding and subtracting 1.5 * 2^23 rounds
+      // to the nearest integer, ties to even, in float32's default rounding (a loop GCC vectorizes).
+      constexpr float kRound = 12582912.0f;
+      for (int64_t k = 0; k < cols; ++k) {
+        float v = (r[k] * inv + kRound) - kRound;
+        v = v < -127.f ? -127.f : v;
+        v = v > 127.f ? 127.f : v;
+        out[k] = static_cast<int8_t>(static_cast<int>(v));
+      }
+      scales[i] = scale;
+    }
+  });
+}
+
+// In float32 and this order: float32(sum) * row scale * channel scale (+ bias). One pass from the
+// sums (int32 or float32) to the output.
+template <typename Sum>
+void scale_sums(const Sum* sums, int64_t rows, int64_t cols, const float* row_scales, const float* channel_scales,
+                const float* bias, float* out) {
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Sum* a = sums + i * cols;
+      float* r = out + i * cols;
+      const float s = row_scales[i];
+      for (int64_t j = 0; j < cols; ++j) r[j] = static_cast<float>(a[j]) * s * channel_scales[j];
+      if (bias != nullptr) {
+        for (int64_t j = 0; j < cols; ++j) r[j] += bias[j];
+      }
+    }
+  });
+}
+
+// The exact sums: int32 from the int8 GEMM, or float32 from the exact float blocks.
+at::Tensor exact_sums(const at::Tensor& a, const at::Tensor& b, bool int_gemm) {
+  constexpr const char* who = "int8::int8_matmul_exact";
+  TQ_CHECK(a.dim() == 2 && b.dim() == 2 && a.scalar_type() == at::kChar && b.scalar_type() == at::kChar, who,
+           "expected two 2-D int8 tensors, got ", a.sizes(), " ", a.scalar_type(), " and ", b.sizes(), " ",
+           b.scalar_type());
+  TQ_CHECK(a.size(1) == b.size(1), who, "a has ", a.size(1), " columns, b ", b.size(1));
+  if (int_gemm && int_mm() && a.numel() > 0 && b.numel() > 0) {
+    torch::jit::Stack stack{a.contiguous(), b.t()};
+    int_mm()->callBoxed(&stack);
+    return stack[0].toTensor();
+  }
+  // A float32 product of integer-valued matrices is exact while every partial sum stays below
+  // 2^24, which 1024 products of |a| <= 128 and |b| <= 128 do; longer rows are summed in blocks of
+  // 1024, the blocks' sums added in float64 (exact) and rounded once.
+  constexpr int64_t kExactBlock = 1024;
+  const int64_t in = a.size(1);
+  const auto af = a.to(at::kFloat), bf = b.to(at::kFloat);
+  if (in <= kExactBlock) return at::matmul(af, bf.t());
+  at::Tensor sum;
+  for (int64_t k = 0; k < in; k += kExactBlock) {
+    const int64_t n = std::min(kExactBlock, in - k);
+    const auto part = at::matmul(af.narrow(1, k, n), bf.narrow(1, k, n).t()).to(at::kDouble);
+    sum = sum.defined() ? sum.add_(part) : part;
+  }
+  return sum.to(at::kFloat);
+}
+
+}  // namespace
+
+at::Tensor int8_matmul_exact(const at::Tensor& a, const at::Tensor& b, bool int_gemm) {
+  return exact_sums(a, b, int_gemm).to(at::kFloat);  // int32 sums each rounded once to float32
+}
 
 at::Tensor Int8Backend::linear_dynamic_per_token(const at::Tensor& x, const WeightParts& w,
                                                  const c10::optional<at::Tensor>& bias) const {
@@ -25,32 +145,23 @@ at::Tensor Int8Backend::linear_dynamic_per_token(const at::Tensor& x, const Weig
            "weights must be symmetric (zero points 0)");
   TQ_CHECK(!bias || !bias->defined() || bias->numel() == out, who, "the bias has ", bias ? bias->numel() : 0,
            " values for ", out, " channels");
-  // As torchao quantizes a token: scale = max|row| / 127 (float32, at least 1e-5), then
-  // clamp(round(x * (1 / scale)), -127, 127).
-  const auto rows = x.reshape({-1, in});
-  const auto scales = (rows.abs().amax({1}, true) / 127.0f).clamp_min(1e-5f);
-  const auto xq = at::clamp(at::round(rows * at::reciprocal(scales)), -127, 127);
-  // The int32 sums, exactly, converted to float32 (as torchao converts _int_mm's int32 output):
-  // a float32 product of integer-valued matrices is exact while every partial sum stays below 2^24,
-  // which 1024 products of |x| <= 127 and |w| <= 128 do; longer rows are summed in blocks of 1024,
-  // the blocks' sums added in float64.
-  constexpr int64_t kExactBlock = 1024;
-  const auto wf = w.values.to(at::kFloat);
-  at::Tensor acc;
-  if (in <= kExactBlock) {
-    acc = at::matmul(xq, wf.t());
+  const auto rows = x.reshape({-1, in}).contiguous();
+  const int64_t m = rows.size(0);
+  auto xq = at::empty({m, in}, at::kChar);
+  auto scales = at::empty({m}, at::kFloat);
+  quantize_rows(rows.data_ptr<float>(), m, in, xq.data_ptr<int8_t>(), scales.data_ptr<float>());
+  const auto sums = exact_sums(xq, w.values, /*int_gemm=*/true).contiguous();
+  const auto channel_scales = w.scales.to(at::kFloat).expand({out}).contiguous();
+  const auto b = bias && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  auto acc = at::empty({m, out}, x.options());
+  const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
+  if (sums.scalar_type() == at::kInt) {
+    scale_sums(sums.data_ptr<int32_t>(), m, out, scales.data_ptr<float>(), channel_scales.data_ptr<float>(), bias_data,
+               acc.data_ptr<float>());
   } else {
-    at::Tensor sum;
-    for (int64_t k = 0; k < in; k += kExactBlock) {
-      const int64_t n = std::min(kExactBlock, in - k);
-      const auto part = at::matmul(xq.narrow(1, k, n), wf.narrow(1, k, n).t()).to(at::kDouble);
-      sum = sum.defined() ? sum.add_(part) : part;
-    }
-    acc = sum.to(at::kFloat);
+    scale_sums(sums.data_ptr<float>(), m, out, scales.data_ptr<float>(), channel_scales.data_ptr<float>(), bias_data,
+               acc.data_ptr<float>());
   }
-  // Then scaled back in float32: per token, then per output channel.
-  acc.mul_(scales).mul_(w.scales.to(at::kFloat).reshape({1, -1}));
-  if (bias && bias->defined()) acc.add_(bias->to(at::kFloat));
   auto shape = x.sizes().vec();
   shape.back() = out;
   return acc.reshape(shape);
