@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test test-libtorch1 deps-torch2 build-torch2 test-torch2 test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
+.PHONY: deps configure build demo test test-libtorch1 deps-torch2 build-torch2 test-torch2 bench-minilm test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -48,6 +48,15 @@ build-torch2: deps-torch2
 
 test-torch2: build-torch2
 	@bash scripts/run_ctest.sh "LibTorch 2.x" $(TORCH2_BUILD_DIR) -j $(JOBS)
+
+# all-MiniLM-L6-v2's latency table (docs/PERFORMANCE.md). On the 2.x build, where the encoder is
+# traced (the SentenceEncoder.TraceMiniLM test fixture); its benchmark alone is added to that build.
+bench-minilm: build-torch2
+	@cmake -S . -B $(TORCH2_BUILD_DIR) -DTQ_BUILD_BENCHMARKS=ON > /dev/null
+	@cmake --build $(TORCH2_BUILD_DIR) --target tq_minilm_bench
+	@cd $(TORCH2_BUILD_DIR) && ctest -R '^SentenceEncoder.TraceMiniLM' > /dev/null
+	@$(TORCH2_BUILD_DIR)/bench/tq_minilm_bench --dir $(TORCH2_BUILD_DIR)/tests/output/minilm \
+	  --json $(TORCH2_BUILD_DIR)/bench/minilm.json
 
 # The suite again on the AVX2 path, whatever the machine: oneDNN capped at AVX2 (no VNNI: its int8
 # kernels then saturate full-range activations, as on AMD Zen 3 or Intel before Cascade Lake),

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "golden.h"
+#include "tq/core/error_message.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
 #include "tq/quant/qconfig_mapping.h"
@@ -237,6 +238,26 @@ TEST_F(SentenceEncoder, Int8EncoderTakesAnySequenceLength) {
     ASSERT_EQ(got.sizes(), (std::vector<int64_t>{2, 384})) << "length " << length;
     EXPECT_GT(at::cosine_similarity(got, want, 1).min().item<double>(), 0.8) << "length " << length;
   }
+  // One token more than the 512 positions: an error whose line names both lengths, as the float
+  // encoder's, and the int8 encoder still runs afterwards.
+  const auto too_long = row.repeat({1, 513 / row.size(1) + 1}).narrow(1, 0, 513).contiguous();
+  for (auto* m : {&encoder_, &int8}) {
+    try {
+      m->forward({too_long, at::ones_like(too_long)});
+      ADD_FAILURE() << "513 tokens ran";
+    } catch (const std::exception& e) {
+      const std::string line = tq::error_message(e);
+      EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+      EXPECT_NE(line.find("(513)"), std::string::npos) << line;
+      EXPECT_NE(line.find("(512)"), std::string::npos) << line;
+    }
+  }
+  const auto ids = row.narrow(1, 0, 16).contiguous();
+  EXPECT_GT(at::cosine_similarity(int8.forward({ids, at::ones_like(ids)}).toTensor(),
+                                  encoder_.forward({ids, at::ones_like(ids)}).toTensor(), 1)
+                .min()
+                .item<double>(),
+            0.8);
 }
 
 }  // namespace

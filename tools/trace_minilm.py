@@ -19,6 +19,9 @@ dropped TorchScript tracing). Writes into --out-dir:
                   onednn) embeddings [N, 384], made on this machine. Both run the rows in batches
                   of 64, each cut to its longest row (encoder_batches): dynamic quantization's
                   qparams depend on the batch, so a comparison must run the same batches.
+  minilm_pytorch_dynamic.pt
+                  the same quantize_dynamic model traced (LibTorch runs it beside tq's int8 encoders
+                  in bench/minilm_bench.cpp).
   calibration_tokens.pt
                   torch.save of a dict {"input_ids", "attention_mask"} of every sixth sentence (200),
                   the calibration set of tq quantize --mode weight-only --gptq --calib.
@@ -105,9 +108,11 @@ def main():
             dynamic = torch.ao.quantization.quantize_dynamic(
                 model, {torch.nn.Linear: torch.ao.quantization.default_dynamic_qconfig})
         pytorch_dynamic = torch.cat([dynamic(*b) for b in encoder_batches(ids, mask)])
+        traced_dynamic = torch.jit.trace(dynamic, example, check_trace=False)
 
     os.makedirs(args.out_dir, exist_ok=True)
     save_atomic(traced, os.path.join(args.out_dir, "minilm.pt"))
+    save_atomic(traced_dynamic, os.path.join(args.out_dir, "minilm_pytorch_dynamic.pt"))
     save_atomic(torch.jit.script(Tensors({"input_ids": ids, "attention_mask": mask, "lengths": mask.sum(1),
                                           "order": order})),
                 os.path.join(args.out_dir, "tokens.pt"))
