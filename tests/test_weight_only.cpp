@@ -222,6 +222,24 @@ TEST(WeightOnlyLinear, MoreThanOneBlockOfChannelsOnTheBlasPath) {
                   .item<bool>());
 }
 
+TEST(WeightOnlyLinear, TheBlasPathDequantizesExactly) {
+  // Power-of-two scales and small integer inputs: every product and sum is exact in float32, so the
+  // dequantize-and-multiply path (40 rows, two blocks of channels) must equal (q - zero point) * scale
+  // times x computed in double, at 4 and 8 bits, whatever the BLAS's summation order.
+  at::manual_seed(23);
+  for (int64_t bits : {4, 8}) {
+    const auto q = at::randint(0, int64_t{1} << bits, {1100, 64}).to(at::kByte);
+    const auto scales = at::pow(2.0, at::randint(-3, 2, {1100, 2})).to(at::kFloat);
+    const auto zero_points = at::randint(0, int64_t{1} << bits, {1100, 2}).to(at::kFloat);
+    const auto w = tq::make_groupwise_weight(q, scales, zero_points, bits, 32);
+    const auto x = at::randint(-8, 9, {40, 64}).to(at::kFloat);
+    const auto weight = (q.to(at::kDouble) - zero_points.to(at::kDouble).repeat_interleave(32, 1)) *
+                        scales.to(at::kDouble).repeat_interleave(32, 1);
+    const auto expected = at::matmul(x.to(at::kDouble), weight.t()).to(at::kFloat);
+    EXPECT_TRUE(tq::kernels::linear_weight_only(x, w, c10::nullopt).equal(expected)) << bits << " bits";
+  }
+}
+
 TEST(WeightOnlyLinear, TheTorchScriptOperatorGivesTheSameValues) {
   at::manual_seed(17);
   const auto w = tq::quantize_weight_groupwise(at::randn({64, 256}), 8, 64);

@@ -1,6 +1,7 @@
 #include "tq/kernels/int8_weight_only.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 
@@ -36,6 +37,34 @@ void check_arguments(const at::Tensor& x, const GroupwiseWeight& w, const c10::o
            " values for ", out, " output features");
 }
 
+// Channels [first, first + count) of the weight as float32, (q - zero point) * scale in float32:
+// dequantize_groupwise's numbers, in one pass over the packed bytes (ATen's ops would take six).
+void dequantize_channels(const GroupwiseWeightView& w, int64_t first, int64_t count, float* out) {
+  const int64_t in = w.in_features, row_bytes = in * w.bits / 8, groups = in / w.group_size;
+  at::parallel_for(0, count, 16, [&](int64_t begin, int64_t end) {
+    float q[32];
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t n = first + c;
+      const uint8_t* row = w.packed + n * row_bytes;
+      float* o = out + c * in;
+      for (int64_t block = 0; block < in; block += 32) {
+        if (w.bits == 8) {
+          for (int i = 0; i < 32; ++i) q[i] = static_cast<float>(row[block + i]);
+        } else {  // byte i of a block: value i in the low nibble, value i + 16 in the high one
+          const uint8_t* b = row + block / 2;
+          for (int i = 0; i < 16; ++i) {
+            q[i] = static_cast<float>(b[i] & 0x0F);
+            q[i + 16] = static_cast<float>(b[i] >> 4);
+          }
+        }
+        const int64_t g = n * groups + block / w.group_size;  // a group is a whole number of blocks
+        const float zero_point = w.zero_points[g], scale = w.scales[g];
+        for (int i = 0; i < 32; ++i) o[block + i] = (q[i] - zero_point) * scale;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 at::Tensor linear_weight_only(const at::Tensor& x, const GroupwiseWeight& w, const c10::optional<at::Tensor>& bias) {
@@ -46,21 +75,26 @@ at::Tensor linear_weight_only(const at::Tensor& x, const GroupwiseWeight& w, con
   const bool has_bias = bias && bias->defined();
   const auto b = has_bias ? bias->to(at::kFloat).reshape({-1}).contiguous() : at::Tensor();
   auto y = at::empty({m, out}, x.options());
+  const auto packed = w.packed.contiguous();
+  const auto scales = w.scales.contiguous();
+  const auto zero_points = w.zero_points.contiguous();
+  const GroupwiseWeightView view{packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zero_points.data_ptr<float>(),
+                                 out, w.in_features, w.group_size, static_cast<int>(w.bits)};
   if (m <= kWeightOnlyKernelMaxRows) {
-    const auto packed = w.packed.contiguous();
-    const auto scales = w.scales.contiguous();
-    const auto zero_points = w.zero_points.contiguous();
-    const GroupwiseWeightView view{packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zero_points.data_ptr<float>(),
-                                   out, w.in_features, w.group_size, static_cast<int>(w.bits)};
     cpu::linear_weight_only(rows.data_ptr<float>(), m, view, has_bias ? b.data_ptr<float>() : nullptr,
                             y.data_ptr<float>());
   } else {
+    auto weight = at::empty({std::min(kDequantizeBlock, out), w.in_features}, x.options());
     for (int64_t n = 0; n < out; n += kDequantizeBlock) {
       const int64_t count = std::min(kDequantizeBlock, out - n);
-      const GroupwiseWeight block{w.packed.narrow(0, n, count), w.scales.narrow(0, n, count),
-                                  w.zero_points.narrow(0, n, count), w.bits, w.group_size, w.in_features};
-      const auto weight = dequantize_groupwise(block);
-      y.narrow(1, n, count).copy_(has_bias ? at::addmm(b.narrow(0, n, count), rows, weight.t()) : at::mm(rows, weight.t()));
+      const auto block = weight.narrow(0, 0, count);
+      dequantize_channels(view, n, count, block.data_ptr<float>());
+      auto y_block = y.narrow(1, n, count);
+      if (has_bias) {
+        at::addmm_out(y_block, b.narrow(0, n, count), rows, block.t());
+      } else {
+        at::mm_out(y_block, rows, block.t());
+      }
     }
   }
   auto shape = x.sizes().vec();
