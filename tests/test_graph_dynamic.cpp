@@ -85,6 +85,12 @@ TEST(GraphWeightOnly, FourBitLinearEqualsItsReferenceForm) {
   const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4.pt";
   tq::graph::save_torchscript(quantized, path);
   EXPECT_TRUE(at::equal(tq::graph::load_torchscript(path).forward({tokens}).toTensor(), out));
+  // Its input and output for Python, which runs the model with tq's operators loaded from
+  // libtq_torch_ops (check_python_loads_tq_ops.py).
+  torch::jit::Module io("WeightOnlyIo");
+  io.register_buffer("tokens", tokens);
+  io.register_buffer("out", out);
+  io.save(std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4_io.pt");
 }
 
 // GPTQ in graph mode: calibration collects fc2's input Hessian, and convert gives the integers
