@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include <filesystem>
+
 #include "golden.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
@@ -90,7 +92,9 @@ TEST(GraphWeightOnly, FourBitLinearEqualsItsReferenceForm) {
   torch::jit::Module io("WeightOnlyIo");
   io.register_buffer("tokens", tokens);
   io.register_buffer("out", out);
-  io.save(std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4_io.pt");
+  const auto io_path = std::string(TQ_TEST_OUTPUT_DIR) + "/graph_weight_only_w4_io.pt";
+  io.save(io_path + ".tmp");  // renamed: the Python check may read it while this test runs again
+  std::filesystem::rename(io_path + ".tmp", io_path);
 }
 
 // GPTQ in graph mode: calibration collects fc2's input Hessian, and convert gives the integers
