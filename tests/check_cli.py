@@ -143,6 +143,16 @@ def main():
     torch.save({"ids": ids}, w("tokens_no_mask.pt"))
     torch.save({"ids": ids[:4], "mask": mask[:4]}, w("tokens_few.pt"))
     torch.save({"ids": ids, "mask": mask, "extra": mask}, w("tokens_extra.pt"))
+    # SmoothQuant: the Linear's input enters int8 from float once the mask's mul stays float.
+    run(["quantize", text_model, "-o", w("smooth.pt"), "--calib", w("tokens.pt"), "--exclude", "mul", "--smooth-quant",
+         "0.8", "--float-linear-outputs", "--report", w("smooth.json")], 0, "SmoothQuant: 1 Linear input(s) rescaled")
+    smoothed = json.load(open(w("smooth.json")))["smoothed"]
+    if len(smoothed) != 1 or not smoothed[0].startswith("fc (64 channels, s from "):
+        FAILURES.append("--smooth-quant report: " + json.dumps(smoothed))
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--smooth-quant", "0.5"], 1,
+        "--smooth-quant and --float-linear-outputs apply to --mode static")
+    run(["quantize", text_model, "-o", w("x.onnx"), "--calib", w("tokens.pt"), "--float-linear-outputs"], 1,
+        "takes no --smooth-quant or --float-linear-outputs")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--gptq"], 1,
         "--gptq applies to --mode weight-only")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq"], 1, "--gptq needs --calib DATA")
@@ -226,7 +236,7 @@ def main():
         "module_name.conv1: bits must be between 2 and 8")
     run(["quantize", model, "-o", w("w9.pt"), "--calib", w("calib.pt"), "--weight-bits", "9"], 1, "--weight-bits")
     run(["quantize", model, "-o", w("ada.pt"), "--mode", "dynamic", "--adaround"], 1,
-        "--adaround, --bias-correction and --equalize apply to --mode static")
+        "--adaround, --bias-correction, --equalize, --smooth-quant and --float-linear-outputs apply to --mode static")
     run(["quantize", model, "-o", w("eq.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--per-tensor-weights",
          "--equalize"], 0, "wrote")
     # Mixed precision: images in class folders give labels; 2-bit weights first.

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "golden.h"
 #include "tq/core/config_error.h"
@@ -198,6 +199,32 @@ TEST_F(GraphErrors, Float64ValuesStayFloatAndTheSummarySaysWhy) {
   // Two int8 linears, each output range about 35 wide on 256 levels (a step of about 0.14): a
   // few steps.
   EXPECT_LT((got - want).abs().max().item<double>(), 0.6) << got << want;
+}
+
+TEST_F(GraphErrors, ModulesInsideAContainerAreNamedAsNamedModulesNamesThem) {
+  // A container without a forward of its own (a ModuleList): the inlined call stack records only
+  // its elements' names, yet qconfig mappings and summaries use the full names ("blocks.second").
+  auto linear = [](const std::string& type) {
+    torch::jit::Module m(type);
+    m.register_parameter("weight", at::randn({4, 4}), false);
+    m.register_parameter("bias", at::randn({4}), false);
+    m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+    return m;
+  };
+  torch::jit::Module blocks("Blocks");
+  blocks.register_module("first", linear("Linear"));
+  blocks.register_module("second", linear("Linear"));
+  torch::jit::Module net("Net");
+  net.register_module("blocks", blocks);
+  net.define("def forward(self, x):\n    return self.blocks.second.forward(torch.relu(self.blocks.first.forward(x)))\n");
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("onednn");
+  options.mapping.set_module_name_none("blocks.second");
+  auto observed = tq::graph::prepare(net, options);
+  std::map<std::string, bool> linears;
+  for (const auto& e : observed.summary().nodes) {
+    if (e.op == "aten::linear") linears[e.module_path] = e.quantized;
+  }
+  EXPECT_EQ(linears, (std::map<std::string, bool>{{"blocks.first", true}, {"blocks.second", false}}));
 }
 
 }  // namespace

@@ -13,7 +13,9 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "golden.h"
 #include "tq/graph/adaround.h"
@@ -309,6 +311,129 @@ tq::graph::MixedPrecisionOptions two_bit_then_eight_then_float(double max_drop) 
   o.levels = {{"W2A8", bits_qconfig(2)}, {"W8A8", bits_qconfig(8)}, {"float", std::nullopt}};
   o.max_drop = max_drop;
   return o;
+}
+
+
+// ---- SmoothQuant (GraphQuantizeOptions::smooth_quant) ----
+
+// Two Linears reading one input of 64 channels whose channel 2 is 40x the others (an outlier channel, as in
+// transformers' activations), their outputs joined by a float cat.
+struct SharedInputNet {
+  torch::jit::Module net{"SharedInput"};
+  at::Tensor wa, wb, calibration;
+  SharedInputNet() {
+    at::manual_seed(11);
+    wa = at::randn({6, 64}) * 0.3;
+    wb = at::randn({5, 64}) * 0.3;
+    wb.select(1, 5).mul_(10);  // a weight-heavy input channel
+    net.register_module("a", layer("Linear", "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n",
+                                   wa, at::randn({6}) * 0.1));
+    net.register_module("b", layer("Linear", "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n",
+                                   wb, at::randn({5}) * 0.1));
+    net.define("def forward(self, x):\n    return torch.cat([self.a.forward(x), self.b.forward(x)], 1)\n");
+    calibration = at::randn({256, 64});
+    calibration.select(1, 2).mul_(40);
+  }
+  static tq::graph::GraphQuantizeOptions options(std::optional<double> alpha) {
+    auto o = tq::graph::GraphQuantizeOptions::for_backend("onednn");
+    tq::nn::QConfig q = o.mapping.global().value();
+    q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions());
+    o.mapping.set_global(q);
+    o.mapping.set_object_type_none("cat");
+    o.float_linear_outputs = true;
+    if (alpha) o.smooth_quant = tq::graph::SmoothQuantOptions{*alpha};
+    return o;
+  }
+};
+
+const torch::jit::Node* find_node(const torch::jit::Module& m, const std::string& kind) {
+  for (const auto* n : m.get_method("forward").graph()->nodes()) {
+    if (n->kind().toQualString() == kind) return n;
+  }
+  return nullptr;
+}
+
+TEST_F(GraphPtq, SmoothQuantSharesOneFactorAcrossTheLinearsOfAnInput) {
+  SharedInputNet m;
+  auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.5));
+  observed.calibrate(m.calibration);
+  const auto smoothed = observed.summary().smoothed;
+  ASSERT_EQ(smoothed.size(), 1u);
+  EXPECT_EQ(smoothed[0].rfind("a, b (64 channels, s from ", 0), 0u) << smoothed[0];
+  auto int8 = observed.convert();
+
+  // s_j = max|X_j|^0.5 / max|W_j|^0.5, max|W_j| over both Linears' weights (the paper's formula).
+  const auto act = m.calibration.abs().amax(0);
+  const auto weight = at::maximum(m.wa.abs().amax(0), m.wb.abs().amax(0));
+  const auto s = (act.to(at::kDouble).sqrt() / weight.to(at::kDouble).sqrt()).to(at::kFloat);
+  const auto* mul = find_node(int8, "aten::mul");
+  ASSERT_NE(mul, nullptr) << *int8.get_method("forward").graph();
+  EXPECT_TRUE(tq::testing::tensors_close(torch::jit::toIValue(mul->input(1))->toTensor(), s.reciprocal(), 1e-6, 0));
+
+  // Both Linears take X / s with the qparams a MinMaxObserver gives on X * (1 / s) itself, and
+  // return float32 (float_linear_outputs: only the float cat reads them).
+  obs::MinMaxObserver direct{obs::MinMaxObserverOptions()};
+  direct.forward(m.calibration * s.reciprocal());
+  const auto want = direct.calculate_qparams();
+  int linears = 0;
+  for (const auto* n : int8.get_method("forward").graph()->nodes()) {
+    if (n->kind().toQualString() != std::string("tq::linear_int8_float_output")) continue;
+    ++linears;
+    EXPECT_NEAR(torch::jit::toIValue(n->input(1))->toDouble(), want.scale.item<double>(), 1e-6 * want.scale.item<double>());
+    EXPECT_EQ(torch::jit::toIValue(n->input(2))->toInt(), want.zero_point.item<int64_t>());
+    // The weight is W * s quantized per channel: within half a step of each channel (the largest
+    // value, max / 127.5 steps, clamps to 127: exactly half a step, plus float rounding).
+    const auto values = torch::jit::toIValue(n->input(5))->toTensor().to(at::kDouble);
+    const auto scales = torch::jit::toIValue(n->input(6))->toTensor().to(at::kDouble).unsqueeze(1);
+    const auto& w = values.size(0) == 6 ? m.wa : m.wb;
+    const auto error = (values * scales - (w * s).to(at::kDouble)).abs();
+    EXPECT_TRUE((error <= scales * (0.5 + 1e-5)).all().item<bool>())
+        << "weight rows " << values.size(0) << ": " << (error / scales).max().item<double>() << " steps";
+  }
+  EXPECT_EQ(linears, 2);
+
+  // The same function, computed far better: the outlier channel no longer sets everyone's step.
+  const auto x = at::randn({128, 64});
+  x.select(1, 2).mul_(40);
+  const auto ref = m.net.forward({x}).toTensor();
+  auto plain = tq::graph::prepare(m.net, SharedInputNet::options(std::nullopt));
+  plain.calibrate(m.calibration);
+  const double with = sqnr_db(ref, int8.forward({x}).toTensor());
+  const double without = sqnr_db(ref, plain.convert().forward({x}).toTensor());
+  std::cout << "SmoothQuant 0.5: " << with << " dB, without: " << without << " dB\n";
+  EXPECT_GT(with, without + 6);
+  // The reference form (float ops between quantize / dequantize) computes the same numbers.
+  EXPECT_TRUE(tq::testing::tensors_close(observed.convert(true).forward({x}).toTensor(), int8.forward({x}).toTensor(),
+                                         1e-4, 1e-4));
+}
+
+TEST_F(GraphPtq, SmoothQuantRangesSurviveSavingTheObservedModel) {
+  SharedInputNet m;
+  auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.75));
+  observed.calibrate(m.calibration);
+  const auto path = (std::filesystem::temp_directory_path() / "tq_smooth_quant_observed.pt").string();
+  observed.save(path);
+  auto loaded = tq::graph::load_observed(path, SharedInputNet::options(0.75));
+  std::filesystem::remove(path);
+  const auto x = m.calibration.narrow(0, 0, 16);
+  EXPECT_TRUE(tq::testing::tensors_equal(loaded.convert().forward({x}).toTensor(), observed.convert().forward({x}).toTensor()));
+  // Options that smooth nothing there do not load it.
+  expect_error([&] {
+    observed.save(path);
+    tq::graph::load_observed(path, SharedInputNet::options(std::nullopt));
+  }, "was observed with other options");
+  std::filesystem::remove(path);
+}
+
+TEST_F(GraphPtq, SmoothQuantBadInput) {
+  SharedInputNet m;
+  expect_error([&] { tq::graph::prepare(m.net, SharedInputNet::options(1.5)); },
+               "SmoothQuant's alpha must be in [0, 1], got 1.5");
+  auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.5));
+  expect_error([&] { observed.convert(); }, "no calibration batch was run");
+  observed.calibrate(m.calibration);
+  expect_error([&] { tq::graph::adaround(observed, {m.calibration}, tq::ptq::AdaRoundOptions().iterations(10)); },
+               "does not run on a SmoothQuant model");
 }
 
 }  // namespace

@@ -163,6 +163,42 @@ TEST(Int8Reference, ExactInt8MatmulByEitherPathGivesTheIntegerSums) {
                c10::Error);
 }
 
+TEST(Int8Reference, StaticInputLinearWithFloatOutputIsTheIntegerFormula) {
+  // Hand-derived: scale 0.5, zero point 3 on [0, 255]; x = [1.25, -0.25, 200] -> codes
+  // [round(2.5) + 3, round(-0.5) + 3, 255] = [5, 3, 255] (ties to even), minus the zero point
+  // [2, 0, 252]. Weight [[1, -2, 1]], scale 0.25, bias 1: (2 + 0 + 252) * 0.5 * 0.25 + 1 = 32.75.
+  const auto one = tq::kernels::int8::linear_int8_float_output(
+      at::tensor({1.25f, -0.25f, 200.0f}).reshape({1, 3}), 0.5, 3, 0, 255, at::tensor({1, -2, 1}, at::kChar).reshape({1, 3}),
+      at::tensor({0.25}, at::kDouble), at::tensor({1.0f}));
+  EXPECT_TRUE(at::equal(one, at::tensor({32.75f}).reshape({1, 1}))) << one;
+  // Against the formula in float64 on random data, ranges [0, 255] (codes shifted into int8) and
+  // [0, 127], with values far outside the range and a row holding a NaN (its outputs NaN).
+  at::manual_seed(3);
+  for (int64_t quant_max : {255, 127}) {
+    auto x = at::randn({2, 5, 700}) * 4;
+    x.select(2, 3).fill_(1e6);
+    x[1][2][7] = std::numeric_limits<float>::quiet_NaN();
+    const auto w = at::randint(-127, 128, {6, 700}).to(at::kChar);
+    const auto ws = at::rand({6}, at::kDouble) * 0.01 + 1e-3;
+    const auto bias = at::randn({6});
+    const double scale = 0.0625;
+    const int64_t zp = quant_max / 2 + 1;
+    const auto y = tq::kernels::int8::linear_int8_float_output(x, scale, zp, 0, quant_max, w, ws, bias);
+    const auto codes = at::clamp(at::round(x * static_cast<float>(1.0 / scale)) + zp, 0, quant_max);
+    const auto want = at::matmul((codes - zp).to(at::kDouble), w.to(at::kDouble).t()) * scale * ws + bias.to(at::kDouble);
+    ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 6}));
+    EXPECT_TRUE(at::isnan(y[1][2]).all().item<bool>());
+    const auto finite = at::ones({2, 5}, at::kBool);
+    finite[1][2] = false;
+    EXPECT_TRUE(tq::testing::tensors_close(y.index({finite}), want.index({finite}).to(at::kFloat), 1e-5, 1e-4))
+        << "quant_max " << quant_max;
+  }
+  expect_error([] {
+    tq::kernels::int8::linear_int8_float_output(at::ones({1, 2}), 0.5, 300, 0, 255, at::ones({1, 2}, at::kChar),
+                                                at::ones({1}, at::kDouble), c10::nullopt);
+  }, "with zero point 300 is not an 8-bit range holding its zero point");
+}
+
 TEST(Int8Reference, ConvPadsWithRealZerosAndRoundsHalfToEven) {
   // 1-d, one channel, kernel [1, 1] (scale 1), padding 1: x real = [2, 4] (q - 3, scale 1).
   // y = [0 + 2, 2 + 4, 4 + 0] = [2, 6, 4]; out scale 4, zero point 0: 0.5 -> 0, 1.5 -> 2, 1.0 -> 1.

@@ -33,7 +33,8 @@ struct QuantizeArgs {
   std::string weight_observer = "minmax";
   double percentile = 99.999;
   int weight_bits = 8, activation_bits = 8;
-  bool adaround = false, bias_correction = false, equalize = false;
+  bool adaround = false, bias_correction = false, equalize = false, float_linear_outputs = false;
+  double smooth_quant = -1;  // < 0: off
   double max_accuracy_drop = -1;  // < 0: no search
   std::string eval, eval_labels;
   int64_t eval_limit = 0;
@@ -159,13 +160,22 @@ void check_arguments(const QuantizeArgs& a) {
                      "--adaround or --bias-correction)");
   }
   if (!search && !a.eval.empty()) throw UsageError("--eval is for --max-accuracy-drop");
-  if (a.mode != "static" && (a.adaround || a.bias_correction || a.equalize)) {
-    throw UsageError("--adaround, --bias-correction and --equalize apply to --mode static");
+  if (a.mode != "static" && (a.adaround || a.bias_correction || a.equalize || a.smooth_quant >= 0 ||
+                             a.float_linear_outputs)) {
+    throw UsageError("--adaround, --bias-correction, --equalize, --smooth-quant and --float-linear-outputs apply to "
+                     "--mode static");
+  }
+  if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.seed)) {
+    throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --seed-config");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   if (output_is_onnx(a) && (a.mode != "static" || a.reference || search)) {
     throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 model: it takes no --mode dynamic, "
                      "--reference or --max-accuracy-drop");
+  }
+  if (output_is_onnx(a) && (a.smooth_quant >= 0 || a.float_linear_outputs)) {
+    throw UsageError("ONNX output (" + a.out + ") takes no --smooth-quant or --float-linear-outputs (tq's operators "
+                     "have no ONNX form yet)");
   }
   if (output_is_onnx(a) && a.onnx_opset < 13) {
     throw UsageError("--onnx-opset " + std::to_string(a.onnx_opset) + " is too old: per-channel DequantizeLinear needs 13");
@@ -193,6 +203,8 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
     options.mapping.set_global(quant::make_qconfig(a.engine, c));
     if (!a.qconfig_file.empty()) apply_qconfig_file(a.qconfig_file, a.engine, c, options.mapping);
     options.equalize = a.equalize;
+    if (a.smooth_quant >= 0) options.smooth_quant = graph::SmoothQuantOptions{a.smooth_quant};
+    options.float_linear_outputs = a.float_linear_outputs;
   }
   // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
   for (const auto& name : a.exclude) {
@@ -323,6 +335,7 @@ nlohmann::json report_json(const QuantizeArgs& a, const graph::Summary& summary,
   j["engine"] = a.seed ? "qnnpack" : a.engine;
   j["mode"] = a.seed ? "seed" : a.mode;
   j["equalized"] = summary.equalized;
+  j["smoothed"] = summary.smoothed;
   if (a.mode == "static") {
     j["activation_range"] = {{"reduce_range", range.reduce_range}, {"why", range.why},
                              {"full_range_layers", summary.full_range_layers}};
@@ -452,6 +465,13 @@ Command add_quantize_command(CLI::App& app) {
       ->check(CLI::IsMember({"sqnr", "metric"}));
   qc->add_flag("--equalize", q->equalize, "cross-layer equalization of conv -> (ReLU / ReLU6) -> conv pairs before "
                "calibrating (for per-tensor weights; ReLU6 between them becomes ReLU)");
+  qc->add_option("--smooth-quant", q->smooth_quant,
+                 "SmoothQuant with this alpha (0 to 1; the paper's default 0.5, all-MiniLM-L6-v2 best at 0.8): "
+                 "each int8 Linear input's outlier channels move into its weights (for transformers)")
+      ->check(CLI::Range(0.0, 1.0));
+  qc->add_flag("--float-linear-outputs", q->float_linear_outputs,
+               "an int8 Linear whose output only float ops read returns float32 rather than an 8-bit output "
+               "(transformers with float residual adds; the model then needs tq's library to run)");
   qc->add_flag("--bias-correction", q->bias_correction, "take each conv / linear layer's mean output shift from "
                "quantization out of its bias (after --adaround when both are given)");
   qc->add_option("--adaround-iterations", q->adaround_iterations, "AdaRound iterations per layer (default 10000)")

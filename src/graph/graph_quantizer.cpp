@@ -15,6 +15,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <optional>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -26,6 +27,7 @@
 #include "normalize.h"
 #include "observe_op.h"
 #include "observed_model_impl.h"
+#include "smooth_quant.h"
 #include "tq/core/check.h"
 #include "tq/core/config_error.h"
 #include "tq/core/torch_version.h"
@@ -36,6 +38,7 @@
 #include "tq/numerics/fake_quantize.h"
 #include "tq/numerics/groupwise_weight.h"
 #include "tq/observers/groupwise_weight_observer.h"
+#include "tq/observers/quantizer.h"
 #include "tq/ptq/gptq.h"
 
 namespace tq::graph {
@@ -57,17 +60,42 @@ size_t value_users(const Value* v) {
 }
 
 
-Scope scope_of(const Node* n, const std::string& top_type) {
+// The child of `parent` a call stack entry names: the submodule itself, or, when the call went
+// through a container without a forward of its own (a ModuleList, whose call stack records only
+// the element's name), that container's element of the called class ("encoder.layer" + "0").
+std::optional<std::pair<std::string, torch::jit::Module>> child_called(const torch::jit::Module& parent,
+                                                                       const std::string& name,
+                                                                       const c10::ClassTypePtr& type) {
+  for (const auto& c : parent.named_children()) {
+    if (c.name == name) return std::make_pair(name, c.value);
+  }
+  for (const auto& c : parent.named_children()) {
+    for (const auto& e : c.value.named_children()) {
+      if (e.name == name && (!type || e.value.type()->name()->name() == type->name()->name())) return std::make_pair(c.name + "." + name, e.value);
+    }
+  }
+  return std::nullopt;
+}
+
+// The module chain a node came from, named as model.named_modules() names it.
+Scope scope_of(const Node* n, const torch::jit::Module& top, const std::string& top_type) {
   Scope s;
   s.type = top_type;
   auto cs = n->callstack();
   if (!cs) return s;
+  std::optional<torch::jit::Module> current = top;
   for (const auto& entry : (*cs)->vec()) {
     const auto& info = std::get<2>(entry);
     if (!info) continue;
     if (info->class_type()) s.type = info->class_type()->name()->name();
     if (info->instance_name() == "SELF") continue;  // a method called on the same module
-    s.path = s.path.empty() ? info->instance_name() : s.path + "." + info->instance_name();
+    std::string step = info->instance_name();
+    if (current) {
+      auto child = child_called(*current, step, info->class_type());
+      current = child ? std::optional<torch::jit::Module>(child->second) : std::nullopt;
+      if (child) step = child->first;
+    }
+    s.path = s.path.empty() ? step : s.path + "." + step;
     s.chain.emplace_back(s.path, s.type);
   }
   return s;
@@ -98,6 +126,11 @@ std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> Observed
   const auto& points = impl_->points;
   for (size_t i = 0; i < points.size(); ++i) {
     out.emplace_back(c10::str(points[i].kind, " ", i, " (%", points[i].value->debugName(), ")"), points[i].observer);
+  }
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (points[i].smoothing) {
+      out.emplace_back(c10::str("smoothing ", i, " (%", points[i].value->debugName(), ")"), points[i].smoothing->range);
+    }
   }
   return out;
 }
@@ -281,14 +314,38 @@ namespace {
 // Where the seed observes: each quantized match's output (unless its qparams come from its input
 // or its kernel) and each input that enters it from float. Ops whose inputs and output share
 // qparams (cat) join their inputs' observers into one, as FX does, so no input is requantized.
+// options.float_linear_outputs: static Linears whose output no quantized match reads.
+void choose_float_outputs(Impl& impl) {
+  if (!impl.options.float_linear_outputs || impl.qat) return;
+  std::unordered_set<const Value*> read_in_int8;
+  for (const auto& info : impl.matches) {
+    if (!info.why_float.empty()) continue;
+    for (auto* v : info.handler->quantized_inputs(info.match)) read_in_int8.insert(v);
+  }
+  for (const auto& info : impl.matches) {
+    const Node* lin = detail::weighted_node(info.match);
+    if (!info.why_float.empty() || lin == nullptr || kind_of(lin) != "aten::linear" ||
+        info.handler->name() != "Linear" || info.handler->output_qparams() != OutputQParams::kObserved) {
+      continue;
+    }
+    // The operator takes symmetric weights (zero points 0), as PyTorch's default weight observers give.
+    const auto weight_observer = info.qconfig && info.qconfig->weight ? info.qconfig->weight() : nullptr;
+    const auto* wq = dynamic_cast<const Quantizer*>(weight_observer.get());
+    if (wq == nullptr || !is_symmetric(wq->qscheme())) continue;
+    if (!read_in_int8.count(info.match.root->output())) impl.float_output_roots.insert(info.match.root);
+  }
+}
+
 void insert_observers(Impl& impl) {
+  choose_float_outputs(impl);
   for (auto& info : impl.matches) {
     if (!info.why_float.empty()) continue;
     for (auto* v : info.handler->quantized_inputs(info.match)) {
       if (!produces_int8(impl, v)) add_point(impl, v, *info.qconfig, "input", kind_of(info.match.root));
     }
     const auto out = info.handler->output_qparams();
-    if (out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) {
+    if ((out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) &&
+        !impl.float_output_roots.count(info.match.root)) {
       add_point(impl, info.match.root->output(), *info.qconfig, "output", "");
     }
   }
@@ -319,6 +376,7 @@ void insert_observers(Impl& impl) {
     }
   }
   for (size_t i = 0; i < impl.points.size(); ++i) impl.points[i].observer = impl.points[find(i)].observer;
+  if (impl.options.smooth_quant) detail::choose_smoothed_inputs(impl);
 
   // GPTQ's layers: the Hessian of each one's input, accumulated while calibrating (layers that
   // share an input share it).
@@ -341,7 +399,8 @@ void insert_observers(Impl& impl) {
     auto flag = p.saw_non_float;
     auto capture = impl.capture;
     auto hessian = hessian_of(p.value);
-    p.slot = detail::register_observer_slot([obs, flag, capture, hessian, i](const at::Tensor& x) {
+    auto smoothing = p.smoothing;
+    p.slot = detail::register_observer_slot([obs, flag, capture, hessian, smoothing, i](const at::Tensor& x) {
       if (capture->active) {
         if (capture->simulate && x.scalar_type() == at::kFloat && i < capture->qparams.size() && capture->qparams[i]) {
           const auto& qp = *capture->qparams[i];
@@ -351,6 +410,7 @@ void insert_observers(Impl& impl) {
       } else if (x.scalar_type() == at::kFloat) {
         nn::run_quantizer(*obs, x);
         if (hessian) hessian->add(x.detach());
+        if (smoothing) nn::run_quantizer(*smoothing->range, x);
       } else {
         *flag = true;  // int8 holds float32 values only: an index, a mask or a float64 value stays as it is
       }
@@ -388,6 +448,7 @@ TensorQParams detail::point_qparams(const ObservedModel::Impl& impl, const Obser
   TQ_CHECK(nn::quantizer_has_observed(*p.observer), "convert", "the observer of ", p.kind, " ",
            p.value->node()->kind() == c10::prim::Param ? std::string("graph input") : kind_of(p.value->node()),
            " saw no data (was that part of the model ever run?)");
+  if (p.smoothing) return detail::smoothed_qparams(impl, p);
   const auto qp = nn::quantizer_qparams(*p.observer);
   return {qp.scale.item<double>(), qp.zero_point.item<int64_t>()};
 }
@@ -410,7 +471,12 @@ std::shared_ptr<Impl> detail::prepare_impl(const torch::jit::Module& model, cons
   impl->graph = impl->module.get_method("forward").graph();
   auto& g = impl->graph;
   detail::normalize_frozen_graph(g);
-  for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->top_type);
+  for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->source, impl->top_type);
+  if (options.smooth_quant) {
+    const double alpha = options.smooth_quant->alpha;
+    TQ_CHECK_CONFIG(alpha >= 0.0 && alpha <= 1.0, "prepare", "SmoothQuant's alpha must be in [0, 1], got ", alpha);
+    TQ_CHECK_CONFIG(!qat, "prepare_qat", "SmoothQuant is post-training; leave options.smooth_quant unset");
+  }
   if (options.equalize) impl->equalized = detail::equalize_graph(*g, impl->scopes);
   check_mapping(model, *g, *impl);
   find_matches(*impl);
@@ -484,10 +550,38 @@ class Emitter : public ConvertContext {
     auto p = impl_.point_of.find(original);
     TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: value %", original->debugName(),
              " is needed in int8 but was not observed");
-    const auto qp = detail::point_qparams(impl_, impl_.points[p->second]);
-    auto* f = float_value(original);
-    return env_q_[original] = kernels::int8::graph::quantize(*g_, f, qp.scale, qp.zero_point);
+    const auto in = static_input(original);
+    return env_q_[original] = kernels::int8::graph::quantize(*g_, in.value, in.qparams.scale, in.qparams.zero_point);
   }
+
+  StaticInput static_input(Value* original) override {
+    original = impl_.unalias(original);
+    // Its own point, or for an int8 value from ops that keep their input's qparams, that input's.
+    const int64_t p = detail::qparams_point(impl_, original);
+    TQ_CHECK(p >= 0, "convert", "internal: value %", original->debugName(), " is needed in int8 but was not observed");
+    const auto& point = impl_.points[static_cast<size_t>(p)];
+    StaticInput in;
+    in.qparams = detail::point_qparams(impl_, point);
+    const auto* quantizer = dynamic_cast<const Quantizer*>(point.observer.get());
+    const auto range = quantizer ? quantizer->quant_range() : c10::nullopt;
+    if (range) {
+      in.quant_min = range->quant_min;
+      in.quant_max = range->quant_max;
+    }
+    if (auto it = smoothed_inputs_.find(original); it != smoothed_inputs_.end()) {
+      in.value = it->second;
+      return in;
+    }
+    in.value = float_value(original);
+    if (point.smoothing && point.value == original) {  // SmoothQuant: X / s enters int8 (its Linears' weights take s)
+      const auto inverse = detail::smoothing_factors(impl_, point).reciprocal();
+      in.value = g_->insert(c10::Symbol::fromQualString("aten::mul"), {in.value, g_->insertConstant(inverse)});
+      smoothed_inputs_[original] = in.value;
+    }
+    return in;
+  }
+
+  bool float_output(const Match& m) const override { return impl_.float_output_roots.count(m.root) > 0; }
 
   c10::IValue constant(Value* original) override {
     auto iv = torch::jit::toIValue(impl_.unalias(original));
@@ -512,7 +606,7 @@ class Emitter : public ConvertContext {
     TQ_CHECK(static_cast<bool>(info.qconfig->weight), "convert", kind_of(m.root), " in '", m.module_path,
              "': its qconfig has no weight observer");
     auto obs = info.qconfig->weight();
-    return nn::quantize_weight(*obs, weight, kind_of(m.root) + " in '" + m.module_path + "'");
+    return nn::quantize_weight(*obs, smoothed_weight(m, weight), kind_of(m.root) + " in '" + m.module_path + "'");
   }
 
   GroupwiseWeight groupwise_weight(const Match& m, const at::Tensor& weight) override {
@@ -527,6 +621,19 @@ class Emitter : public ConvertContext {
     TQ_CHECK(it != impl_.input_hessians.end() && it->second->tokens() > 0, "convert", "'", m.module_path,
              "': GPTQ needs the layer's inputs: calibrate the prepared model first");
     return ptq::gptq_quantize(w, *it->second, *gptq, m.module_path);
+  }
+
+  // A Linear whose input SmoothQuant divides by s takes W * s (s along the input channels).
+  at::Tensor smoothed_weight(const Match& m, const at::Tensor& weight) const {
+    const Node* lin = detail::weighted_node(m);
+    if (lin == nullptr) return weight;
+    auto p = impl_.point_of.find(impl_.unalias(lin->input(0)));
+    if (p == impl_.point_of.end()) return weight;
+    const auto& point = impl_.points[p->second];
+    if (!point.smoothing) return weight;
+    const auto& linears = point.smoothing->linears;
+    if (std::find(linears.begin(), linears.end(), lin) == linears.end()) return weight;
+    return weight * detail::smoothing_factors(impl_, point).unsqueeze(0);
   }
 
   Value* packed_weight(const kernels::int8::PackedWeight& packed) override {
@@ -582,7 +689,7 @@ class Emitter : public ConvertContext {
         TQ_FAIL("convert", "the handler ", info.handler->name(), " failed on ", kind_of(node), " in '",
                 info.match.module_path, "': ", error_message(e));
       }
-      if (q && info.handler->output_qparams() == OutputQParams::kFloat) {
+      if (q && (info.handler->output_qparams() == OutputQParams::kFloat || float_output(info.match))) {
         env_f_[node->output()] = q;  // dynamic / weight-only: float out
       } else if (q && reference_ && detail::is_tensor_list(q)) {
         // x.chunk(2, 1) in the reference form: a list of values already on the int8 grid, whose
@@ -656,6 +763,7 @@ class Emitter : public ConvertContext {
     if (detail::is_tensor_list(y)) return y;
     y->setType(c10::TensorType::get());
     TensorQParams qp;
+    if (float_output(info.match)) return y;
     switch (info.handler->output_qparams()) {
       case OutputQParams::kFloat:
         return y;
@@ -697,7 +805,7 @@ class Emitter : public ConvertContext {
       if (auto why = check(v); !why.empty()) return why;
     }
     const auto out = info.handler->output_qparams();
-    if (out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) {
+    if ((out == OutputQParams::kObserved || out == OutputQParams::kSharedWithAllInputs) && !float_output(info.match)) {
       return check(info.match.root->output());
     }
     return "";
@@ -790,6 +898,7 @@ class Emitter : public ConvertContext {
   std::shared_ptr<Graph> g_;
   Value* self_ = nullptr;
   std::unordered_map<const Value*, Value*> env_f_, env_q_, env_fq_, shape_alias_;
+  std::unordered_map<const Value*, Value*> smoothed_inputs_;  // SmoothQuant: X / s, once per input
   std::unordered_set<const Value*> int8_lists_;  // reference form: float lists of int8 values
   std::vector<Node*> deferred_;
   int packed_count_ = 0;

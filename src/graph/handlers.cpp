@@ -134,6 +134,18 @@ class LinearHandler : public QuantizeHandler {
     const auto weight = constant_of(lin->input(1))->toTensor();
     const auto bias = optional_tensor(lin->input(2));
     const auto qweight = ctx.quantize_weight(m, weight);
+    if (ctx.float_output(m)) {  // float32 out: tq's operator from the integer sums
+      const auto w = kernels::int8::split_quantized_weight(qweight);
+      TQ_CHECK(w.values.dim() == 2 && !w.zero_points.any().item<bool>(), "convert",
+               "a Linear with float output takes symmetric 2-D weights (zero points 0): ", m.module_path);
+      const auto in = ctx.static_input(lin->input(0));
+      auto& g = ctx.graph();
+      Value* y = int8g::linear_int8_float_output(
+          g, in.value, in.qparams.scale, in.qparams.zero_point, in.quant_min, in.quant_max,
+          g.insertConstant(w.values), g.insertConstant(w.scales.expand({w.values.size(0)}).contiguous()),
+          g.insertConstant(bias.defined() ? c10::IValue(bias) : c10::IValue()));
+      return m.find(kReluOps) ? g.insert(c10::Symbol::fromQualString("aten::relu"), {y}) : y;
+    }
     const auto packed =
         kernels::int8::prepack_linear(qweight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt);
     auto* x = ctx.quantized(lin->input(0));

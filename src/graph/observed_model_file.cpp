@@ -44,7 +44,8 @@ const char* const kObservedFile = "tq_observed.json";
 std::string fingerprint(const Impl& impl) {
   std::ostringstream s;
   for (const auto& p : impl.points) {
-    s << p.kind << ":" << (p.value->node()->kind() == c10::prim::Param ? "input" : kind_of(p.value->node())) << ";";
+    s << p.kind << ":" << (p.value->node()->kind() == c10::prim::Param ? "input" : kind_of(p.value->node()))
+      << (p.smoothing ? ":smoothed" : "") << ";";
   }
   return s.str();
 }
@@ -57,6 +58,11 @@ void ObservedModel::save(const std::string& path) const {
   for (size_t i = 0; i < impl.points.size(); ++i) {
     for (auto& [name, t] : serialize::state_dict(*impl.points[i].observer)) {
       state.emplace_back("points." + std::to_string(i) + "." + name, t);
+    }
+    if (impl.points[i].smoothing) {
+      for (auto& [name, t] : serialize::state_dict(*impl.points[i].smoothing->range)) {
+        state.emplace_back("smoothing." + std::to_string(i) + "." + name, t);
+      }
     }
   }
   const nlohmann::json meta = {{"format", 1}, {"batches", impl.batches}, {"points", fingerprint(impl)}};
@@ -92,6 +98,14 @@ ObservedModel load_observed(const std::string& path, const GraphQuantizeOptions&
       if (name.rfind(prefix, 0) == 0) mine.emplace_back(name.substr(prefix.size()), t);
     }
     serialize::load_state_dict(*impl.points[i].observer, mine, /*strict=*/true);
+    if (impl.points[i].smoothing) {
+      const std::string smoothing_prefix = "smoothing." + std::to_string(i) + ".";
+      serialize::StateDict range;
+      for (const auto& [name, t] : state) {
+        if (name.rfind(smoothing_prefix, 0) == 0) range.emplace_back(name.substr(smoothing_prefix.size()), t);
+      }
+      serialize::load_state_dict(*impl.points[i].smoothing->range, range, /*strict=*/true);
+    }
   }
   impl.batches = meta["batches"].get<int64_t>();
   return observed;

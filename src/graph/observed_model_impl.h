@@ -11,12 +11,14 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "observe_op.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/nn/qconfig.h"
 #include "tq/observers/groupwise_weight_observer.h"
+#include "tq/observers/per_channel_min_max_observer.h"
 #include "tq/ptq/gptq.h"
 
 namespace tq::graph {
@@ -32,6 +34,16 @@ struct Scope {
   std::string path;  // "layer1.0.conv1"
   std::string type;  // innermost module's class name
   std::vector<std::pair<std::string, std::string>> chain;  // (qualified name, class name), outermost first
+};
+
+// A Linear input SmoothQuant rescales (GraphQuantizeOptions::smooth_quant) and the Linears that
+// read it.
+struct SmoothedInput {
+  std::vector<const Node*> linears;  // aten::linear nodes, input 0 this value
+  std::vector<std::string> layers;   // their module paths
+  // Each channel's (the last dimension's) min and max over every batch calibrated: saved with the
+  // observed model and merged across processes as the points' observers are.
+  std::shared_ptr<observers::PerChannelMinMaxObserver> range;
 };
 
 struct ObservedModel::Impl {
@@ -65,7 +77,10 @@ struct ObservedModel::Impl {
     // Set when a non-floating-point tensor passed (an index tensor through a shape op): the seed's
     // all_tensors = False, the value stays float.
     std::shared_ptr<std::atomic<bool>> saw_non_float = std::make_shared<std::atomic<bool>>(false);
+    std::shared_ptr<SmoothedInput> smoothing;  // set where SmoothQuant rescales this input
   };
+  // Static Linear matches (by root) whose output leaves int8 as float32 (options.float_linear_outputs).
+  std::unordered_set<const Node*> float_output_roots;
   std::vector<Point> points;
   std::unordered_map<const Value*, size_t> point_of;
   std::unordered_map<const Value*, Value*> observed_alias;  // observe output -> observed value

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "observed_model_impl.h"
+#include "smooth_quant.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/nn/qconfig.h"
 
@@ -15,6 +16,9 @@ Summary ObservedModel::summary() const {
   const auto& impl = *impl_;
   Summary s;
   s.equalized = impl.equalized;
+  for (const auto& p : impl.points) {
+    if (p.smoothing) s.smoothed.push_back(detail::describe_smoothed(impl, p));
+  }
   if (impl.batches > 0) s.full_range_layers = detail::full_range_layers(impl);
   for (auto* n : impl.graph->nodes()) {
     const std::string k = kind_of(n);
@@ -94,6 +98,7 @@ std::string Summary::to_string() const {
     s << "activations: no int8 convolution / linear takes full-range activations (safe on every CPU)\n";
   }
   if (!equalized.empty()) s << "cross-layer equalization: " << equalized.size() << " pairs\n";
+  if (!smoothed.empty()) s << "SmoothQuant: " << smoothed.size() << " Linear input(s) rescaled\n";
   return s.str();
 }
 

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "tq/core/check.h"
+#include "tq/core/config_error.h"
 #include "layer_args.h"
 #include "tq/core/error_message.h"
 #include "tq/observers/groupwise_weight_observer.h"
@@ -109,6 +110,8 @@ std::vector<GraphLayer> weighted_layers(const Impl& impl, std::vector<std::strin
 
 at::Tensor take_samples(const Impl& impl, const std::vector<at::Tensor>& data, int64_t n, const char* op) {
   TQ_CHECK(impl.batches > 0, op, "calibrate the model first: activation qparams are needed");
+  // Their simulated inputs are quantized with each point's qparams as observed, not divided by s.
+  TQ_CHECK_CONFIG(!impl.options.smooth_quant, op, "does not run on a SmoothQuant model (options.smooth_quant)");
   TQ_CHECK(impl.graph->inputs().size() == 2, op, "the model's forward takes ", impl.graph->inputs().size() - 1,
            " inputs; ", op, " feeds one tensor");
   std::vector<at::Tensor> parts;

@@ -19,6 +19,7 @@
 #include <ATen/core/ivalue.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,15 @@ struct Module;
 
 namespace tq::graph {
 
+// SmoothQuant (Xiao et al. 2023, "SmoothQuant: Accurate and Efficient Post-Training Quantization for
+// Large Language Models"): a Linear input's outlier channels are divided by s_j and the weight's
+// input channels multiplied by it, s_j = max|X_j|^alpha / max|W_j|^(1 - alpha), so per-tensor
+// int8 activations hold what they could not. max|W_j| is taken over every Linear that reads the
+// input (query, key and value share one s).
+struct SmoothQuantOptions {
+  double alpha = 0.5;  // in [0, 1]: how much of the activations' range moves into the weights
+};
+
 struct GraphQuantizeOptions {
   // Which qconfig each node gets: by the qualified name of the module whose forward produced it
   // ("layer1.0.conv2", taken from the TorchScript module hierarchy), by module type ("Conv2d") or
@@ -51,6 +61,21 @@ struct GraphQuantizeOptions {
   // their convolutions, a ReLU6 between two convolutions becomes a ReLU, and every convolution ->
   // (ReLU) -> convolution pair has its channels' weight ranges equalized. For per-tensor weights.
   bool equalize = false;
+  // SmoothQuant on every int8 Linear whose input enters int8 from float and is read in int8 by
+  // Linears only (with LayerNorm, GELU and residual adds float, every Linear of a transformer).
+  // Calibration records each such input's channel ranges; convert divides the input by s (one
+  // float multiply before its quantize), takes its per-tensor qparams from the exact range of
+  // X / s (the paper's calibration, computed by the qconfig's observer from that range) and
+  // quantizes W * s. The channel ranges are observers (named_observers: "smoothing <i>"), saved
+  // with the observed model and merged across processes. Not with QAT, AdaRound or bias correction.
+  std::optional<SmoothQuantOptions> smooth_quant;
+  // A static int8 Linear whose output no int8 op reads returns float32: its integer sums scaled
+  // straight to float (tq's operator tq::linear_int8_float_output; the model then needs tq's
+  // library to run) instead of quantized to 8 bits and dequantized at once, as PyTorch FX does.
+  // What BERT-style encoders need: their FFN output's outlier channels, bound for a float residual
+  // add and LayerNorm, do not survive a per-tensor 8-bit output (all-MiniLM-L6-v2: mean cosine
+  // 0.94 with it, 0.997 without, docs/ACCURACY.md). Off by default (PyTorch's numbers).
+  bool float_linear_outputs = false;
 
   // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
   static GraphQuantizeOptions for_backend(const std::string& backend);
@@ -88,6 +113,8 @@ struct Summary {
   };
   std::vector<Point> points;  // filled once calibrated, in graph order
   std::vector<std::string> equalized;  // "first -> second" pairs (GraphQuantizeOptions::equalize)
+  // Inputs SmoothQuant rescales: "layer, layer (C channels, s from a to b)", s once calibrated.
+  std::vector<std::string> smoothed;
   // Int8 convolutions / linears (module paths) whose activations are quantized on the full uint8
   // range: right on VNNI CPUs, saturating without VNNI (tq/kernels/int8_saturation.h). Once calibrated.
   std::vector<std::string> full_range_layers;

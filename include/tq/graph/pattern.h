@@ -130,6 +130,18 @@ class ConvertContext {
   virtual c10::IValue constant(torch::jit::Value* original) = 0;
   // The observed qparams of the match's output.
   virtual TensorQParams output_qparams(const Match& match) = 0;
+  // Whether the match's output leaves it as float32 (GraphQuantizeOptions::float_linear_outputs):
+  // then it has no output qparams and the handler returns a float value.
+  virtual bool float_output(const Match& match) const = 0;
+  // The float value an int8 op quantizes for an original value (SmoothQuant's division applied
+  // where GraphQuantizeOptions::smooth_quant rescales it), with its qparams and integer range: for
+  // kernels that take float input and quantize it themselves.
+  struct StaticInput {
+    torch::jit::Value* value = nullptr;
+    TensorQParams qparams;
+    int64_t quant_min = 0, quant_max = 255;
+  };
+  virtual StaticInput static_input(torch::jit::Value* original) = 0;
   // The weight quantized with the match's weight observer (qint8, per tensor or per channel).
   virtual at::Tensor quantize_weight(const Match& match, const at::Tensor& weight) = 0;
   // The match's qconfig.

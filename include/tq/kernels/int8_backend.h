@@ -37,6 +37,13 @@ struct WeightParts {
   at::Tensor zero_points;  // int64, same shape
 };
 
+// An input quantized with static per-tensor qparams on [quant_min, quant_max] (an 8-bit range).
+struct StaticInput {
+  double scale = 1.0;
+  int64_t zero_point = 0;
+  int64_t quant_min = 0, quant_max = 255;
+};
+
 // An embedding table to quantize by rows with per-row float qparams (PyTorch's
 // float_qparams_weight_only): q = clamp(round(w / scale + zero_point)), 8 or 4 bits.
 struct EmbeddingWeight {
@@ -99,6 +106,13 @@ class Int8Backend {
   // tq's integer formula (exact sums from float32 products of at most 1024 terms): every backend
   // has it; one with a faster kernel overrides it and passes the conformance suite against it.
   virtual at::Tensor linear_dynamic_per_token(const at::Tensor& x, const WeightParts& w,
+                                              const c10::optional<at::Tensor>& bias) const;
+  // Static input qparams, float32 out: x quantized with `input` (round(x * (1 / scale)) + zero
+  // point, ties to even, clamped), times int8 weights with one scale per output channel and zero
+  // points 0; the exact integer sums (zero point taken out per channel) scaled to float32 with
+  // input scale x channel scale, plus the bias. No output quantization: for a Linear whose output
+  // only float ops read. A row holding a NaN gives NaN. Default: tq's integer formula, as above.
+  virtual at::Tensor linear_int8_float_output(const at::Tensor& x, const StaticInput& input, const WeightParts& w,
                                               const c10::optional<at::Tensor>& bias) const;
 
   virtual QTensor batch_norm2d(const QTensor& x, const at::Tensor& weight, const at::Tensor& bias,

@@ -43,6 +43,10 @@ Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range);
 // Dynamic with one activation scale per token: tq's operator tq::linear_dynamic_per_token (the
 // saved model needs tq's library loaded to run). weight: int8 [out, in]; scales: float64 [out].
 Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight_scales, Value* bias);
+// Static input qparams, float out: tq's operator tq::linear_int8_float_output (the saved model
+// needs tq's library loaded to run). x: float; weight: int8 [out, in]; scales: float64 [out].
+Value* linear_int8_float_output(Graph& g, Value* x, double scale, int64_t zero_point, int64_t quant_min,
+                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias);
 // Weight-only Linear: tq's operator tq::linear_weight_only (tq/kernels/int8_weight_only.h; the
 // saved model needs tq's library loaded to run), float x and out.
 Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,

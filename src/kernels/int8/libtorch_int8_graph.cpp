@@ -45,6 +45,12 @@ Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight
   return insert(g, "tq::linear_dynamic_per_token", {x, weight, weight_scales, bias});
 }
 
+Value* linear_int8_float_output(Graph& g, Value* x, double scale, int64_t zero_point, int64_t quant_min,
+                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias) {
+  return insert(g, "tq::linear_int8_float_output",
+                {x, scale, zero_point, quant_min, quant_max, weight, weight_scales, bias});
+}
+
 Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,
                           int64_t group_size, Value* bias) {
   return insert(g, "tq::linear_weight_only", {x, packed, scales, zero_points, bits, group_size, bias});

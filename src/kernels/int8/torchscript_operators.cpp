@@ -28,6 +28,9 @@ at::Tensor linear_weight_only_op(const at::Tensor& x, const at::Tensor& packed, 
 TORCH_LIBRARY_FRAGMENT(tq, m) {
   m.def("linear_dynamic_per_token(Tensor x, Tensor weight, Tensor weight_scales, Tensor? bias) -> Tensor",
         &int8::linear_dynamic_per_token);
+  m.def("linear_int8_float_output(Tensor x, float scale, int zero_point, int quant_min, int quant_max, Tensor weight, "
+        "Tensor weight_scales, Tensor? bias) -> Tensor",
+        &int8::linear_int8_float_output);
   m.def("linear_weight_only(Tensor x, Tensor packed, Tensor scales, Tensor zero_points, int bits, int group_size, "
         "Tensor? bias) -> Tensor",
         &linear_weight_only_op);
