@@ -154,6 +154,16 @@ int main(int argc, char** argv) {
              return o;
            },
            true)},
+      {"tq static W8A8, Linear only, float outputs, SmoothQuant 0.8",
+       graph_mode(
+           [engine] {
+             auto o = tq::graph::GraphQuantizeOptions::for_backend(engine);
+             for (const char* op : {"add", "layer_norm", "softmax"}) o.mapping.set_object_type_none(op);
+             o.float_linear_outputs = true;
+             o.smooth_quant = tq::graph::SmoothQuantOptions{0.8};
+             return o;
+           },
+           true)},
       {"tq weight-only W8 g128",
        graph_mode([&] { return with_global(tq::graph::GraphQuantizeOptions::dynamic(), tq::quant::weight_only_qconfig(8, 128)); },
                   false)},
