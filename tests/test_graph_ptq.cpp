@@ -407,6 +407,37 @@ TEST_F(GraphPtq, SmoothQuantSharesOneFactorAcrossTheLinearsOfAnInput) {
                                          1e-4, 1e-4));
 }
 
+// A float-output Linear sums exact integer products on every CPU, so its input takes the full
+// 8-bit range even where the qconfig reduces it (x86's [0, 127] guards u8 x s8 kernels without
+// VNNI); an 8-bit-output Linear keeps the qconfig's range.
+TEST_F(GraphPtq, FloatOutputLinearsTakeTheFullRangeWhateverTheQConfigReduces) {
+  SharedInputNet m;
+  auto options = SharedInputNet::options(std::nullopt);
+  tq::nn::QConfig q = options.mapping.global().value();
+  q.activation = obs::with_args<obs::MinMaxObserver>(obs::MinMaxObserverOptions().reduce_range(true));
+  options.mapping.set_global(q);
+  auto qparams_of_input = [&](bool float_outputs) {
+    options.float_linear_outputs = float_outputs;
+    auto observed = tq::graph::prepare(m.net, options);
+    observed.calibrate(m.calibration);
+    const auto summary = observed.summary();
+    EXPECT_TRUE(summary.full_range_layers.empty());  // exact sums, or the reduced range: none saturates
+    for (const auto& p : summary.points) {
+      if (p.kind == "input" && p.op == "input") return p.qparams;
+    }
+    ADD_FAILURE() << summary.to_string();
+    return summary.points.at(0).qparams;
+  };
+  obs::MinMaxObserver full{obs::MinMaxObserverOptions()}, reduced{obs::MinMaxObserverOptions().reduce_range(true)};
+  full.forward(m.calibration);
+  reduced.forward(m.calibration);
+  for (auto [float_outputs, want] : {std::make_pair(true, full.calculate_qparams()), std::make_pair(false, reduced.calculate_qparams())}) {
+    const auto got = qparams_of_input(float_outputs);
+    EXPECT_NEAR(got.scale, want.scale.item<double>(), 1e-7 * want.scale.item<double>()) << float_outputs;
+    EXPECT_EQ(got.zero_point, want.zero_point.item<int64_t>()) << float_outputs;
+  }
+}
+
 TEST_F(GraphPtq, SmoothQuantRangesSurviveSavingTheObservedModel) {
   SharedInputNet m;
   auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.75));

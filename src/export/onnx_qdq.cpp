@@ -647,7 +647,9 @@ class Translator {
     if (k == "aten::expand") return expand_to(n);
     if (k == "aten::slice") return slice(n);
     if (k == "aten::select") return select(n);
-    if (k == "aten::_native_multi_head_attention") return multi_head_attention(n);
+    // Attention's float products (graph mode writes nn.MultiheadAttention's fused node out as them).
+    if (k == "aten::matmul") return (void)emit(n, "MatMul", {read(n->input(0)), read(n->input(1))},
+                                                 std::max(rank(n->input(0)), rank(n->input(1))));
     if (n->kind() == c10::prim::ListUnpack) return list_unpack(n);
     if (k == "prim::NumToTensor" || k == "aten::Int") return alias(n);
     if (integers(n)) return;
@@ -1040,52 +1042,6 @@ class Translator {
     auto* p = emit(n, "Gather", {read(n->input(0)), initializer("index", at::scalar_tensor(constant(n, 2).toInt(), at::kLong))},
                    r - 1);
     attr(p, "axis", dim);
-  }
-
-  // nn.MultiheadAttention's fused path (self-attention, batch first, no mask, no weights out):
-  // the input projection, softmax(q k^T / sqrt(d)) v per head, the output projection.
-  void multi_head_attention(const Node* n) {
-    // _native_multi_head_attention(query, key, value, embed_dim, num_head, qkv_weight, qkv_bias,
-    //                              proj_weight, proj_bias, mask, need_weights, average_attn_weights, mask_type)
-    const std::string base = n->output(0)->debugName();
-    TQ_CHECK(n->input(0) == n->input(1) && n->input(1) == n->input(2), kOp, "aten::_native_multi_head_attention (%",
-             base, "): only self-attention (query, key and value one tensor) is exported");
-    TQ_CHECK(constant(n, 9).isNone(), kOp, "aten::_native_multi_head_attention (%", base, "): a mask is not exported");
-    TQ_CHECK(n->outputs()[1]->uses().empty() || !constant(n, 10).toBool(), kOp, "aten::_native_multi_head_attention (%",
-             base, "): the attention weights are read; not exported");
-    TQ_CHECK(rank(n->input(0)) == 3, kOp, "aten::_native_multi_head_attention (%", base, "): the input is not [N, L, E]");
-    const int64_t e = constant(n, 3).toInt(), heads = constant(n, 4).toInt();
-    const int64_t d = e / heads;
-    auto t = [&](size_t i) { return constant(n, i).toTensor().to(at::kFloat); };
-    auto project = [&](const std::string& x, const at::Tensor& w, const at::Tensor& b, const std::string& name) {
-      const std::string mm = unique(base + "_" + name + "_matmul"), out = unique(base + "_" + name);
-      add_node("MatMul", {x, initializer(base + "_" + name + "_weight_t", w.t().contiguous())}, {mm});
-      add_node("Add", {mm, initializer(base + "_" + name + "_bias", b)}, {out});
-      return out;
-    };
-    const auto qkv = project(read(n->input(0)), t(5), t(6), "qkv");
-    std::vector<std::string> parts = {unique(base + "_q"), unique(base + "_k"), unique(base + "_v")};
-    attr(add_node("Split", {qkv, initializer("split", at::tensor({e, e, e}))}, parts), "axis", int64_t{2});
-    // [N, L, E] -> [N, heads, L, d] (k: [N, heads, d, L])
-    auto heads_of = [&](const std::string& x, std::vector<int64_t> perm) {
-      const std::string split = unique(x + "_heads"), out = unique(x + "_perm");
-      add_node("Reshape", {x, initializer("shape", at::tensor(std::vector<int64_t>{0, 0, heads, d}))}, {split});
-      attr(add_node("Transpose", {split}, {out}), "perm", perm);
-      return out;
-    };
-    const auto q = heads_of(parts[0], {0, 2, 1, 3}), k = heads_of(parts[1], {0, 2, 3, 1}), v = heads_of(parts[2], {0, 2, 1, 3});
-    const std::string q_scaled = unique(base + "_q_scaled"), scores = unique(base + "_scores"),
-                      probs = unique(base + "_probs"), context = unique(base + "_context"),
-                      merged = unique(base + "_merged"), flat = unique(base + "_flat");
-    add_node("Mul", {q, scalar_initializer("inv_sqrt_d", 1.0 / std::sqrt(static_cast<double>(d)))}, {q_scaled});
-    add_node("MatMul", {q_scaled, k}, {scores});
-    attr(add_node("Softmax", {scores}, {probs}), "axis", int64_t{-1});
-    add_node("MatMul", {probs, v}, {context});
-    attr(add_node("Transpose", {context}, {merged}), "perm", std::vector<int64_t>{0, 2, 1, 3});
-    add_node("Reshape", {merged, initializer("shape", at::tensor(std::vector<int64_t>{0, 0, e}))}, {flat});
-    const auto out = project(flat, t(7), t(8), "out");
-    set_tensor(n->output(0), out, 3);
-    float_candidates_.emplace_back("MultiHeadAttention", out);
   }
 
   void list_unpack(const Node* n) {

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "decompose_attention.h"
 #include "equalize.h"
 #include "layer_args.h"
 #include "normalize.h"
@@ -38,6 +39,7 @@
 #include "tq/numerics/fake_quantize.h"
 #include "tq/numerics/groupwise_weight.h"
 #include "tq/observers/groupwise_weight_observer.h"
+#include "tq/observers/observer_base.h"
 #include "tq/observers/quantizer.h"
 #include "tq/ptq/gptq.h"
 
@@ -101,6 +103,21 @@ Scope scope_of(const Node* n, const torch::jit::Module& top, const std::string& 
   return s;
 }
 
+// The Linears written out of a fused attention node are named under its module, as PyTorch names
+// their parameters: "<attention>.in_proj" and "<attention>.out_proj" (a submodule).
+void name_attention_projections(ObservedModel::Impl& impl, const std::vector<detail::AttentionProjection>& projections) {
+  if (projections.empty()) return;
+  std::map<std::string, std::string> types;  // qualified module name -> class name
+  for (const auto& m : impl.source.named_modules()) types[m.name] = m.value.type()->name()->name();
+  for (const auto& p : projections) {
+    auto& s = impl.scopes[p.linear];
+    s.path = s.path.empty() ? p.name : s.path + "." + p.name;
+    const auto it = types.find(s.path);
+    s.type = it != types.end() ? it->second : "Linear";
+    s.chain.emplace_back(s.path, s.type);
+  }
+}
+
 }  // namespace
 
 const char* const detail::kLayerPrefix = "tq_layer__";
@@ -162,6 +179,7 @@ void check_mapping(const torch::jit::Module& model, const Graph& g, const Impl& 
     names.insert(nm.name);
     types.insert(nm.value.type()->name()->name());
   }
+  for (const auto& [node, scope] : impl.scopes) names.insert(scope.path);  // "<attention>.in_proj"
   for (const auto* n : g.nodes()) {
     const std::string k = kind_of(n);
     types.insert(k);
@@ -317,6 +335,39 @@ namespace {
 // options.float_linear_outputs: static Linears whose output no quantized match reads.
 void choose_float_outputs(Impl& impl) {
   if (!impl.options.float_linear_outputs || impl.qat) return;
+  // Ops that pass int8 values on (reshape, transpose, chunk) but lead to no int8 op that computes
+  // (the heads of q, k and v on their way to a float matmul) stay float, so the Linear before them
+  // returns float: an int8 detour there would only be dequantized.
+  std::unordered_map<const Node*, const Impl::MatchInfo*> root_match;
+  for (const auto& info : impl.matches) {
+    if (info.why_float.empty()) root_match[info.match.root] = &info;
+  }
+  std::function<bool(const Value*)> feeds_int8_compute = [&](const Value* v) {
+    for (const auto& use : v->uses()) {
+      const Node* u = use.user;
+      if (u->kind() == c10::prim::ListConstruct) return true;  // cat's inputs: read in int8
+      if (u->kind() == c10::prim::ListUnpack) {
+        for (const auto* e : u->outputs()) {
+          if (feeds_int8_compute(e)) return true;
+        }
+        continue;
+      }
+      const auto it = root_match.find(u);
+      if (it == root_match.end()) continue;
+      const auto ins = it->second->handler->quantized_inputs(it->second->match);
+      if (std::find(ins.begin(), ins.end(), v) == ins.end()) continue;
+      if (it->second->handler->output_qparams() != OutputQParams::kSharedWithInput || feeds_int8_compute(u->output())) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (auto& info : impl.matches) {
+    if (info.why_float.empty() && info.handler->output_qparams() == OutputQParams::kSharedWithInput &&
+        info.match.root->outputs().size() == 1 && !feeds_int8_compute(info.match.root->output())) {
+      info.why_float = "no int8 op reads its output (options.float_linear_outputs)";
+    }
+  }
   std::unordered_set<const Value*> read_in_int8;
   for (const auto& info : impl.matches) {
     if (!info.why_float.empty()) continue;
@@ -336,6 +387,34 @@ void choose_float_outputs(Impl& impl) {
   }
 }
 
+// Inputs that only float-output Linears read in int8 (directly or through ops that keep their
+// input's qparams, such as reshape) take the full 8-bit range whatever the qconfig's reduce_range:
+// those Linears sum exact integer products on every CPU, so the headroom that keeps u8 x s8 kernels
+// without VNNI from saturating guards nothing there.
+void widen_exact_inputs(Impl& impl) {
+  if (impl.float_output_roots.empty()) return;
+  std::unordered_map<const Value*, std::vector<const Impl::MatchInfo*>> readers;
+  for (const auto& info : impl.matches) {
+    if (!info.why_float.empty()) continue;
+    for (auto* v : info.handler->quantized_inputs(info.match)) readers[v].push_back(&info);
+  }
+  std::function<bool(const Value*)> exact = [&](const Value* v) {
+    const auto it = readers.find(v);
+    if (it == readers.end()) return false;
+    for (const auto* info : it->second) {
+      if (impl.float_output_roots.count(info->match.root)) continue;
+      const bool passes_on = info->handler->output_qparams() == OutputQParams::kSharedWithInput &&
+                             info->handler->quantized_inputs(info->match).size() == 1;
+      if (!passes_on || !exact(info->match.root->output())) return false;
+    }
+    return true;
+  };
+  for (auto& p : impl.points) {
+    if (p.kind != "input" || !exact(p.value)) continue;
+    if (auto* o = dynamic_cast<observers::UniformQuantizationObserverBase*>(p.observer.get())) o->use_full_range();
+  }
+}
+
 void insert_observers(Impl& impl) {
   choose_float_outputs(impl);
   for (auto& info : impl.matches) {
@@ -349,6 +428,7 @@ void insert_observers(Impl& impl) {
       add_point(impl, info.match.root->output(), *info.qconfig, "output", "");
     }
   }
+  widen_exact_inputs(impl);
   // Graph order for the summary.
   std::unordered_map<const Node*, size_t> order;
   size_t k = 0;
@@ -471,7 +551,9 @@ std::shared_ptr<Impl> detail::prepare_impl(const torch::jit::Module& model, cons
   impl->graph = impl->module.get_method("forward").graph();
   auto& g = impl->graph;
   detail::normalize_frozen_graph(g);
+  const auto projections = detail::decompose_self_attention(*g);
   for (auto* n : g->nodes()) impl->scopes[n] = scope_of(n, impl->source, impl->top_type);
+  name_attention_projections(*impl, projections);
   if (options.smooth_quant) {
     const double alpha = options.smooth_quant->alpha;
     TQ_CHECK_CONFIG(alpha >= 0.0 && alpha <= 1.0, "prepare", "SmoothQuant's alpha must be in [0, 1], got ", alpha);
@@ -921,6 +1003,7 @@ std::vector<std::string> detail::full_range_layers(const ObservedModel::Impl& im
   for (const auto& info : impl.matches) {
     if (!info.why_float.empty() || !info.why_float_at_convert.empty()) continue;
     if (info.handler->output_qparams() == OutputQParams::kFloat) continue;  // dynamic / weight-only
+    if (impl.float_output_roots.count(info.match.root)) continue;           // exact integer sums
     const Node* w = detail::weighted_node(info.match);
     if (w == nullptr || w->inputs().empty()) continue;
     const int64_t p = detail::qparams_point(impl, w->inputs()[0]);

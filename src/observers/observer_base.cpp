@@ -50,6 +50,12 @@ UniformQuantizationObserverBase::UniformQuantizationObserverBase(std::string nam
   eps_ = register_buffer("eps", at::full({1}, static_cast<float>(eps), at::kFloat));
 }
 
+void UniformQuantizationObserverBase::use_full_range() {
+  if (has_customized_qrange_ || !reduce_range_) return;
+  reduce_range_ = false;
+  range_ = calculate_qmin_qmax(nullptr, nullptr, dtype_, /*reduce_range=*/false);
+}
+
 QParams UniformQuantizationObserverBase::calculate_qparams_from(const at::Tensor& min_val,
                                                                 const at::Tensor& max_val) const {
   QParamsSpec spec;

@@ -81,6 +81,9 @@ class UniformQuantizationObserverBase : public ObserverBase {
   bool has_customized_qrange() const { return has_customized_qrange_; }
   const at::Tensor& eps() const { return eps_; }
 
+  // Drops reduce_range for the dtype's whole range: for a value whose consumer sums exact integer
+  // products on every CPU, where the headroom guards nothing. A customized range stays.
+  void use_full_range();
   // _calculate_qparams on the given ranges with this observer's dtype, scheme and range.
   QParams calculate_qparams_from(const at::Tensor& min_val, const at::Tensor& max_val) const;
   // "dtype=..., qscheme=..., quant_min=..., quant_max=...": the tail of every extra_repr.
