@@ -96,6 +96,39 @@ def last_json(text):
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
+def measure_variants(tq_bin, model, variants, out, data, threads, iters=20):
+    """`tq quantize` MODEL each way ((name, tag, flags) in VARIANTS), `tq compare` each with the float
+    model on Fashion-MNIST's 10,000 test images and `tq bench` each at batch 1 and 64. Returns the
+    rows, fp32's first: compare reports the float model's accuracy, and bench times the float model
+    interleaved with each quantized one (--vs)."""
+    test_idx = os.path.join(data, "t10k-images-idx3-ubyte.gz")
+    test_labels = os.path.join(data, "t10k-labels-idx1-ubyte.gz")
+    norm = ["--normalize-idx", "--mean", str(MEAN), "--std", str(STD)]
+    fp32 = {"variant": "fp32", "bytes": os.path.getsize(model)}
+    rows = [fp32]
+    for name, tag, flags in variants:
+        path = model.replace(".pt", f"_{tag}_int8.pt")
+        tq(tq_bin, "quantize", model, "-o", path, "--force", "--report", path.replace(".pt", "_report.json"), *flags)
+        cmp = os.path.join(out, f"compare_{tag}.json")
+        if os.path.exists(cmp):
+            os.remove(cmp)
+        tq(tq_bin, "compare", model, path, "--data", test_idx, "--labels", test_labels, "--batch-size", "256",
+           "--report", cmp, *norm)
+        c = json.load(open(cmp))
+        row = {"variant": name, "accuracy": c["quantized_accuracy"], "top1_agreement": c["top1_agreement"],
+               "sqnr_db": c["output_sqnr_db"], "bytes": os.path.getsize(path)}
+        fp32["accuracy"] = c["float_accuracy"]
+        for b in (1, 64):
+            j = last_json(tq(tq_bin, "bench", path, "--input-shape", f"{b},1,28,28", "--threads", str(threads),
+                             "--iters", str(iters), "--vs", model))
+            row[f"ms_bs{b}"] = j["model"]["median_ms"]
+            row[f"speedup_bs{b}"] = j["speedup"]
+            fp32[f"ms_bs{b}"] = min(fp32.get(f"ms_bs{b}", float("inf")), j["vs"]["median_ms"])
+        rows.append(row)
+        print(f"{name} done", file=sys.stderr)
+    return rows
+
+
 def fx_row(model_path, data, calib_images, threads):
     """PyTorch FX on the same model and calibration images: accuracy, size, latency."""
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -171,36 +204,12 @@ def main():
     model = train(args.data, args.out, args.train_images, args.threads)
     train_idx = os.path.join(args.data, "train-images-idx3-ubyte.gz")
     test_idx = os.path.join(args.data, "t10k-images-idx3-ubyte.gz")
-    test_labels = os.path.join(args.data, "t10k-labels-idx1-ubyte.gz")
     norm = ["--normalize-idx", "--mean", str(MEAN), "--std", str(STD)]
     variants = [("tq static (Histogram)", "hist", ["--calib", train_idx, "--limit", str(args.calib_images), *norm]),
                 ("tq static (MinMax)", "minmax", ["--calib", train_idx, "--limit", str(args.calib_images),
                                                    "--activation-observer", "minmax", *norm]),
                 ("tq dynamic (Linear)", "dynamic", ["--mode", "dynamic"])]
-    # The fp32 row comes from the same runs: compare reports the float model's accuracy, and bench
-    # times the float model interleaved with each quantized one (--vs).
-    fp32 = {"variant": "fp32", "bytes": os.path.getsize(model)}
-    rows = [fp32]
-    for name, tag, flags in variants:
-        path = model.replace(".pt", f"_{tag}_int8.pt")
-        tq(args.tq, "quantize", model, "-o", path, "--force", "--report", path.replace(".pt", "_report.json"), *flags)
-        cmp = os.path.join(args.out, f"compare_{tag}.json")
-        if os.path.exists(cmp):
-            os.remove(cmp)
-        tq(args.tq, "compare", model, path, "--data", test_idx, "--labels", test_labels, "--batch-size", "256",
-           "--report", cmp, *norm)
-        c = json.load(open(cmp))
-        row = {"variant": name, "accuracy": c["quantized_accuracy"], "top1_agreement": c["top1_agreement"],
-               "sqnr_db": c["output_sqnr_db"], "bytes": os.path.getsize(path)}
-        fp32["accuracy"] = c["float_accuracy"]
-        for b in (1, 64):
-            j = last_json(tq(args.tq, "bench", path, "--input-shape", f"{b},1,28,28", "--threads", str(args.threads),
-                             "--iters", "20", "--vs", model))
-            row[f"ms_bs{b}"] = j["model"]["median_ms"]
-            row[f"speedup_bs{b}"] = j["speedup"]
-            fp32[f"ms_bs{b}"] = min(fp32.get(f"ms_bs{b}", float("inf")), j["vs"]["median_ms"])
-        rows.append(row)
-        print(f"graph demo: {name} done", file=sys.stderr)
+    rows = measure_variants(args.tq, model, variants, args.out, args.data, args.threads)
     # Where the int8 model departs from the float one: each quantized layer's output SQNR, as a
     # plot a person can open (Numeric Suite's comparison).
     plot = os.path.join(args.out, "layer_sqnr.svg")
