@@ -100,6 +100,13 @@ Fidelity fidelity(const at::Tensor& int8, const at::Tensor& fp32) {
           at::eq(nearest(int8), nearest(fp32)).to(at::kDouble).mean().item<double>()};
 }
 
+// One line per measurement: the figures docs/ACCURACY.md quotes.
+void print_fidelity(const std::string& what, int64_t sentences, const std::string& which, const Fidelity& f) {
+  std::cout << "all-MiniLM-L6-v2, " << what << ", " << sentences << " " << which << ": mean cosine " << f.mean_cosine
+            << ", 1st percentile " << f.p1_cosine << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement
+            << "%\n";
+}
+
 class SentenceEncoder : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -140,9 +147,7 @@ TEST_F(SentenceEncoder, DynamicInt8Fidelity) {
   EXPECT_EQ(by_handler["DynamicLinear"], 36);
   EXPECT_EQ(by_handler["Embedding"], 3);  // words, positions, token types
   const auto f = fidelity(encode(int8, sentences_), fp32);
-  std::cout << "all-MiniLM-L6-v2, dynamic int8 (Linear: default_dynamic_qconfig; Embedding: 8-bit rows), "
-            << fp32.size(0) << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-            << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+  print_fidelity("dynamic int8 (Linear: default_dynamic_qconfig; Embedding: 8-bit rows)", fp32.size(0), "sentences", f);
   // PyTorch's default dynamic configuration (per-tensor weights, 7-bit activations) measured
   // 0.937 / 0.885 / 65% here (docs/ACCURACY.md); the bounds leave the CPUs' float differences room.
   EXPECT_GT(f.mean_cosine, 0.92);
@@ -156,9 +161,7 @@ TEST_F(SentenceEncoder, DynamicInt8PerChannelWeightsFidelity) {
   options.mapping.set_global(tq::quant::per_channel_dynamic_qconfig());
   auto int8 = tq::graph::prepare(encoder_, options).convert();
   const auto f = fidelity(encode(int8, sentences_), fp32);
-  std::cout << "all-MiniLM-L6-v2, dynamic int8 (Linear: per_channel_dynamic_qconfig; Embedding: 8-bit rows), "
-            << fp32.size(0) << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-            << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+  print_fidelity("dynamic int8 (Linear: per_channel_dynamic_qconfig; Embedding: 8-bit rows)", fp32.size(0), "sentences", f);
   EXPECT_GT(f.mean_cosine, 0.9);
 }
 
@@ -175,9 +178,7 @@ TEST_F(SentenceEncoder, DynamicInt8PerTokenFidelity) {
   tq::graph::save_torchscript(int8, path);
   auto loaded = tq::graph::load_torchscript(path);
   const auto f = fidelity(encode(loaded, sentences_), fp32);
-  std::cout << "all-MiniLM-L6-v2, dynamic int8 (Linear: per_token_dynamic_qconfig; Embedding: 8-bit rows), "
-            << fp32.size(0) << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-            << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+  print_fidelity("dynamic int8 (Linear: per_token_dynamic_qconfig; Embedding: 8-bit rows)", fp32.size(0), "sentences", f);
   EXPECT_TRUE(tq::testing::tensors_equal(encode(int8, sentences_.narrow_rows(64)), encode(loaded, sentences_.narrow_rows(64))));
   EXPECT_GT(f.mean_cosine, 0.995);  // issue 24's target
   EXPECT_GT(f.p1_cosine, 0.99);
@@ -197,9 +198,7 @@ TEST_F(SentenceEncoder, WeightOnlyFidelity) {
     for (const auto& e : observed.summary().nodes) linears += e.quantized && e.handler == "DynamicLinear";
     EXPECT_EQ(linears, 36);
     const auto f = fidelity(encode(quantized, sentences_), fp32);
-    std::cout << "all-MiniLM-L6-v2, weight-only W" << bits << " g128 round-to-nearest, " << fp32.size(0)
-              << " sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-              << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+    print_fidelity("weight-only W" + std::to_string(bits) + " g128 round-to-nearest", fp32.size(0), "sentences", f);
     mean_cosine[bits] = f.mean_cosine;
   }
   // Measured 0.9998 (W8) and 0.952 (W4) here (docs/ACCURACY.md): round-to-nearest 4-bit weights
@@ -224,9 +223,7 @@ TEST_F(SentenceEncoder, WeightOnlyGptqFidelity) {
     if (gptq) calibrate(observed, calibration);
     auto quantized = observed.convert();
     const auto f = fidelity(encode(quantized, held_out), held_out_fp32);
-    std::cout << "all-MiniLM-L6-v2, weight-only W4 g128 " << method << ", " << held_out_fp32.size(0)
-              << " held-out sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-              << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+    print_fidelity("weight-only W4 g128 " + method, held_out_fp32.size(0), "held-out sentences", f);
     by_method[method] = f;
   }
   // Measured 0.952 (nearest), 0.985 (GPTQ), 0.988 (act order) here (docs/ACCURACY.md).
@@ -257,9 +254,7 @@ TEST_F(SentenceEncoder, StaticW8A8SmoothQuantFidelity) {
     calibrate(observed, calibration);
     auto int8 = observed.convert();
     const auto f = fidelity(encode(int8, held_out), held_out_fp32);
-    std::cout << "all-MiniLM-L6-v2, static W8A8 (Linear only), " << method << ", " << held_out_fp32.size(0)
-              << " held-out sentences: mean cosine " << f.mean_cosine << ", 1st percentile " << f.p1_cosine
-              << ", nearest-neighbour agreement " << 100 * f.neighbour_agreement << "%\n";
+    print_fidelity("static W8A8 (Linear only), " + method, held_out_fp32.size(0), "held-out sentences", f);
     by_method[method] = f;
     summaries[method] = observed.summary();
     int linears = 0;

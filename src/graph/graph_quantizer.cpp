@@ -329,9 +329,6 @@ int64_t detail::qparams_point(const Impl& impl, const Value* v) {
 
 namespace {
 
-// Where the seed observes: each quantized match's output (unless its qparams come from its input
-// or its kernel) and each input that enters it from float. Ops whose inputs and output share
-// qparams (cat) join their inputs' observers into one, as FX does, so no input is requantized.
 // options.float_linear_outputs: static Linears whose output no quantized match reads.
 void choose_float_outputs(Impl& impl) {
   if (!impl.options.float_linear_outputs || impl.qat) return;
@@ -415,6 +412,9 @@ void widen_exact_inputs(Impl& impl) {
   }
 }
 
+// Where the seed observes: each quantized match's output (unless its qparams come from its input
+// or its kernel) and each input that enters it from float. Ops whose inputs and output share
+// qparams (cat) join their inputs' observers into one, as FX does, so no input is requantized.
 void insert_observers(Impl& impl) {
   choose_float_outputs(impl);
   for (auto& info : impl.matches) {
