@@ -34,7 +34,7 @@ struct QTensor {
 struct WeightParts {
   at::Tensor values;       // int8
   at::Tensor scales;       // float64, [out] or [1]
-  at::Tensor zero_points;  // int64, same shape
+  at::Tensor zero_points;  // int64, same shape; undefined where all are 0 (symmetric weights)
 };
 
 // An input quantized with static per-tensor qparams on [quant_min, quant_max] (an 8-bit range).

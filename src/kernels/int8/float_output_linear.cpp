@@ -107,20 +107,23 @@ void scale_sums(const Sum* sums, int64_t rows, int64_t cols, const float* row_sc
 // holding a NaN gets row_scales[i] = NaN (its outputs NaN), the others `scale`.
 void quantize_rows_static(const float* x, int64_t rows, int64_t cols, float scale, int32_t zero_point,
                           int32_t quant_min, int32_t quant_max, int32_t shift, int8_t* q, float* row_scales) {
-  const float inv = 1.0f / scale;
-  // Clamped before rounding, one step outside the range, so the magic number rounds exactly.
-  const float lo = static_cast<float>(quant_min - zero_point - 1), hi = static_cast<float>(quant_max - zero_point + 1);
-  const float qmin = static_cast<float>(quant_min - shift), qmax = static_cast<float>(quant_max - shift);
-  const float offset = static_cast<float>(zero_point - shift);
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    // Locals, not captured references: the int8 stores may alias anything, so a captured constant
+    // would be reloaded for every element and the loop would not vectorize.
+    const float inv = 1.0f / scale;
+    // Clamped before rounding, one step outside the range, so the magic number rounds exactly.
+    const float lo = static_cast<float>(quant_min - zero_point - 1), hi = static_cast<float>(quant_max - zero_point + 1);
+    const float qmin = static_cast<float>(quant_min - shift), qmax = static_cast<float>(quant_max - shift);
+    const float offset = static_cast<float>(zero_point - shift);
+    const int64_t n = cols;
     for (int64_t i = begin; i < end; ++i) {
-      const float* r = x + i * cols;
-      int8_t* out = q + i * cols;
+      const float* __restrict r = x + i * n;
+      int8_t* __restrict out = q + i * n;
       bool nan;
-      row_max_abs(r, cols, nan);
+      row_max_abs(r, n, nan);
       row_scales[i] = nan ? std::numeric_limits<float>::quiet_NaN() : scale;
       constexpr float kRound = 12582912.0f;  // 1.5 * 2^23, as quantize_rows
-      for (int64_t k = 0; k < cols; ++k) {
+      for (int64_t k = 0; k < n; ++k) {
         float v = r[k] * inv;
         v = v < lo ? lo : v;
         v = v > hi ? hi : v;
@@ -242,24 +245,24 @@ at::Tensor Int8Backend::linear_int8_float_output(const at::Tensor& x, const Stat
                        static_cast<int32_t>(input.zero_point), static_cast<int32_t>(input.quant_min),
                        static_cast<int32_t>(input.quant_max), shift, xq.data_ptr<int8_t>(), row_scales.data_ptr<float>());
   const auto sums = exact_sums(xq, w.values, /*int_gemm=*/true).contiguous();
-  const auto offsets = (w.values.sum(1, false, at::kDouble) * static_cast<double>(shift - input.zero_point))
-                           .to(at::kFloat)
-                           .contiguous();
+  // Exact in int64, rounded once to float32; none when the shift is the zero point.
+  const int64_t offset = shift - input.zero_point;
+  const auto offsets =
+      offset == 0 ? at::Tensor() : w.values.sum(1, false, at::kLong).mul_(offset).to(at::kFloat).contiguous();
   return scaled_output(x, sums, row_scales, w.scales, offsets, bias);
 }
 
 at::Tensor linear_int8_float_output(const at::Tensor& x, double scale, int64_t zero_point, int64_t quant_min,
                                     int64_t quant_max, const at::Tensor& weight_values, const at::Tensor& weight_scales,
                                     const c10::optional<at::Tensor>& bias) {
-  return backend().linear_int8_float_output(
-      x, StaticInput{scale, zero_point, quant_min, quant_max},
-      WeightParts{weight_values, weight_scales, at::zeros_like(weight_scales, at::kLong)}, bias);
+  // Symmetric weights: no zero points to build and check on every call.
+  return backend().linear_int8_float_output(x, StaticInput{scale, zero_point, quant_min, quant_max},
+                                            WeightParts{weight_values, weight_scales, at::Tensor()}, bias);
 }
 
 at::Tensor linear_dynamic_per_token(const at::Tensor& x, const at::Tensor& weight_values, const at::Tensor& weight_scales,
                                     const c10::optional<at::Tensor>& bias) {
-  return backend().linear_dynamic_per_token(
-      x, WeightParts{weight_values, weight_scales, at::zeros_like(weight_scales, at::kLong)}, bias);
+  return backend().linear_dynamic_per_token(x, WeightParts{weight_values, weight_scales, at::Tensor()}, bias);
 }
 
 }  // namespace tq::kernels::int8
