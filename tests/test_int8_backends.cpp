@@ -14,6 +14,8 @@
 // engines add pairs of uint8 x int8 products in int16, which saturates with full-range inputs
 // (tq/kernels/int8_saturation.h); 7-bit inputs keep every pair in range on every CPU.
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -197,6 +199,69 @@ TEST(Int8Reference, StaticInputLinearWithFloatOutputIsTheIntegerFormula) {
     tq::kernels::int8::linear_int8_float_output(at::ones({1, 2}), 0.5, 300, 0, 255, at::ones({1, 2}, at::kChar),
                                                 at::ones({1}, at::kDouble), c10::nullopt);
   }, "with zero point 300 is not an 8-bit range holding its zero point");
+}
+
+// tq's int8 batched matmul from its formula: S = sum (a - za)(b - zb) exactly (int64 here), then
+// round(float32(S) * float32(alpha * sa * sb / so)) + zo, clamped to [0, 255].
+at::Tensor matmul_formula(const QTensor& a, const QTensor& b, double alpha, double out_scale, int64_t out_zero_point) {
+  const auto sums = at::matmul(a.values.to(at::kLong) - a.zero_point, b.values.to(at::kLong) - b.zero_point);
+  const auto m = static_cast<float>(alpha * a.scale * b.scale / out_scale);
+  return at::clamp(at::round(sums.to(at::kFloat) * m) + out_zero_point, 0, 255).to(at::kByte);
+}
+
+TEST(Int8Reference, BatchedMatmulIsTheIntegerFormula) {
+  // By hand: a = [[3, 5]] (zero point 1, scale 0.5), b = [[2], [4]] (zero point 2, scale 0.25):
+  // S = (3-1)(2-2) + (5-1)(4-2) = 8, real 8 * 0.5 * 0.25 = 1; alpha 0.5 and output scale 0.2 ->
+  // 8 * 0.5 * 0.5 * 0.25 / 0.2 = 2.5, rounded to even 2, plus zero point 10 = 12.
+  const QTensor a{at::tensor({3, 5}, at::kByte).reshape({1, 2}), 0.5, 1};
+  const QTensor b{at::tensor({2, 4}, at::kByte).reshape({2, 1}), 0.25, 2};
+  const auto one = reference().matmul(a, b, 0.5, 0.2, 10);
+  EXPECT_EQ(one.values.item<int64_t>(), 12);
+  EXPECT_DOUBLE_EQ(one.scale, 0.2);
+  EXPECT_EQ(one.zero_point, 10);
+  // Random data: heads of attention ([2, 3, 17, 32] x its transpose, a strided view), rows of 256
+  // extreme products (255 x 255, the float32 blocks' bound) and of 700 (three blocks), broadcast
+  // batch dimensions, and outputs that saturate at both ends.
+  at::manual_seed(5);
+  const auto q = random_activation({2, 3, 17, 32}, 0.05, 128), k = random_activation({2, 3, 17, 32}, 0.04, 120);
+  const QTensor kt{k.values.transpose(-2, -1), k.scale, k.zero_point};
+  EXPECT_TRUE(at::equal(reference().matmul(q, kt, 0.177, 0.09, 100).values, matmul_formula(q, kt, 0.177, 0.09, 100)));
+  const QTensor every_other_row{q.values.slice(2, 0, 17, 2), q.scale, q.zero_point};  // not dense
+  EXPECT_TRUE(at::equal(reference().matmul(every_other_row, kt, 0.177, 0.09, 100).values,
+                        matmul_formula(every_other_row, kt, 0.177, 0.09, 100)));
+  for (int64_t depth : {256, 700}) {
+    auto x = random_activation({4, 1, 5, depth}, 0.01, 0), y = random_activation({3, depth, 6}, 0.02, 255);
+    x.values.select(2, 0).fill_(255);
+    y.values.select(2, 0).fill_(0);
+    const double extreme = 255.0 * 255.0 * depth * 0.01 * 0.02;
+    for (double out_scale : {extreme / 127, extreme / 2000}) {  // the whole range, and saturating
+      const auto got = reference().matmul(x, y, 1.0, out_scale, 128).values;
+      EXPECT_TRUE(at::equal(got, matmul_formula(x, y, 1.0, out_scale, 128))) << "depth " << depth;
+      EXPECT_EQ(got.sizes(), (std::vector<int64_t>{4, 3, 5, 6})) << "depth " << depth;  // batch broadcast
+    }
+    // The extreme row times the extreme column: -(255 * 255 * depth) exactly, -127 steps.
+    EXPECT_EQ(reference().matmul(x, y, 1.0, extreme / 127, 128).values[0][0][0][0].item<int64_t>(), 1)
+        << "depth " << depth;
+  }
+  expect_error([] { reference().matmul(random_activation({2, 3}, 1, 0), random_activation({4, 2}, 1, 0), 1, 1, 0); },
+               "[int8::matmul] a [2, 3] and b [4, 2] do not multiply");
+  expect_error([] { reference().matmul(random_activation({3}, 1, 0), random_activation({3, 2}, 1, 0), 1, 1, 0); },
+               "[int8::matmul] a must have at least 2 dimensions, got [3]");
+}
+
+// PyTorch's quantized::matmul (dequantize, float32 matmul, quantize) gives the same codes but where
+// its float32 rounding lands a value on the other side of a half step.
+TEST(Int8Reference, BatchedMatmulAgreesWithPyTorchsQuantizedMatmul) {
+  at::manual_seed(9);
+  const auto a = random_activation({4, 6, 33, 64}, 0.03, 131), b = random_activation({4, 6, 64, 33}, 0.02, 117);
+  const auto want = at::matmul(reference().dequantize(a), reference().dequantize(b));
+  const auto [s, z] = out_qparams(want);
+  // Boxed: LibTorch 1.13 and 2.x register the kernel with different C++ signatures.
+  torch::jit::Stack stack{int8::from_qtensor(a), int8::from_qtensor(b), s, z};
+  c10::Dispatcher::singleton().findSchemaOrThrow("quantized::matmul", "").callBoxed(&stack);
+  const auto pytorch = stack[0].toTensor();
+  expect_conforms("matmul vs quantized::matmul", reference().matmul(a, b, 1.0, s, z), int8::to_qtensor(pytorch),
+                  0.001);
 }
 
 TEST(Int8Reference, ConvPadsWithRealZerosAndRoundsHalfToEven) {
@@ -402,6 +467,13 @@ TEST_P(Int8Conformance, ElementwiseAndCat) {
   expect_conforms("mul", tested().mul(a, b, sm, zm), reference().mul(a, b, sm, zm));
   const auto [sc, zc] = out_qparams(-5.0, 5.5);
   expect_conforms("cat", tested().cat({a, b}, 1, sc, zc), reference().cat({a, b}, 1, sc, zc));
+}
+
+TEST_P(Int8Conformance, BatchedMatmul) {
+  const auto q = random_activation({2, 4, 9, 16}, 0.05, 128), k = random_activation({2, 4, 9, 16}, 0.04, 120);
+  const QTensor kt{k.values.transpose(-2, -1), k.scale, k.zero_point};
+  const auto [s, z] = out_qparams(-30.0, 30.0);
+  expect_conforms("matmul", tested().matmul(q, kt, 0.25, s, z), reference().matmul(q, kt, 0.25, s, z), 0.0);
 }
 
 TEST_P(Int8Conformance, Activations) {

@@ -86,6 +86,9 @@ at::Tensor embedding(const PackedWeight& w, const at::Tensor& indices);
 at::Tensor embedding_bag(const PackedWeight& w, const at::Tensor& indices, const c10::optional<at::Tensor>& offsets,
                          int64_t mode, const c10::optional<at::Tensor>& per_sample_weights, bool include_last_offset);
 
+// Int8 batched matmul of two quint8 activations times alpha (Int8Backend::matmul). Int8
+// TorchScript calls it as the operator tq::matmul_int8, registered by tq's library.
+at::Tensor matmul(const at::Tensor& a_q, const at::Tensor& b_q, double alpha, double out_scale, int64_t out_zero_point);
 at::Tensor add(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point, bool relu);
 at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, int64_t out_zero_point);
 at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point);

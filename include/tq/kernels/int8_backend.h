@@ -115,6 +115,16 @@ class Int8Backend {
   virtual at::Tensor linear_int8_float_output(const at::Tensor& x, const StaticInput& input, const WeightParts& w,
                                               const c10::optional<at::Tensor>& bias) const;
 
+  // Two int8 activations multiplied as torch.matmul multiplies them (a [..., M, K] times
+  // b [..., K, N], batch dimensions broadcast), times `alpha` (attention's 1 / sqrt(d), folded in),
+  // requantized once: q = clamp(round(S * m) + out_zero_point, 0, 255), where S is the exact
+  // integer sum of (a - a.zero_point)(b - b.zero_point) rounded once to float32 and
+  // m = float32(alpha * a.scale * b.scale / out_scale); ties to even. The attention's q k^T and
+  // P V, which neither LibTorch quantized engine runs in int8. Default: tq's formula, the exact
+  // sums from float32 products of at most 256 terms.
+  virtual QTensor matmul(const QTensor& a, const QTensor& b, double alpha, double out_scale,
+                         int64_t out_zero_point) const;
+
   virtual QTensor batch_norm2d(const QTensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                const at::Tensor& mean, const at::Tensor& var, double eps, double out_scale,
                                int64_t out_zero_point) const = 0;

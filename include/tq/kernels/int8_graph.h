@@ -53,6 +53,9 @@ Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Valu
                           int64_t group_size, Value* bias);
 // Weight-only: rows from 8-bit packed embeddings, float out.
 Value* embedding(Graph& g, Value* packed, Value* indices);
+// Int8 batched matmul of two int8 activations times alpha: tq's operator tq::matmul_int8 (the
+// saved model needs tq's library loaded to run).
+Value* matmul(Graph& g, Value* a_q, Value* b_q, double alpha, double scale, int64_t zero_point);
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
 Value* mul(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu);
 Value* cat(Graph& g, const std::vector<Value*>& xs_q, Value* dim, double scale, int64_t zero_point);

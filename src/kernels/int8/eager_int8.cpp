@@ -80,6 +80,10 @@ at::Tensor mul(const at::Tensor& a_q, const at::Tensor& b_q, double out_scale, i
   return from_qtensor(backend().mul(to_qtensor(a_q), to_qtensor(b_q), out_scale, out_zero_point));
 }
 
+at::Tensor matmul(const at::Tensor& a_q, const at::Tensor& b_q, double alpha, double out_scale, int64_t out_zero_point) {
+  return from_qtensor(backend().matmul(to_qtensor(a_q), to_qtensor(b_q), alpha, out_scale, out_zero_point));
+}
+
 at::Tensor cat(const std::vector<at::Tensor>& xs_q, int64_t dim, double out_scale, int64_t out_zero_point) {
   TQ_CHECK(!xs_q.empty(), "int8::cat", "needs at least one tensor");
   return from_qtensor(backend().cat(to_qtensors(xs_q), dim, out_scale, out_zero_point));

@@ -61,6 +61,10 @@ Value* embedding(Graph& g, Value* packed, Value* indices) {
   return insert(g, "quantized::embedding_byte", {packed, insert(g, "aten::contiguous", {indices}), false});
 }
 
+Value* matmul(Graph& g, Value* a_q, Value* b_q, double alpha, double scale, int64_t zero_point) {
+  return insert(g, "tq::matmul_int8", {a_q, b_q, alpha, scale, zero_point});
+}
+
 Value* add(Graph& g, Value* a_q, Value* b_q, double scale, int64_t zero_point, bool relu) {
   return insert(g, relu ? "quantized::add_relu" : "quantized::add", {a_q, b_q, scale, zero_point});
 }
