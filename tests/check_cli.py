@@ -150,7 +150,11 @@ def main():
     if len(smoothed) != 1 or not smoothed[0].startswith("fc (64 channels, s from "):
         FAILURES.append("--smooth-quant report: " + json.dumps(smoothed))
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--smooth-quant", "0.5"], 1,
-        "--smooth-quant and --float-linear-outputs apply to --mode static")
+        "--smooth-quant, --float-linear-outputs and --int8-matmul apply to --mode static")
+    run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--int8-matmul"], 1,
+        "--float-linear-outputs and --int8-matmul apply to --mode static")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--int8-matmul"], 1,
+        "--int8-matmul does not combine with --seed-config")
     run(["quantize", text_model, "-o", w("x.onnx"), "--calib", w("tokens.pt"), "--float-linear-outputs"], 1,
         "takes no --smooth-quant or --float-linear-outputs")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--gptq"], 1,
@@ -236,7 +240,8 @@ def main():
         "module_name.conv1: bits must be between 2 and 8")
     run(["quantize", model, "-o", w("w9.pt"), "--calib", w("calib.pt"), "--weight-bits", "9"], 1, "--weight-bits")
     run(["quantize", model, "-o", w("ada.pt"), "--mode", "dynamic", "--adaround"], 1,
-        "--adaround, --bias-correction, --equalize, --smooth-quant and --float-linear-outputs apply to --mode static")
+        "--adaround, --bias-correction, --equalize, --smooth-quant, --float-linear-outputs and --int8-matmul apply to "
+        "--mode static")
     run(["quantize", model, "-o", w("eq.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--per-tensor-weights",
          "--equalize"], 0, "wrote")
     # Mixed precision: images in class folders give labels; 2-bit weights first.

@@ -438,6 +438,82 @@ TEST_F(GraphPtq, FloatOutputLinearsTakeTheFullRangeWhateverTheQConfigReduces) {
   }
 }
 
+// ---- the attention's products in int8 (register_int8_matmul_patterns) ----
+
+// Self-attention as transformers write it out: q, k and v projections, two heads, q k^T scaled by
+// 1 / sqrt(d), softmax, P V, the output projection; and a matmul by a constant (a weight).
+torch::jit::Module attention_net() {
+  torch::jit::Module m("Attention");
+  at::manual_seed(21);
+  for (const char* name : {"wq", "wk", "wv", "wo"}) m.register_parameter(name, at::randn({16, 16}) * 0.25, false);
+  m.register_parameter("mix", at::randn({8, 8}) * 0.3, false);
+  m.define(R"(
+def forward(self, x):
+    b = x.size(0)
+    t = x.size(1)
+    q = torch.linear(x, self.wq).reshape([b, t, 2, 8]).transpose(1, 2)
+    k = torch.linear(x, self.wk).reshape([b, t, 2, 8]).transpose(1, 2)
+    v = torch.linear(x, self.wv).reshape([b, t, 2, 8]).transpose(1, 2)
+    p = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * 0.35355339059327373, -1)
+    o = torch.matmul(torch.matmul(p, v), self.mix)
+    return torch.linear(o.transpose(1, 2).reshape([b, t, 16]), self.wo)
+)");
+  m.eval();
+  return m;
+}
+
+int count_nodes(const torch::jit::Module& m, const std::string& kind) {
+  int n = 0;
+  for (const auto* node : m.get_method("forward").graph()->nodes()) n += node->kind().toQualString() == kind;
+  return n;
+}
+
+TEST_F(GraphPtq, AttentionProductsRunInInt8WhereAsked) {
+  auto net = attention_net();
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  // PyTorch FX's default keeps matmul float; so does tq's.
+  for (const auto& n : tq::graph::prepare(net, options).summary().nodes) {
+    EXPECT_FALSE(n.op == "aten::matmul" && n.quantized) << n.op;
+  }
+  tq::graph::register_int8_matmul_patterns(options.patterns);
+  auto observed = tq::graph::prepare(net, options);
+  at::manual_seed(3);
+  for (int i = 0; i < 4; ++i) observed.calibrate(at::randn({4, 10, 16}));
+  const auto summary = observed.summary();
+  int int8_matmuls = 0, weight_matmuls = 0;
+  for (const auto& n : summary.nodes) {
+    if (n.op == "aten::matmul" && n.quantized) {
+      ++int8_matmuls;
+      EXPECT_EQ(n.handler, "MatMul");
+    }
+    weight_matmuls += n.op == "aten::matmul" && n.why_float.find("a constant operand") != std::string::npos;
+    if (n.op == "aten::mul") EXPECT_TRUE(n.quantized) << "the 1 / sqrt(d) scaling folds into q k^T";
+  }
+  EXPECT_EQ(int8_matmuls, 2) << summary.to_string();
+  EXPECT_EQ(weight_matmuls, 1) << summary.to_string();
+  const auto int8 = observed.convert();
+  EXPECT_EQ(count_nodes(int8, "tq::matmul_int8"), 2);
+  EXPECT_EQ(count_nodes(int8, "aten::mul"), 0);
+  // The reference form (what the ONNX export writes) keeps them as float matmuls between
+  // quantize / dequantize pairs. Int8 and reference differ by rounding only (one step per op).
+  const auto reference = observed.convert(/*reference=*/true);
+  EXPECT_EQ(count_nodes(reference, "tq::matmul_int8"), 0);
+  const auto x = at::randn({3, 7, 16});  // another batch and length
+  at::NoGradGuard no_grad;
+  auto run = [&](const torch::jit::Module& m) { return const_cast<torch::jit::Module&>(m).forward({x}).toTensor(); };
+  const auto want = run(net), got = run(int8), ref = run(reference);
+  std::cout << "attention: int8 vs reference form " << sqnr_db(ref, got) << " dB, vs float " << sqnr_db(want, got)
+            << " dB\n";
+  EXPECT_GT(sqnr_db(ref, got), 30.0);
+  EXPECT_GT(sqnr_db(want, got), 20.0);
+  // Saved and loaded, the model runs tq's operator (registered by tq's library) the same.
+  const auto path = (std::filesystem::temp_directory_path() / "tq_int8_attention.pt").string();
+  tq::graph::save_torchscript(int8, path);
+  auto loaded = tq::graph::load_torchscript(path);
+  std::filesystem::remove(path);
+  EXPECT_TRUE(tq::testing::tensors_equal(run(loaded), got));
+}
+
 TEST_F(GraphPtq, SmoothQuantRangesSurviveSavingTheObservedModel) {
   SharedInputNet m;
   auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.75));

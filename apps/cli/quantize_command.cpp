@@ -34,6 +34,7 @@ struct QuantizeArgs {
   double percentile = 99.999;
   int weight_bits = 8, activation_bits = 8;
   bool adaround = false, bias_correction = false, equalize = false, float_linear_outputs = false;
+  bool int8_matmul = false;
   double smooth_quant = -1;  // < 0: off
   double max_accuracy_drop = -1;  // < 0: no search
   std::string eval, eval_labels;
@@ -161,10 +162,11 @@ void check_arguments(const QuantizeArgs& a) {
   }
   if (!search && !a.eval.empty()) throw UsageError("--eval is for --max-accuracy-drop");
   if (a.mode != "static" && (a.adaround || a.bias_correction || a.equalize || a.smooth_quant >= 0 ||
-                             a.float_linear_outputs)) {
-    throw UsageError("--adaround, --bias-correction, --equalize, --smooth-quant and --float-linear-outputs apply to "
-                     "--mode static");
+                             a.float_linear_outputs || a.int8_matmul)) {
+    throw UsageError("--adaround, --bias-correction, --equalize, --smooth-quant, --float-linear-outputs and "
+                     "--int8-matmul apply to --mode static");
   }
+  if (a.int8_matmul && a.seed) throw UsageError("--int8-matmul does not combine with --seed-config (seed 004's patterns)");
   if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.seed)) {
     throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --seed-config");
   }
@@ -205,6 +207,7 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
     options.equalize = a.equalize;
     if (a.smooth_quant >= 0) options.smooth_quant = graph::SmoothQuantOptions{a.smooth_quant};
     options.float_linear_outputs = a.float_linear_outputs;
+    if (a.int8_matmul) graph::register_int8_matmul_patterns(options.patterns);
   }
   // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
   for (const auto& name : a.exclude) {
@@ -472,6 +475,9 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_flag("--float-linear-outputs", q->float_linear_outputs,
                "an int8 Linear whose output only float ops read returns float32 rather than an 8-bit output "
                "(transformers with float residual adds; the model then needs tq's library to run)");
+  qc->add_flag("--int8-matmul", q->int8_matmul,
+               "the attention's batched products (q k^T and P V: matmul of two activations, with its constant "
+               "scaling) in int8, which PyTorch FX keeps float (tq's operator: the model then needs tq's library)");
   qc->add_flag("--bias-correction", q->bias_correction, "take each conv / linear layer's mean output shift from "
                "quantization out of its bias (after --adaround when both are given)");
   qc->add_option("--adaround-iterations", q->adaround_iterations, "AdaRound iterations per layer (default 10000)")

@@ -289,6 +289,53 @@ class BinaryHandler : public QuantizeHandler {
   bool add_;
 };
 
+const std::vector<std::string> kMatmulOps = {"aten::matmul", "aten::bmm"};
+const std::vector<std::string> kScalingOps = {"aten::mul", "aten::div"};
+
+// The number a scaling node (mul / div by a constant number) multiplies by; nullopt otherwise.
+c10::optional<double> scaling_factor(const Node* n) {
+  if (n->inputs().size() != 2) return c10::nullopt;
+  const auto c = constant_of(n->input(1));
+  if (!c || !(c->isDouble() || c->isInt())) return c10::nullopt;
+  const double v = c->isDouble() ? c->toDouble() : static_cast<double>(c->toInt());
+  if (n->kind().toQualString() == std::string("aten::div")) {
+    if (v == 0) return c10::nullopt;
+    return 1.0 / v;
+  }
+  return v;
+}
+
+// matmul / bmm of two activations (+ a constant scaling): one int8 batched matmul, the scaling
+// folded into its requantization.
+class MatmulHandler : public QuantizeHandler {
+ public:
+  std::string name() const override { return "MatMul"; }
+  std::string why_float(const Match& m) const override {
+    auto* mm = m.find(kMatmulOps);
+    if (!is_tensor(mm->input(0)) || !is_tensor(mm->input(1))) return "an operand is not a tensor";
+    if (is_constant(mm->input(0)) || is_constant(mm->input(1))) {
+      return "a constant operand (a weight: torch.nn.Linear is its int8 form)";
+    }
+    if (auto* scaling = m.find(kScalingOps); scaling && !scaling_factor(scaling)) {
+      return "its scaling is not a constant number";
+    }
+    return "";
+  }
+  std::vector<Value*> quantized_inputs(const Match& m) const override {
+    auto* mm = m.find(kMatmulOps);
+    return {mm->input(0), mm->input(1)};
+  }
+  Value* quantize(ConvertContext& ctx, const Match& m) const override {
+    auto* mm = m.find(kMatmulOps);
+    auto* a = ctx.quantized(mm->input(0));
+    auto* b = ctx.quantized(mm->input(1));
+    const auto* scaling = m.find(kScalingOps);
+    const double alpha = scaling ? *scaling_factor(scaling) : 1.0;
+    const auto qp = ctx.output_qparams(m);
+    return int8g::matmul(ctx.graph(), a, b, alpha, qp.scale, qp.zero_point);
+  }
+};
+
 class CatHandler : public QuantizeHandler {
  public:
   std::string name() const override { return "Cat"; }
@@ -510,6 +557,14 @@ PatternRegistry default_patterns() {
   r.register_pattern(relu_of(conv()), convh);
   r.register_pattern(relu_of(bn_of(conv())), convh);
   return r;
+}
+
+void register_int8_matmul_patterns(PatternRegistry& r) {
+  auto matmul = std::make_shared<MatmulHandler>();
+  r.register_pattern(Pattern(kMatmulOps), matmul);
+  r.register_pattern(Pattern(kScalingOps, {Pattern(kMatmulOps)})
+                         .where([](const Node& n) { return scaling_factor(&n).has_value(); }, "by a constant number"),
+                     matmul);
 }
 
 PatternRegistry dynamic_patterns() {

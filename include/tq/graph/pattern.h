@@ -183,6 +183,11 @@ class PatternRegistry {
 // batch_norm, hardswish, sigmoid, hardsigmoid, tanh, layer_norm, and the shape and pooling ops
 // that run on int8 tensors with their input's qparams.
 PatternRegistry default_patterns();
+// Adds the attention's batched products in int8: aten::matmul / aten::bmm of two activations
+// (q k^T, P V), with a following multiplication or division by a constant number (attention's
+// 1 / sqrt(d)) folded in, as tq's operator tq::matmul_int8 (Int8Backend::matmul; the saved model
+// needs tq's library). Not part of default_patterns(): PyTorch FX keeps matmul float.
+void register_int8_matmul_patterns(PatternRegistry& registry);
 // Dynamic quantization: Linear with int8 weights, activations quantized at run time (FX's
 // default_dynamic_qconfig); and weight-only Embedding with 8-bit rows (float_qparams_weight_only).
 PatternRegistry dynamic_patterns();
