@@ -514,6 +514,34 @@ TEST_F(GraphPtq, AttentionProductsRunInInt8WhereAsked) {
   EXPECT_TRUE(tq::testing::tensors_equal(run(loaded), got));
 }
 
+// compare_layers (what --max-accuracy-drop ranks layers by) on a model whose quantization points
+// include zero-dimensional values, as a traced transformer's size arithmetic gives (it refused
+// them: "zero-dimensional tensor cannot be concatenated").
+TEST_F(GraphPtq, CompareLayersTakesZeroDimensionalValues) {
+  torch::jit::Module m("Scaled");
+  at::manual_seed(4);
+  const std::string linear = "def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n";
+  m.register_module("fc1", layer("Linear", linear, at::randn({16, 8}) * 0.3, at::randn({16}) * 0.1));
+  m.register_module("fc2", layer("Linear", linear, at::randn({4, 16}) * 0.3, at::randn({4}) * 0.1));
+  m.define(R"(
+def forward(self, x):
+    scale = torch.mul(torch.tensor(x.size(0)), torch.tensor(0.5))
+    return self.fc2.forward(torch.relu(self.fc1.forward(x))) * scale
+)");
+  m.eval();
+  const auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  auto observed = tq::graph::prepare(m, options);
+  std::vector<at::Tensor> inputs;
+  for (int i = 0; i < 4; ++i) inputs.push_back(at::randn({6, 8}));
+  for (const auto& x : inputs) observed.calibrate(x);
+  const auto layers = tq::graph::compare_layers(m, observed.convert(), options, inputs);
+  ASSERT_GE(layers.size(), 2u);
+  for (const auto& l : layers) {
+    std::cout << "  " << l.layer << ": " << l.sqnr_db << " dB\n";
+    EXPECT_GT(l.sqnr_db, 20.0) << l.layer;  // 7-bit activations through two layers
+  }
+}
+
 TEST_F(GraphPtq, SmoothQuantRangesSurviveSavingTheObservedModel) {
   SharedInputNet m;
   auto observed = tq::graph::prepare(m.net, SharedInputNet::options(0.75));

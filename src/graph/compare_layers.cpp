@@ -15,6 +15,18 @@
 #include "tq/graph/graph_quantizer.h"
 
 namespace tq::graph {
+namespace {
+
+// A point's values over every input, flattened: SQNR needs no shape, and a point may hold
+// zero-dimensional values (a transformer's scalar arithmetic), which at::cat refuses.
+at::Tensor flat_cat(const std::vector<at::Tensor>& values) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(values.size());
+  for (const auto& v : values) flat.push_back(v.reshape({-1}));
+  return at::cat(flat);
+}
+
+}  // namespace
 
 std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_model, const torch::jit::Module& int8_model,
                                             const GraphQuantizeOptions& options, const std::vector<at::Tensor>& inputs) {
@@ -36,7 +48,7 @@ std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_mode
     if (m == impl.match_of.end()) continue;
     const auto name = detail::layer_value_name(impl.scopes.at(impl.matches[m->second].match.nodes.back()).path);
     float_count[name]++;
-    float_values[name] = at::cat(impl.capture->values[i]);
+    float_values[name] = flat_cat(impl.capture->values[i]);
   }
   impl.capture->values.clear();
   // Int8 side: record every value tq named after its layer.
@@ -68,7 +80,7 @@ std::vector<LayerComparison> compare_layers(const torch::jit::Module& float_mode
   std::vector<LayerComparison> out;
   for (const auto& [name, ref] : float_values) {
     if (float_count[name] != 1 || int8_count[name] != 1 || int8_values[name].empty()) continue;
-    const auto q = at::cat(int8_values[name]);
+    const auto q = flat_cat(int8_values[name]);
     if (!q.sizes().equals(ref.sizes())) continue;
     const double signal = ref.pow(2).sum().item<double>();
     const double noise = (ref - q).pow(2).sum().item<double>();
