@@ -34,15 +34,30 @@ def hessian_reference(batches):
     return h, n
 
 
-def group_qparams(w, maxq):
-    """Per output channel: scale and integer zero point of w's columns (float32)."""
+def group_qparams(w, maxq, mse=False):
+    """Per output channel: scale and integer zero point of w's columns (float32).
+
+    mse: the range shrunk by the factor (1, 0.99, ..., 0.21) whose rounding error |q(w) - w|^2.4
+    is least, per channel (the authors' quantizer's mse option; not tq's)."""
     lo = torch.clamp(w.min(1).values, max=0)
     hi = torch.clamp(w.max(1).values, min=0)
     empty = (lo == 0) & (hi == 0)
     lo[empty] = -1
     hi[empty] = 1
     scale = torch.clamp((hi - lo) / maxq, min=torch.finfo(torch.float32).tiny)  # as tq: never 0
-    return scale, torch.round(-lo / scale)
+    zero = torch.round(-lo / scale)
+    if not mse:
+        return scale, zero
+    best = torch.full([w.shape[0]], float("inf"))
+    for i in range(80):
+        p = 1 - i / 100
+        s = torch.clamp(p * (hi - lo) / maxq, min=torch.finfo(torch.float32).tiny)
+        z = torch.round(-p * lo / s)
+        q = torch.clamp(torch.round(w / s.unsqueeze(1)) + z.unsqueeze(1), 0, maxq)
+        err = ((s.unsqueeze(1) * (q - z.unsqueeze(1)) - w).abs() ** 2.4).sum(1)
+        better = err < best
+        best[better], scale[better], zero[better] = err[better], s[better], z[better]
+    return scale, zero
 
 
 def block_size_for(group_size, columns):
@@ -51,11 +66,17 @@ def block_size_for(group_size, columns):
     return 128 if 128 % group_size == 0 or group_size % 128 == 0 else group_size
 
 
-def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01, act_order=False):
+def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01, act_order=False, static_groups=True,
+                   mse=False, dequantized=None):
     """Returns (q, scales, zero_points): integers [out, in] and per-group qparams [out, in / group_size].
 
     act_order: columns in decreasing order of H's diagonal (the authors' --act-order), with static
-    groups (each group's qparams from the weights before any update, AutoGPTQ's static_groups)."""
+    groups (each group's qparams from the weights before any update, AutoGPTQ's static_groups).
+    Experiments beyond tq's algorithm (tools/minilm_gptq_variants.py): static_groups=False with
+    act_order forms groups of consecutive columns in act order (AutoGPTQ's desc_act alone: the
+    returned scales are then per group of that order, not of the weight's columns); mse chooses
+    each group's range as group_qparams does with mse; `dequantized`, a list, receives the
+    dequantized weight [out, in]."""
     w = weight.clone().float()
     rows, columns = w.shape
     maxq = 2 ** bits - 1
@@ -69,9 +90,11 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01, act_order
     scales = torch.zeros(rows, groups)
     zeros = torch.zeros(rows, groups)
     perm = None
+    deq = torch.zeros(rows, columns)
+    fixed_groups = act_order and static_groups  # qparams chosen up front, groups of the weight's columns
     if act_order:
-        for g in range(groups):
-            scales[:, g], zeros[:, g] = group_qparams(w[:, g * group_size:(g + 1) * group_size], maxq)
+        for g in range(groups if fixed_groups else 0):
+            scales[:, g], zeros[:, g] = group_qparams(w[:, g * group_size:(g + 1) * group_size], maxq, mse)
         perm = torch.sort(torch.diag(h), descending=True, stable=True).indices
         w = w[:, perm]
         h = h[perm][:, perm]
@@ -84,22 +107,26 @@ def gptq_reference(weight, hessian, bits=4, group_size=128, damp=0.01, act_order
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            if not act_order and col % group_size == 0:
+            if not fixed_groups and col % group_size == 0:
                 g = col // group_size
                 # The group's weights as updated so far: inside this block, or this block and later ones.
                 if col + group_size <= i2:
-                    scale, zero = group_qparams(w1[:, i:i + group_size], maxq)
+                    scale, zero = group_qparams(w1[:, i:i + group_size], maxq, mse)
                 else:
-                    scale, zero = group_qparams(torch.cat([w1[:, i:], w[:, i2:col + group_size]], 1), maxq)
+                    scale, zero = group_qparams(torch.cat([w1[:, i:], w[:, i2:col + group_size]], 1), maxq, mse)
                 scales[:, g], zeros[:, g] = scale, zero
-            g = (int(perm[col]) if act_order else col) // group_size
+            g = (int(perm[col]) if fixed_groups else col) // group_size
             qc = torch.clamp(torch.round(w1[:, i] / scales[:, g]) + zeros[:, g], 0, maxq)
             q[:, col] = qc.long()
             dq = scales[:, g] * (qc - zeros[:, g])
+            deq[:, col] = dq
             err = (w1[:, i] - dq) / hinv1[i, i]
             w1[:, i:] -= err.unsqueeze(1).matmul(hinv1[i, i:].unsqueeze(0))
             err1[:, i] = err
         w[:, i2:] -= err1.matmul(hinv[i1:i2, i2:])
     if act_order:
         q = q[:, torch.argsort(perm)]
+        deq = deq[:, torch.argsort(perm)]
+    if dequantized is not None:
+        dequantized.append(deq)
     return q, scales, zeros
