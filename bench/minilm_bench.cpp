@@ -154,6 +154,15 @@ int main(int argc, char** argv) {
              return o;
            },
            true)},
+      {"tq static W8A8, Linear only + int8 q k^T and P V",
+       graph_mode(
+           [engine] {
+             auto o = tq::graph::GraphQuantizeOptions::for_backend(engine);
+             for (const char* op : {"add", "layer_norm", "softmax"}) o.mapping.set_object_type_none(op);
+             tq::graph::register_int8_matmul_patterns(o.patterns);
+             return o;
+           },
+           true)},
       {"tq static W8A8, Linear only, float outputs, SmoothQuant 0.8",
        graph_mode(
            [engine] {

@@ -7,8 +7,9 @@
    7x7 patches, so 16 tokens and the class token) on Fashion-MNIST's 60,000 training images with
    Debian's PyTorch, traces it in inference mode (nn.MultiheadAttention's fused path, as a model
    exported for inference has it) and caches OUT/vit_fashion.pt; later runs reuse it.
-2. `tq quantize` it: the default static mapping; static with the Linears returning float32
-   (residual adds, LayerNorm and softmax float), with and without SmoothQuant; dynamic.
+2. `tq quantize` it: the default static mapping, and the same with the attention's products in
+   int8 (--int8-matmul); static with the Linears returning float32 (residual adds, LayerNorm and
+   softmax float), with and without SmoothQuant; dynamic.
 3. `tq compare` each with the float model on the 10,000 test images and `tq bench` each at batch 1
    and 64 against the float model (interleaved, in the tool's process, --threads threads).
 Prints the table and writes OUT/vit_results.json.
@@ -90,6 +91,7 @@ def main():
     calib = ["--calib", train_idx, "--limit", str(a.calib_images), *norm]
     linear_only = ["--float-linear-outputs", "--exclude", "add", "layer_norm", "softmax"]
     variants = [("tq static, default mapping", "static", calib),
+                ("tq static, default mapping + int8 q k^T and P V", "static_mm", [*calib, "--int8-matmul"]),
                 ("tq static, Linears with float outputs", "float_out", [*calib, *linear_only]),
                 ("tq static, float outputs + SmoothQuant 0.5", "sq05", [*calib, *linear_only, "--smooth-quant", "0.5"]),
                 ("tq dynamic (Linear)", "dynamic", ["--mode", "dynamic"])]
