@@ -155,8 +155,9 @@ def main():
         "--float-linear-outputs and --int8-matmul apply to --mode static")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--int8-matmul"], 1,
         "--int8-matmul does not combine with --seed-config")
-    run(["quantize", text_model, "-o", w("x.onnx"), "--calib", w("tokens.pt"), "--float-linear-outputs"], 1,
-        "takes no --smooth-quant or --float-linear-outputs")
+    # Float Linear outputs and SmoothQuant have a QDQ form (a Mul before QuantizeLinear, no QuantizeLinear after).
+    run(["quantize", model, "-o", w("float_outputs.onnx"), "--calib", w("calib.pt"), "--float-linear-outputs",
+         "--smooth-quant", "0.5"], 0, "wrote")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "dynamic", "--gptq"], 1,
         "--gptq applies to --mode weight-only")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--gptq"], 1, "--gptq needs --calib DATA")

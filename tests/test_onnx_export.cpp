@@ -349,20 +349,32 @@ TEST(OnnxExportCases, WriteForOnnxRuntime) {
   }
 }
 
-// vit_b_16 with its attention's products in int8 (register_int8_matmul_patterns): the export's
-// QDQ pairs around q k^T and P V, which ORT fuses into its int8 QLinearMatMul.
-TEST(OnnxExportCases, WriteInt8AttentionForOnnxRuntime) {
+// vit_b_16's two transformer forms: the attention's products in int8 (register_int8_matmul_patterns),
+// whose QDQ pairs around q k^T and P V ORT fuses into QLinearMatMul; and Linears with float
+// outputs and SmoothQuant (residual adds, LayerNorm and softmax float), whose export has the
+// smoothing as a Mul before each QuantizeLinear and no QuantizeLinear after the Linears.
+TEST(OnnxExportCases, WriteTransformerFormsForOnnxRuntime) {
   tq::kernels::int8::set_engine("onednn");
-  auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
-  tq::graph::register_int8_matmul_patterns(options.patterns);
   auto model = tq::graph::load_torchscript(models_dir() + "/vit_b_16_trace.pt");
-  auto observed = tq::graph::prepare(model, options);
   const auto calib = load_tensor(models_dir() + "/vit_b_16_calib.pt");
-  for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
+  auto calibrated = [&](const tq::graph::GraphQuantizeOptions& options) {
+    auto observed = tq::graph::prepare(model, options);
+    for (int64_t i = 0; i < calib.size(0); ++i) observed.calibrate(calib[i]);
+    return observed;
+  };
+  auto int8_matmul = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  tq::graph::register_int8_matmul_patterns(int8_matmul.patterns);
+  auto observed = calibrated(int8_matmul);
   int int8_matmuls = 0;
   for (const auto& n : observed.summary().nodes) int8_matmuls += n.op == "aten::matmul" && n.quantized;
   EXPECT_EQ(int8_matmuls, 24);  // q k^T and P V in each of the 12 blocks
   write_case("vit_b_16_int8_matmul_trace", observed, model, calib[0].sizes().vec());
+
+  auto smooth = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  for (const char* op : {"add", "layer_norm", "softmax"}) smooth.mapping.set_object_type_none(op);
+  smooth.float_linear_outputs = true;
+  smooth.smooth_quant = tq::graph::SmoothQuantOptions{0.5};
+  write_case("vit_b_16_float_outputs_smooth_quant_trace", calibrated(smooth), model, calib[0].sizes().vec());
 }
 
 }  // namespace

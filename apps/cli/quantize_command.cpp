@@ -175,10 +175,6 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 model: it takes no --mode dynamic, "
                      "--reference or --max-accuracy-drop");
   }
-  if (output_is_onnx(a) && (a.smooth_quant >= 0 || a.float_linear_outputs)) {
-    throw UsageError("ONNX output (" + a.out + ") takes no --smooth-quant or --float-linear-outputs (tq's operators "
-                     "have no ONNX form yet)");
-  }
   if (output_is_onnx(a) && a.onnx_opset < 13) {
     throw UsageError("--onnx-opset " + std::to_string(a.onnx_opset) + " is too old: per-channel DequantizeLinear needs 13");
   }
