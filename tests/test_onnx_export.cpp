@@ -177,6 +177,46 @@ TEST(OnnxExport, S8S8IsU8S8ShiftedBy128) {
   EXPECT_GE(compared, 3);
 }
 
+// With the attention's products in int8, q k^T's constant scaling goes into its QuantizeLinear's
+// scale, so every MatMul sits between DequantizeLinear and QuantizeLinear (what ORT fuses).
+TEST(OnnxExport, FoldsTheAttentionScalingIntoItsQuantizeLinear) {
+  torch::jit::Module m("Attention");
+  at::manual_seed(2);
+  for (const char* name : {"wq", "wk", "wv"}) m.register_parameter(name, at::randn({8, 8}) * 0.3, false);
+  m.define(R"(
+def forward(self, x):
+    q = torch.linear(x, self.wq)
+    k = torch.linear(x, self.wk)
+    p = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * 0.25, -1)
+    return torch.matmul(p, torch.linear(x, self.wv))
+)");
+  m.eval();
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  tq::graph::register_int8_matmul_patterns(options.patterns);
+  auto observed = tq::graph::prepare(m, options);
+  for (int i = 0; i < 4; ++i) observed.calibrate(at::randn({2, 5, 8}));
+  double scores_scale = 0;
+  for (const auto& p : observed.summary().points) {  // the first matmul's: q k^T * 0.25
+    if (p.op == "aten::matmul" && scores_scale == 0) scores_scale = p.qparams.scale;
+  }
+  ASSERT_GT(scores_scale, 0);
+  const auto g = parse(tq::onnx::export_qdq_bytes(observed, tq::onnx::ExportOptions().input_shapes({{2, 5, 8}})));
+  std::map<std::string, const NodeDef*> reader;
+  for (const auto& n : g.nodes) {
+    EXPECT_NE(n.op_type, "Mul");
+    for (const auto& i : n.inputs) reader[i] = &n;
+  }
+  int matmuls = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op_type != "MatMul") continue;
+    ++matmuls;
+    const auto* q = reader.count(n.outputs[0]) ? reader.at(n.outputs[0]) : nullptr;
+    ASSERT_TRUE(q && q->op_type == "QuantizeLinear") << "MatMul " << n.name;
+    if (matmuls == 1) EXPECT_NEAR(initializer(g, q->inputs[1]).item<double>(), scores_scale / 0.25, 1e-6 * scores_scale / 0.25);
+  }
+  EXPECT_EQ(matmuls, 2);
+}
+
 TEST(OnnxExport, BadInputIsAOneLineErrorAndLeavesTheFileAsItWas) {
   const auto observed = seed_model_calibrated(tq::graph::GraphQuantizeOptions::for_backend("x86"));
   const auto path = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx_bad_input.onnx";

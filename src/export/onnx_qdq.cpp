@@ -657,12 +657,31 @@ class Translator {
             ") has no ONNX form in tq's exporter");
   }
 
+  // A positive constant scaling of a matmul whose only reader is its QuantizeLinear (the
+  // attention's q k^T * 1 / sqrt(d) with --int8-matmul): the factor f goes into that
+  // QuantizeLinear's scale (Q(y f; s) = Q(y; s / f), the codes tq's operator computes with the
+  // same multiplier), so ORT sees DequantizeLinear -> MatMul -> QuantizeLinear and runs
+  // QLinearMatMul. nullopt where this does not apply.
+  static c10::optional<double> folded_matmul_scaling(const Node* n) {
+    const std::string k = kind_of(n);
+    if ((k != "aten::mul" && k != "aten::div") || n->inputs().size() != 2) return c10::nullopt;
+    if (kind_of(n->input(0)->node()) != "aten::matmul" || n->input(0)->uses().size() != 1) return c10::nullopt;
+    const auto& uses = n->output(0)->uses();
+    if (uses.size() != 1 || kind_of(uses[0].user) != "aten::quantize_per_tensor") return c10::nullopt;
+    const auto c = torch::jit::toIValue(n->input(1));
+    if (!c || !(c->isDouble() || c->isInt())) return c10::nullopt;
+    const double v = c->isDouble() ? c->toDouble() : static_cast<double>(c->toInt());
+    if (!(v > 0) || !std::isfinite(v)) return c10::nullopt;
+    return k == "aten::div" ? 1.0 / v : v;
+  }
+
   void quantize(const Node* n) {
     const double scale = constant(n, 1).toDouble();
+    const auto folded = folded_matmul_scaling(n->input(0)->node());
     const int64_t zp = constant(n, 2).toInt();
     const bool signed_int8 = static_cast<at::ScalarType>(constant(n, 3).toInt()) == at::kQInt8;
     const std::string out = unique(n->output(0)->debugName());
-    add_node("QuantizeLinear", {read(n->input(0)), scalar_initializer(out + "_scale", scale),
+    add_node("QuantizeLinear", {read(n->input(0)), scalar_initializer(out + "_scale", folded ? scale / *folded : scale),
                                 activation_zero_point(out + "_zero_point", zp, signed_int8)},
              {out});
     Info i;
@@ -1185,6 +1204,7 @@ class Translator {
 
   void binary(const Node* n) {
     const std::string k = kind_of(n);
+    if (folded_matmul_scaling(n)) return alias(n);  // into the QuantizeLinear that reads it
     if (n->inputs().size() == 3) {
       const auto alpha = constant(n, 2);
       TQ_CHECK(alpha.isScalar() && alpha.toScalar().toDouble() == 1.0, kOp, k, " (%", n->output(0)->debugName(),
