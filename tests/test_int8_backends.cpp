@@ -245,6 +245,8 @@ TEST(Int8Reference, BatchedMatmulIsTheIntegerFormula) {
   }
   expect_error([] { reference().matmul(random_activation({2, 3}, 1, 0), random_activation({4, 2}, 1, 0), 1, 1, 0); },
                "[int8::matmul] a [2, 3] and b [4, 2] do not multiply");
+  expect_error([] { reference().matmul(random_activation({4, 2, 3}, 1, 0), random_activation({5, 3, 2}, 1, 0), 1, 1, 0); },
+               "[int8::matmul] a [4, 2, 3] and b [5, 3, 2] have batch dimensions that do not broadcast");
   expect_error([] { reference().matmul(random_activation({3}, 1, 0), random_activation({3, 2}, 1, 0), 1, 1, 0); },
                "[int8::matmul] a must have at least 2 dimensions, got [3]");
 }

@@ -63,12 +63,18 @@ QTensor Int8Backend::matmul(const QTensor& a, const QTensor& b, double alpha, do
   check_operand(b, "b");
   TQ_CHECK(a.values.size(-1) == b.values.size(-2), kWho, "a ", a.values.sizes(), " and b ", b.values.sizes(),
            " do not multiply (a's last dimension must be b's second to last)");
+  // Batch dimensions broadcast as torch.matmul's: aligned from the right, equal or 1.
+  const auto sa = a.values.sizes(), sb = b.values.sizes();
+  for (size_t i = 3; i <= std::min(sa.size(), sb.size()); ++i) {
+    const int64_t x = sa[sa.size() - i], y = sb[sb.size() - i];
+    TQ_CHECK(x == y || x == 1 || y == 1, kWho, "a ", sa, " and b ", sb, " have batch dimensions that do not broadcast");
+  }
   TQ_CHECK(std::isfinite(alpha), kWho, "alpha must be finite, got ", alpha);
   TQ_CHECK(out_scale > 0 && std::isfinite(out_scale), kWho, "the output scale must be positive and finite, got ",
            out_scale);
   TQ_CHECK(0 <= out_zero_point && out_zero_point <= 255, kWho, "the output zero point ", out_zero_point,
            " is outside [0, 255]");
-  const auto sums = exact_sums(a, b).contiguous();  // batch dimensions broadcast as torch.matmul's
+  const auto sums = exact_sums(a, b).contiguous();
   auto out = at::empty(sums.sizes(), sums.options().dtype(at::kByte));
   const float m = static_cast<float>(alpha * a.scale * b.scale / out_scale);
   const float zp = static_cast<float>(out_zero_point);
