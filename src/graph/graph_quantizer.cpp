@@ -536,6 +536,7 @@ TensorQParams detail::point_qparams(const ObservedModel::Impl& impl, const Obser
 std::shared_ptr<Impl> detail::prepare_impl(const torch::jit::Module& model, const GraphQuantizeOptions& options,
                                            bool qat) {
   TQ_CHECK(model.find_method("forward").has_value(), "prepare", "the module has no forward method");
+  check_int8_backend(options);
   auto impl = std::make_shared<Impl>();
   impl->options = options;
   impl->qat = qat;
@@ -607,8 +608,8 @@ namespace {
 
 class Emitter : public ConvertContext {
  public:
-  Emitter(const Impl& impl, torch::jit::Module& out, bool reference)
-      : impl_(impl), out_(out), reference_(reference), g_(std::make_shared<Graph>()) {}
+  Emitter(const Impl& impl, torch::jit::Module& out, bool reference, bool repack_guard)
+      : impl_(impl), out_(out), reference_(reference), repack_guard_(repack_guard), g_(std::make_shared<Graph>()) {}
 
   Graph& graph() override { return *g_; }
   bool reference() const override { return reference_; }
@@ -729,7 +730,7 @@ class Emitter : public ConvertContext {
   // Engines whose convolutions hold weights packed for one input shape (int8_graph.h): each int8
   // convolution repacks its weights when its input's shape changes.
   void repack_convs_on_shape_change() {
-    if (conv_weights_.empty() || !kernels::int8::graph::conv_weights_follow_input_shape()) return;
+    if (!repack_guard_ || conv_weights_.empty() || !kernels::int8::graph::conv_weights_follow_input_shape()) return;
     for (auto* node : g_->nodes()) {
       if (!kernels::int8::graph::is_int8_conv(*node)) continue;
       auto* get = node->input(1)->node();
@@ -977,6 +978,7 @@ class Emitter : public ConvertContext {
   const Impl& impl_;
   torch::jit::Module& out_;
   bool reference_;
+  bool repack_guard_;  // false where the graph is lowered to the onednn form, which packs once
   std::shared_ptr<Graph> g_;
   Value* self_ = nullptr;
   std::unordered_map<const Value*, Value*> env_f_, env_q_, env_fq_, shape_alias_;
@@ -998,6 +1000,14 @@ void replace_forward(torch::jit::Module& m, const std::shared_ptr<Graph>& g) {
 
 }  // namespace
 
+void detail::check_int8_backend(const GraphQuantizeOptions& options) {
+  const auto& b = options.int8_backend;
+  TQ_CHECK(b == "libtorch-quantized" || b == "onednn", "quantize", "int8_backend '", b,
+           "' has no TorchScript form: 'libtorch-quantized' or 'onednn'");
+  TQ_CHECK(b != "onednn" || kernels::int8::graph::onednn_form_available(), "quantize",
+           "int8_backend 'onednn' needs LibTorch 2.x: this LibTorch lacks onednn::qconv_pointwise / qlinear_pointwise");
+}
+
 std::vector<std::string> detail::full_range_layers(const ObservedModel::Impl& impl) {
   std::vector<std::string> layers;
   for (const auto& info : impl.matches) {
@@ -1017,13 +1027,17 @@ std::vector<std::string> detail::full_range_layers(const ObservedModel::Impl& im
 torch::jit::Module ObservedModel::convert(bool reference) const {
   const auto& impl = *impl_;
   TQ_CHECK(impl.batches > 0 || impl.points.empty(), "convert", "no calibration batch was run: call calibrate() first");
+  const bool onednn = impl.options.int8_backend == "onednn" && !reference;
+  detail::check_int8_backend(impl.options);
   auto out = impl.module.clone();
   // The graph's int8 ops are LibTorch's quantized:: operators: their weights are packed by the
-  // backend that owns them, whichever backend this thread's eager modules use.
+  // backend that owns them, whichever backend this thread's eager modules use. The onednn form
+  // is lowered from them.
   kernels::int8::ScopedInt8Backend graph_backend("libtorch-quantized");
-  Emitter emitter(impl, out, reference);
+  Emitter emitter(impl, out, reference, !onednn);
   emitter.run();
   replace_forward(out, emitter.result());
+  if (onednn) kernels::int8::graph::lower_to_onednn(out);
   if (!reference) {
     // Kept on the model, so that tq warns again where the saved model is loaded on a CPU whose
     // int8 kernels saturate (load_torchscript).

@@ -148,6 +148,8 @@ std::string layer_value_name(const std::string& module_path);
 // The int8 convolutions and linears whose activation input is quantized on the full uint8 range
 // (by module path): their uint8 x int8 products saturate on x86 CPUs without VNNI.
 std::vector<std::string> full_range_layers(const ObservedModel::Impl& impl);
+// Throws unless options.int8_backend names a form this LibTorch can write.
+void check_int8_backend(const GraphQuantizeOptions& options);
 }  // namespace detail
 
 }  // namespace tq::graph

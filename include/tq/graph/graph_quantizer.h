@@ -76,6 +76,12 @@ struct GraphQuantizeOptions {
   // add and LayerNorm, do not survive a per-tensor 8-bit output (all-MiniLM-L6-v2: mean cosine
   // 0.94 with it, 0.997 without, docs/ACCURACY.md). Off by default (PyTorch's numbers).
   bool float_linear_outputs = false;
+  // Which operators the int8 TorchScript calls. "libtorch-quantized": LibTorch's quantized::
+  // operators on quint8 tensors (every LibTorch; deprecated from 2.13). "onednn" (LibTorch 2.x):
+  // plain uint8 tensors and the oneDNN operators PyTorch 2.x lowers its own int8 models to, so
+  // the model makes no quantized tensor where it runs (tq/kernels/int8_graph.h: lower_to_onednn;
+  // static int8 layers only).
+  std::string int8_backend = "libtorch-quantized";
 
   // PyTorch FX's get_default_qconfig_mapping(backend) with tq's default patterns.
   static GraphQuantizeOptions for_backend(const std::string& backend);

@@ -15,6 +15,7 @@
 
 namespace torch::jit {
 struct Graph;
+struct Module;
 struct Node;
 struct Value;
 }  // namespace torch::jit
@@ -87,6 +88,16 @@ Value* repack_conv_on_shape_change(Graph& g, Value* self, const std::string& wei
                                    const std::string& shape_attr, Value* x_q, const ConvGeometry& geometry);
 // Whether `node` is an int8 convolution conv() emitted (its input 1 is the packed weights).
 bool is_int8_conv(const torch::jit::Node& node);
+
+// The "onednn" form of an int8 model (LibTorch 2.x): the graph written with the functions above
+// (LibTorch's quantized:: operators on quint8 tensors) lowered in place to plain uint8 tensors and
+// the oneDNN operators PyTorch 2.x lowers its own int8 models to (onednn::qconv_pointwise,
+// onednn::qlinear_pointwise). No quantized dtype is made where the model is loaded or run, and it
+// needs no tq library. Each weighted layer's plain int8 weights sit in a submodule that packs them
+// for oneDNN when the file is loaded. Static int8 only: a dynamic or weight-only layer, a 1-d
+// convolution or asymmetric weights are a one-line error naming it, and the model is unchanged.
+bool onednn_form_available();
+void lower_to_onednn(torch::jit::Module& int8_model);
 
 // The one list of operators that run on int8 tensors as they are. Those that keep their input's
 // qparams (relu, pooling, shape ops: the seed's CopyNode), and those whose int8 kernel fixes its
