@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 
 import torch
@@ -125,6 +126,20 @@ def main():
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--mode", "dynamic"], 1,
         "--seed-config")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
+    # The onednn form: plain uint8 tensors and oneDNN's int8 operators (LibTorch 2.x).
+    run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--int8-backend", "onednn"], 1,
+        "--int8-backend onednn applies to --mode static")
+    # The tq under test may link another LibTorch than this Python's PyTorch: ctest says which.
+    if int(os.environ.get("TQ_LIBTORCH_VERSION", "1.13").split(".")[0]) >= 2:
+        run(["quantize", model, "-o", w("onednn.pt"), "--calib", w("calib.pt"), "--int8-backend", "onednn"], 0, "wrote")
+        with zipfile.ZipFile(w("onednn.pt")) as z:
+            code = "".join(z.read(n).decode(errors="replace") for n in z.namelist() if n.endswith(".py"))
+        if "ops.quantized." in code or "quantize_per_tensor" in code or "ops.onednn.qconv_pointwise" not in code:
+            FAILURES.append("onednn form")
+            print("FAIL  the onednn form's code:\n" + code)
+    else:
+        run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--int8-backend", "onednn"], 1,
+            "--int8-backend onednn needs LibTorch 2.x")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--per-token"], 1,
         "--per-token applies to --mode dynamic")
     run(["quantize", model, "-o", w("per_token.pt"), "--mode", "dynamic", "--per-token"], 0, "wrote")

@@ -20,6 +20,7 @@
 #include "tq/graph/graph_quantizer.h"
 #include "tq/graph/mixed_precision.h"
 #include "tq/kernels/int8.h"
+#include "tq/kernels/int8_graph.h"
 #include "tq/kernels/int8_saturation.h"
 #include "tq/quant/qconfig_spec.h"
 
@@ -35,6 +36,7 @@ struct QuantizeArgs {
   int weight_bits = 8, activation_bits = 8;
   bool adaround = false, bias_correction = false, equalize = false, float_linear_outputs = false;
   bool int8_matmul = false;
+  std::string int8_backend = "libtorch-quantized";
   double smooth_quant = -1;  // < 0: off
   double max_accuracy_drop = -1;  // < 0: no search
   std::string eval, eval_labels;
@@ -166,6 +168,13 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--adaround, --bias-correction, --equalize, --smooth-quant, --float-linear-outputs and "
                      "--int8-matmul apply to --mode static");
   }
+  if (a.int8_backend != "libtorch-quantized" && (a.mode != "static" || a.reference || output_is_onnx(a))) {
+    throw UsageError("--int8-backend " + a.int8_backend + " applies to --mode static TorchScript output (not --reference)");
+  }
+  if (a.int8_backend == "onednn" && !kernels::int8::graph::onednn_form_available()) {
+    throw UsageError("--int8-backend onednn needs LibTorch 2.x: this LibTorch lacks onednn::qconv_pointwise / "
+                     "qlinear_pointwise");
+  }
   if (a.int8_matmul && a.seed) throw UsageError("--int8-matmul does not combine with --seed-config (seed 004's patterns)");
   if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.seed)) {
     throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --seed-config");
@@ -205,6 +214,7 @@ graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch:
     options.float_linear_outputs = a.float_linear_outputs;
     if (a.int8_matmul) graph::register_int8_matmul_patterns(options.patterns);
   }
+  options.int8_backend = a.int8_backend;
   // --exclude takes a module's qualified name, or an operator ("add", "aten::cat").
   for (const auto& name : a.exclude) {
     bool is_module = false;
@@ -474,6 +484,11 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_flag("--int8-matmul", q->int8_matmul,
                "the attention's batched products (q k^T and P V: matmul of two activations, with its constant "
                "scaling) in int8, which PyTorch FX keeps float (tq's operator: the model then needs tq's library)");
+  qc->add_option("--int8-backend", q->int8_backend,
+                 "the int8 operators the model calls: libtorch-quantized (LibTorch's quantized tensors, every LibTorch) "
+                 "or onednn (LibTorch 2.x: plain uint8 tensors and oneDNN's int8 operators, as PyTorch 2.x lowers its own "
+                 "int8 models; no quantized dtype, no tq library needed to run it)")
+      ->check(CLI::IsMember({"libtorch-quantized", "onednn"}));
   qc->add_flag("--bias-correction", q->bias_correction, "take each conv / linear layer's mean output shift from "
                "quantization out of its bias (after --adaround when both are given)");
   qc->add_option("--adaround-iterations", q->adaround_iterations, "AdaRound iterations per layer (default 10000)")
