@@ -6,7 +6,8 @@
 //
 // - Quantize and dequantize are PyTorch 2.x's decomposed forms in ATen float32 arithmetic (the
 //   onednn backend's formulas: the same numbers as quantize_per_tensor).
-// - add(conv(x), y) (+ relu) is one oneDNN convolution with a sum post op where shapes allow.
+// - add(conv(x), y) (+ relu) is one oneDNN convolution with a sum post op where shapes allow,
+//   hardswish(conv(x)) one with a hardswish post op.
 // - A weighted layer's int8 weights, scales and bias live in a small submodule whose
 //   __getstate__ / __setstate__ keep the plain tensors in the file and pack them for oneDNN when
 //   the file is loaded: oneDNN's packed layout exists in memory only, and serves every input shape.
@@ -368,6 +369,24 @@ class Lowering {
     return nullptr;
   }
 
+  // unary(conv(x)) as one oneDNN convolution with that post op (hardswish: MobileNetV3), as
+  // PyTorch 2.x's x86 lowering fuses it: the convolution's output is not rounded first.
+  Value* fused_conv_unary(Node* n, const char* attr) {
+    Node* conv = n->input(0)->node();
+    if (kind_of(conv) != "onednn::qconv_pointwise" || n->input(0)->uses().size() != 1) return nullptr;
+    if (conv->owningBlock() != n->owningBlock() || constant_of(conv->input(14)).toStringRef() != "none") return nullptr;
+    const QP out = out_qparams(n, 1);
+    std::vector<NamedValue> args;
+    for (size_t a = 0; a < 11; ++a) args.emplace_back(conv->input(a));
+    args.emplace_back(out.scale);
+    args.emplace_back(out.zero_point);
+    args.emplace_back(c10::IValue());
+    args.emplace_back(std::string(attr));
+    args.emplace_back(empty_scalars(false));
+    args.emplace_back(c10::IValue());
+    return keep(insert("onednn::qconv_pointwise", args), out);
+  }
+
   // Whether `reader` is the last op to read v, and v owns its memory (made by a quantize or a
   // oneDNN op, not a view of another value).
   bool last_reader_of(Node* reader, Value* v) const {
@@ -430,7 +449,10 @@ class Lowering {
       y = insert("aten::mul", {y, constant_of(n->input(2)).toDouble()});
       return quantize(y, out_qparams(n, 3));
     }
-    if (k == "quantized::hardswish") return through_float("aten::hardswish", {dequantize(n->input(0))}, out_qparams(n, 1));
+    if (k == "quantized::hardswish") {
+      if (auto* fused = fused_conv_unary(n, "hardswish")) return fused;
+      return through_float("aten::hardswish", {dequantize(n->input(0))}, out_qparams(n, 1));
+    }
     if (k == "quantized::elu") {
       return through_float("aten::elu", {dequantize(n->input(0)), n->input(3), n->input(4), n->input(5)},
                            out_qparams(n, 1));
