@@ -25,6 +25,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
@@ -170,6 +171,7 @@ class Lowering {
     y = insert("aten::clamp_", {y, int64_t{0}, int64_t{255}});
     y = insert("aten::to", {y, static_cast<int64_t>(at::kByte), false, false});
     qp_[y] = q;
+    owning_.insert(y);
     return y;
   }
   Value* dequantize(Value* x_q) {
@@ -299,6 +301,7 @@ class Lowering {
                   std::string("")});
     }
     qp_[y] = out;
+    owning_.insert(y);
     return y;
   }
 
@@ -364,6 +367,7 @@ class Lowering {
         plain_block->registerOutput(quantize(y, out));
       }
       qp_[branch->output()] = out;
+      owning_.insert(branch->output());
       return branch->output();
     }
     return nullptr;
@@ -387,11 +391,10 @@ class Lowering {
     return keep(insert("onednn::qconv_pointwise", args), out);
   }
 
-  // Whether `reader` is the last op to read v, and v owns its memory (made by a quantize or a
-  // oneDNN op, not a view of another value).
+  // Whether `reader` is the last op to read v, and v owns its memory (made here by a quantize, a
+  // oneDNN op or a clamp, not a view of another value).
   bool last_reader_of(Node* reader, Value* v) const {
-    const auto producer = kind_of(v->node());
-    if (producer != "aten::to" && producer.rfind("onednn::", 0) != 0 && producer != "prim::If") return false;
+    if (!owning_.count(v)) return false;
     for (const auto& use : v->uses()) {
       if (use.user == reader) continue;
       if (use.user->owningBlock() != reader->owningBlock() || !use.user->isBefore(reader)) return false;
@@ -550,6 +553,7 @@ class Lowering {
 
   Value* keep(Value* y, QP q) {
     qp_[y] = q;
+    owning_.insert(y);
     return y;
   }
 
@@ -587,6 +591,7 @@ class Lowering {
   std::unordered_map<const Value*, QP> qp_;
   std::map<std::string, torch::jit::Module> submodules_;
   std::map<std::string, PlainWeight> weights_;
+  std::unordered_set<const Value*> owning_;  // int8 values in memory of their own (no views)
   std::set<std::string> shapes_;  // attributes the dropped repack guards wrote
   std::unordered_map<const Value*, std::string> packed_names_;  // weight module value -> packed attribute
 };
