@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps configure build demo test test-libtorch1 deps-torch2 build-torch2 test-torch2 bench-minilm vit-demo test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
+.PHONY: deps configure build demo test test-libtorch1 deps-torch2 deps-torchvision build-torch2 test-torch2 bench-minilm vit-demo test-avx2 check-aarch64 test-sanitize fuzz bench accuracy golden clean
 
 deps:
 	@bash scripts/install_deps.sh
@@ -39,10 +39,17 @@ TORCH2_BUILD_DIR ?= build-torch2
 deps-torch2: deps
 	@bash scripts/install_deps.sh torch2 $(TORCH2_VENV)
 
-build-torch2: deps-torch2
+# torch 2.14.1 + torchvision 0.29.1 + torchao 0.18.0: eager torchvision models for PyTorch 2.x's own
+# graph quantizer (torchao's PT2E), which tq's graph mode is compared with (tests/check_pt2e_parity.py).
+TORCHVISION_VENV ?= $(CURDIR)/.venv-torchvision
+deps-torchvision: deps
+	@bash scripts/install_deps.sh torchvision $(TORCHVISION_VENV)
+
+build-torch2: deps-torch2 deps-torchvision
 	@cmake -S . -B $(TORCH2_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
 	  -DCMAKE_PREFIX_PATH="$$($(TORCH2_VENV)/bin/python -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
 	  -DTQ_BUILD_BENCHMARKS=OFF -DTQ_BUILD_DEMOS=OFF -DTQ_TORCH2_PYTHON=$(TORCH2_VENV)/bin/python \
+	  -DTQ_TORCHVISION_PYTHON=$(TORCHVISION_VENV)/bin/python \
 	  -DTQ_PEER_CLI=$(CURDIR)/$(BUILD_DIR)/apps/cli/tq $(CMAKE_ARGS) > /dev/null
 	@cmake --build $(TORCH2_BUILD_DIR) -j $(JOBS)
 

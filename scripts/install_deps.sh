@@ -49,6 +49,26 @@ sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}' or onnxruntime.__ve
   "$venv/bin/pip" install -q --disable-pip-version-check "$pin" numpy==2.4.6 $onnx_pins $encoder_pins ${TQ_TORCH2_PIP_ARGS:-}
   exit 0
 fi
+# `make build-torch2` also makes the torchvision environment: PyPI's torchvision imports only beside
+# torch 2.14.1 (not beside the 2.13.0 CPU build above), and torchao's PT2E exports eager
+# torchvision models: the reference graph quantizer tests/check_pt2e_parity.py compares tq with.
+# torch 2.14.1 is a CUDA build (about 5.5 GB installed) that runs on the CPU.
+if [ "${1:-}" = "torchvision" ]; then
+  venv=${2:?usage: install_deps.sh torchvision VENV_DIR}
+  pins="torch==2.14.1 torchvision==0.29.1 torchao==0.18.0"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
+import sys, torch, torchvision, torchao
+sys.exit(torch.__version__.split('+')[0] != '2.14.1' or torchvision.__version__.split('+')[0] != '0.29.1'
+         or torchao.__version__ != '0.18.0')" 2>/dev/null; then
+    exit 0
+  fi
+  python=${TQ_TORCH2_BASE_PYTHON:-python3}
+  echo "tq: installing $pins into $venv"
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $pins numpy==2.4.6 ${TQ_TORCHVISION_PIP_ARGS:-}
+  exit 0
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
