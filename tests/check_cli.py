@@ -139,7 +139,7 @@ def main():
             print("FAIL  the onednn form's code:\n" + code)
     else:
         run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--int8-backend", "onednn"], 1,
-            "--int8-backend onednn needs LibTorch 2.x")
+            "--int8-backend onednn: the onednn int8 form needs LibTorch 2.x")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--per-token"], 1,
         "--per-token applies to --mode dynamic")
     run(["quantize", model, "-o", w("per_token.pt"), "--mode", "dynamic", "--per-token"], 0, "wrote")

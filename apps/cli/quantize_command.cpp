@@ -172,8 +172,7 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--int8-backend " + a.int8_backend + " applies to --mode static TorchScript output (not --reference)");
   }
   if (a.int8_backend == "onednn" && !kernels::int8::graph::onednn_form_available()) {
-    throw UsageError("--int8-backend onednn needs LibTorch 2.x: this LibTorch lacks onednn::qconv_pointwise / "
-                     "qlinear_pointwise");
+    throw UsageError("--int8-backend onednn: " + kernels::int8::graph::onednn_form_unavailable_reason());
   }
   if (a.int8_matmul && a.seed) throw UsageError("--int8-matmul does not combine with --seed-config (seed 004's patterns)");
   if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.seed)) {

@@ -29,6 +29,13 @@ using torch::jit::Value;
 
 inline std::string kind_of(const Node* n) { return n->kind().toQualString(); }
 
+// Reads only a tensor's shape, which an int8 tensor has as well: such uses neither need a float
+// copy nor count as users when matching (scripted BatchNorm checks input.dim() first).
+inline bool is_shape_query(const Node* n) {
+  const std::string k = kind_of(n);
+  return k == "aten::size" || k == "aten::dim" || k == "prim::shape" || k == "aten::len";
+}
+
 // The module chain a node came from, read from its inlined call stack.
 struct Scope {
   std::string path;  // "layer1.0.conv1"

@@ -8,6 +8,7 @@
 #include <c10/util/Optional.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -96,7 +97,13 @@ bool is_int8_conv(const torch::jit::Node& node);
 // needs no tq library. Each weighted layer's plain int8 weights sit in a submodule that packs them
 // for oneDNN when the file is loaded. Static int8 only: a dynamic or weight-only layer, a 1-d
 // convolution or asymmetric weights are a one-line error naming it, and the model is unchanged.
-bool onednn_form_available();
+// Gives `module`'s type a new forward method running `graph` (the old one goes): how convert and
+// the onednn lowering install the graphs they wrote.
+void replace_forward(torch::jit::Module& module, std::shared_ptr<Graph> graph);
+
+// Why this LibTorch cannot run the onednn form ("" where it can): the one message every caller gives.
+std::string onednn_form_unavailable_reason();
+inline bool onednn_form_available() { return onednn_form_unavailable_reason().empty(); }
 void lower_to_onednn(torch::jit::Module& int8_model);
 
 // The one list of operators that run on int8 tensors as they are. Those that keep their input's

@@ -1,4 +1,5 @@
 // Graph-mode int8 ops on LibTorch's quantized operators.
+#include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <ATen/Context.h>
@@ -134,6 +135,15 @@ Value* leaky_relu(Graph& g, Value* x_q, Value* negative_slope, double scale, int
 
 Value* softmax(Graph& g, Value* x_q, Value* dim, double scale, int64_t zero_point) {
   return insert(g, "quantized::softmax", {x_q, dim, scale, zero_point});
+}
+
+void replace_forward(torch::jit::Module& module, std::shared_ptr<Graph> graph) {
+  auto type = module.type();
+  auto cu = module._ivalue()->compilation_unit();
+  const auto qualname = type->getMethod("forward").qualname();
+  type->unsafeRemoveMethod("forward");
+  cu->unsafeRemoveMethod(qualname);
+  type->addMethod(cu->create_function(qualname, std::move(graph)));
 }
 
 bool conv_weights_follow_input_shape() { return at::globalContext().qEngine() == at::QEngine::ONEDNN; }

@@ -21,6 +21,7 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -141,12 +142,7 @@ class Lowering {
       model_._ivalue()->type()->unsafeRemoveAttribute(packed_name);
       model_.register_module(module_name(packed_name), sub);
     }
-    auto type = model_.type();
-    auto cu = model_._ivalue()->compilation_unit();
-    const auto qualname = type->getMethod("forward").qualname();
-    type->unsafeRemoveMethod("forward");
-    cu->unsafeRemoveMethod(qualname);
-    type->addMethod(cu->create_function(qualname, g_));
+    replace_forward(model_, g_);
   }
 
  private:
@@ -504,16 +500,8 @@ class Lowering {
     if (x == nullptr) return nullptr;
     const auto q = qp(x);
     if (k == "aten::size" || k == "aten::dim" || k == "aten::len") return nullptr;  // shape queries
-    static const std::set<std::string> on_codes = {
-        "aten::flatten", "aten::reshape", "aten::view",
-        "aten::permute", "aten::transpose", "aten::contiguous", "aten::squeeze", "aten::unsqueeze",
-        "aten::upsample_nearest2d", "aten::detach", "aten::narrow", "aten::select", "aten::slice", "aten::expand",
-        "aten::repeat", "aten::channel_shuffle", "aten::pixel_shuffle", "aten::chunk", "aten::split",
-        "aten::unbind", "prim::ListUnpack"};
-    if (on_codes.count(k)) {
-      for (auto* o : n->outputs()) qp_[o] = q;
-      return nullptr;
-    }
+    // The ops that keep their input's qparams (ops_keeping_input_qparams) whose codes need more
+    // than the op itself: clamps, max pooling, averaging.
     if (k == "aten::relu") return keep(insert("aten::clamp_min", {x, q.zero_point}), q);
     if (k == "aten::relu6") return keep(insert("aten::clamp", {x, q.zero_point, code_of(6.0, q)}), q);
     if (k == "aten::hardtanh" || k == "aten::clamp") {
@@ -544,7 +532,15 @@ class Lowering {
       y = insert("aten::clamp_", {y, int64_t{0}, int64_t{255}});
       return keep(insert("aten::to", {y, static_cast<int64_t>(at::kByte), false, false}), q);
     }
-    if (k == "aten::sigmoid" || k == "aten::tanh" || k == "aten::hardsigmoid") {
+    // The others move or select codes as they are (shape ops, nearest upsampling): the same op,
+    // its outputs int8 with the input's qparams.
+    const auto& keeping = ops_keeping_input_qparams();
+    if (k == "prim::ListUnpack" || std::find(keeping.begin(), keeping.end(), k) != keeping.end()) {
+      for (auto* o : n->outputs()) qp_[o] = q;
+      return nullptr;
+    }
+    const auto& fixed_ops = ops_with_fixed_qparams();
+    if (std::find(fixed_ops.begin(), fixed_ops.end(), k) != fixed_ops.end()) {
       const auto fixed = fixed_output_qparams(k);
       return through_float(k.c_str(), {dequantize(x)}, QP{fixed.scale, fixed.zero_point});
     }
@@ -598,17 +594,18 @@ class Lowering {
 
 }  // namespace
 
-bool onednn_form_available() {
+std::string onednn_form_unavailable_reason() {
+  std::string missing;
   for (const char* op : {"onednn::qconv_prepack", "onednn::qconv_pointwise", "onednn::qlinear_prepack",
                          "onednn::qlinear_pointwise"}) {
-    if (!c10::Dispatcher::singleton().findSchema({op, ""}).has_value()) return false;
+    if (!c10::Dispatcher::singleton().findSchema({op, ""}).has_value()) missing += (missing.empty() ? "" : ", ") + std::string(op);
   }
-  return true;
+  return missing.empty() ? "" : "the onednn int8 form needs LibTorch 2.x: this LibTorch lacks " + missing;
 }
 
 void lower_to_onednn(torch::jit::Module& int8_model) {
-  TQ_CHECK(onednn_form_available(), kOp,
-           "this LibTorch lacks onednn::qconv_pointwise / qlinear_pointwise (the onednn int8 form needs LibTorch 2.x)");
+  const auto unavailable = onednn_form_unavailable_reason();
+  TQ_CHECK(unavailable.empty(), kOp, unavailable);
   auto graph = int8_model.get_method("forward").graph()->copy();
   Lowering lowering(int8_model, graph);
   lowering.run();  // on a copy: a failure leaves the model as it was
