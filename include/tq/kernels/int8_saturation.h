@@ -23,7 +23,7 @@ struct Int8Isa {
 
 // onednn: oneDNN's effective ISA (dnnl_get_effective_cpu_isa, which honours ONEDNN_MAX_CPU_ISA /
 // DNNL_MAX_CPU_ISA; where LibTorch does not export oneDNN, the CPU's VNNI flags and those caps);
-// fbgemm and x86: the CPU's VNNI flags; qnnpack (uint8 x uint8 in int32), and every engine off
+// fbgemm and x86: always (FBGEMM's depthwise convolutions sum pairs in int16 even on VNNI CPUs); qnnpack (uint8 x uint8 in int32), and every engine off
 // x86: never saturates. Decided once per engine and process, as oneDNN fixes its ISA on first use.
 Int8Isa int8_isa(const std::string& engine);
 
