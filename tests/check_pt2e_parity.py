@@ -152,9 +152,10 @@ def split_shared_module_calls(gm):
     return gm
 
 
-def pt2e_quantize(model, calibration, example):
+def pt2e_quantize(model, calibration, example, dynamic_batch=False):
+    shapes = ({0: torch.export.Dim.DYNAMIC},) if dynamic_batch else None
     with torch.no_grad():
-        exported = split_shared_module_calls(torch.export.export(model, (example,)).module())
+        exported = split_shared_module_calls(torch.export.export(model, (example,), dynamic_shapes=shapes).module())
         quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(exported, quantizer)
         for batch in calibration:
