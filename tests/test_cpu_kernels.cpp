@@ -8,19 +8,22 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "every_cpu_capability.h"
 #include "golden.h"
 #include "tq/kernels/cpu_capability.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/kernel_table.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace {
 
 using tq::kernels::ChannelLayout;
 using tq::kernels::CpuCapability;
-namespace cpu = tq::kernels::cpu;
-namespace reference = tq::kernels::reference;
+// The copy forced by the fixture, and the scalar definition it must equal.
+const tq::kernels::KernelTable& cpu() { return tq::kernels::cpu_kernels(); }
+const tq::kernels::KernelTable& reference() { return tq::kernels::reference_kernels(); }
 
 // Runs the test body once per copy this processor can run, restoring the copy in use afterwards.
 class CpuKernels : public tq::testing::EveryCpuCapability {
@@ -59,9 +62,9 @@ TEST_P(CpuKernels, FakeQuantizePerTensorEqualsReference) {
     tq::kernels::PerTensorQParams qp{0.37f, float_zp ? 3.25f : 7.0f, -128.0f, 127.0f, float_zp};
     std::vector<float> y_ref(n), y_cpu(n);
     std::vector<char> m_ref(n), m_cpu(n);
-    reference::fake_quantize_per_tensor(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), n,
+    reference().fake_quantize_per_tensor(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), n,
                                         qp);
-    cpu::fake_quantize_per_tensor(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), n, qp);
+    cpu().fake_quantize_per_tensor(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), n, qp);
     EXPECT_TRUE(same_bits(y_ref, y_cpu)) << "float zero point " << float_zp;
     EXPECT_EQ(m_ref, m_cpu);
   }
@@ -76,9 +79,9 @@ TEST_P(CpuKernels, FakeQuantizePerChannelEqualsReferenceOnEveryLayout) {
     tq::kernels::PerChannelQParams qp{scale.data_ptr<float>(), zp.data_ptr<float>(), 0.0f, 255.0f, false};
     std::vector<float> y_ref(n), y_cpu(n);
     std::vector<char> m_ref(n), m_cpu(n);
-    reference::fake_quantize_per_channel(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), l,
+    reference().fake_quantize_per_channel(x.data_ptr<float>(), y_ref.data(), reinterpret_cast<bool*>(m_ref.data()), l,
                                          qp);
-    cpu::fake_quantize_per_channel(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), l, qp);
+    cpu().fake_quantize_per_channel(x.data_ptr<float>(), y_cpu.data(), reinterpret_cast<bool*>(m_cpu.data()), l, qp);
     EXPECT_TRUE(same_bits(y_ref, y_cpu)) << "channels " << l.channels << " inner " << l.inner;
     EXPECT_EQ(m_ref, m_cpu);
   }
@@ -89,23 +92,41 @@ TEST_P(CpuKernels, MaskedGradEqualsReference) {
   auto dy = at::randn({n});
   auto mask = at::rand({n}) > 0.3;
   std::vector<float> ref(n), out(n, -1.0f);
-  reference::masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), ref.data(), n);
-  cpu::masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), out.data(), n);
+  reference().masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), ref.data(), n);
+  cpu().masked_grad(dy.data_ptr<float>(), mask.data_ptr<bool>(), out.data(), n);
   EXPECT_TRUE(same_bits(ref, out));
   EXPECT_EQ(ref[0], mask[0].item<bool>() ? dy[0].item<float>() : 0.0f);
+}
+
+TEST_P(CpuKernels, QuantizePerTensorEqualsReferenceAndMapsNaNToTheMinimum) {
+  const int64_t n = 100003 + 1200;
+  auto x = hard_data(n, 0.37f);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int64_t> q_ref(n), q_cpu(n, -7);
+  reference().quantize_per_tensor(x.data_ptr<float>(), q_ref.data(), n, 0.37f, 7, -128, 127);
+  cpu().quantize_per_tensor(x.data_ptr<float>(), q_cpu.data(), n, 0.37f, 7, -128, 127);
+  EXPECT_EQ(q_ref, q_cpu);
+  EXPECT_EQ(q_cpu[5], -128);
+  EXPECT_EQ(q_cpu[3], 127);  // 1e30 clamps to the maximum
+  // Ties round half to even: x = 0.5 * step gives 0 + 7, 1.5 * step gives 2 + 7.
+  const float half_steps[] = {0.5f * 0.37f, 1.5f * 0.37f};
+  int64_t q_half[2];
+  cpu().quantize_per_tensor(half_steps, q_half, 2, 0.37f, 7, -128, 127);
+  EXPECT_EQ(q_half[0], static_cast<int64_t>(std::nearbyint(half_steps[0] * (1.0f / 0.37f))) + 7);
+  EXPECT_EQ(q_half[1], static_cast<int64_t>(std::nearbyint(half_steps[1] * (1.0f / 0.37f))) + 7);
 }
 
 TEST_P(CpuKernels, MinMaxEqualsReferenceAndPropagatesNaN) {
   for (int64_t n : {1, 31, 33, 65536 * 3 + 17}) {
     auto x = at::randn({n}) * 5;
     float mn_ref, mx_ref, mn, mx;
-    reference::min_max(x.data_ptr<float>(), n, &mn_ref, &mx_ref);
-    cpu::min_max(x.data_ptr<float>(), n, &mn, &mx);
+    reference().min_max(x.data_ptr<float>(), n, &mn_ref, &mx_ref);
+    cpu().min_max(x.data_ptr<float>(), n, &mn, &mx);
     EXPECT_EQ(mn, mn_ref) << n;
     EXPECT_EQ(mx, mx_ref) << n;
     EXPECT_EQ(mn, x.min().item<float>()) << n;
     x[n / 2] = std::numeric_limits<float>::quiet_NaN();
-    cpu::min_max(x.data_ptr<float>(), n, &mn, &mx);
+    cpu().min_max(x.data_ptr<float>(), n, &mn, &mx);
     EXPECT_TRUE(std::isnan(mn) && std::isnan(mx)) << n;
   }
 }
@@ -115,8 +136,8 @@ TEST_P(CpuKernels, MinMaxPerChannelEqualsReferenceOnEveryLayout) {
     auto x = at::randn({numel(l)}) * 3;
     x[numel(l) - 1] = std::numeric_limits<float>::quiet_NaN();  // the last channel's min and max are NaN
     std::vector<float> mn_ref(l.channels), mx_ref(l.channels), mn(l.channels), mx(l.channels);
-    reference::min_max_per_channel(x.data_ptr<float>(), l, mn_ref.data(), mx_ref.data());
-    cpu::min_max_per_channel(x.data_ptr<float>(), l, mn.data(), mx.data());
+    reference().min_max_per_channel(x.data_ptr<float>(), l, mn_ref.data(), mx_ref.data());
+    cpu().min_max_per_channel(x.data_ptr<float>(), l, mn.data(), mx.data());
     EXPECT_TRUE(same_bits(mn_ref, mn)) << "channels " << l.channels << " inner " << l.inner;
     EXPECT_TRUE(same_bits(mx_ref, mx)) << "channels " << l.channels << " inner " << l.inner;
     EXPECT_TRUE(std::isnan(mx.back()));
@@ -131,8 +152,8 @@ TEST_P(CpuKernels, HistogramEqualsReferenceAndTorchHistc) {
   x[2] = 3.5f;    // outside: skipped
   x[3] = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> ref(bins), out(bins);
-  reference::histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, ref.data());
-  cpu::histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, out.data());
+  reference().histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, ref.data());
+  cpu().histogram(x.data_ptr<float>(), n, -3.0f, 3.0f, bins, out.data());
   EXPECT_TRUE(same_bits(ref, out));
   auto finite = x.narrow(0, 4, n - 4);
   auto histc = at::histc(at::cat({x.narrow(0, 0, 3), finite}), bins, -3.0, 3.0);
@@ -149,10 +170,10 @@ TEST_P(CpuKernels, LearnableBackwardEqualsReference) {
     auto zp = at::randint(-5, 5, {l.channels}).to(at::kFloat);
     std::vector<float> dx_ref(n), dx(n);
     std::vector<double> ds_ref(l.channels), dz_ref(l.channels), ds(l.channels), dz(l.channels);
-    reference::learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), l,
+    reference().learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), l,
                                               scale.data_ptr<float>(), zp.data_ptr<float>(), -8, 7, 0.5f,
                                               ds_ref.data(), dz_ref.data());
-    cpu::learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), l,
+    cpu().learnable_backward_per_channel(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), l,
                                         scale.data_ptr<float>(), zp.data_ptr<float>(), -8, 7, 0.5f, ds.data(),
                                         dz.data());
     EXPECT_TRUE(same_bits(dx_ref, dx)) << "channels " << l.channels;
@@ -166,9 +187,9 @@ TEST_P(CpuKernels, LearnableBackwardEqualsReference) {
   auto dy = at::randn({n});
   std::vector<float> dx_ref(n), dx(n);
   double ds_ref, dz_ref, ds, dz;
-  reference::learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), n, 0.05f, 3.0f,
+  reference().learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx_ref.data(), n, 0.05f, 3.0f,
                                            0, 15, 0.25f, &ds_ref, &dz_ref);
-  cpu::learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), n, 0.05f, 3.0f, 0, 15,
+  cpu().learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data(), n, 0.05f, 3.0f, 0, 15,
                                      0.25f, &ds, &dz);
   EXPECT_TRUE(same_bits(dx_ref, dx));
   EXPECT_NEAR(ds, ds_ref, 1e-5 * std::abs(ds_ref));
@@ -206,6 +227,81 @@ TEST(CpuCapability, UnknownNamesAreRejected) {
                             "[cpu_capability] unknown CPU capability 'sse4': expected default, avx2 or avx512");
   EXPECT_EQ(tq::kernels::parse_cpu_capability("avx2"), CpuCapability::kAvx2);
   EXPECT_EQ(tq::kernels::parse_cpu_capability("avx512"), CpuCapability::kAvx512);
+}
+
+// A device with no kernels is refused by name; registering a table for a device makes every
+// entry point run it. The meta device stands in for a new one (its tensors have no memory, so it
+// is only looked up); a recording table put in the CPU's slot shows the entry points calling it.
+int64_t g_recorded_calls = 0;
+int64_t g_recorded_elements = 0;
+void record_fake_quantize_per_tensor(const float*, float* y, bool* mask, int64_t n,
+                                     const tq::kernels::PerTensorQParams&) {
+  ++g_recorded_calls;
+  g_recorded_elements = n;
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = 42.0f;
+    if (mask) mask[i] = true;
+  }
+}
+const tq::kernels::KernelTable& recording_kernels() {
+  static const tq::kernels::KernelTable table = [] {
+    tq::kernels::KernelTable t = tq::kernels::reference_kernels();
+    t.name = "recording";
+    t.fake_quantize_per_tensor = &record_fake_quantize_per_tensor;
+    return t;
+  }();
+  return table;
+}
+const tq::kernels::KernelTable& active_cpu_copy() { return tq::kernels::cpu_kernels(); }
+
+TEST(KernelDispatch, ANewDeviceIsOneTableAndOneRegistration) {
+  const auto meta = at::TensorOptions().device(at::kMeta).dtype(at::kFloat);
+  const tq::kernels::PerTensorQParams qp{0.5f, 0.0f, -128.0f, 127.0f, false};
+  tq::testing::expect_error([&] { tq::kernels::fake_quantize_per_tensor(at::empty({3, 4}, meta), qp); },
+                            "[fake_quantize_per_tensor] input is on meta, where tq has no kernels (it has them for: cpu)");
+  tq::kernels::register_kernels(c10::DeviceType::Meta, &recording_kernels);
+  EXPECT_STREQ(tq::kernels::kernels_for(at::Device(at::kMeta), "lookup").name, "recording");
+  tq::kernels::unregister_kernels(c10::DeviceType::Meta);
+  tq::testing::expect_error([&] { tq::kernels::kernels_for(at::Device(at::kMeta), "after"); },
+                            "[after] input is on meta, where tq has no kernels");
+  tq::testing::expect_error([] { tq::kernels::unregister_kernels(c10::DeviceType::CPU); },
+                            "[unregister_kernels] the CPU kernels stay registered");
+
+  g_recorded_calls = 0;
+  tq::kernels::register_kernels(c10::DeviceType::CPU, &recording_kernels);
+  at::Tensor mask;
+  at::Tensor y;
+  try {
+    y = tq::kernels::fake_quantize_per_tensor(at::zeros({3, 4}).t(), qp, &mask);  // made contiguous first
+  } catch (...) {
+    tq::kernels::register_kernels(c10::DeviceType::CPU, &active_cpu_copy);
+    throw;
+  }
+  tq::kernels::register_kernels(c10::DeviceType::CPU, &active_cpu_copy);
+  EXPECT_EQ(g_recorded_calls, 1);
+  EXPECT_EQ(g_recorded_elements, 12);
+  EXPECT_EQ(y.sizes(), at::IntArrayRef({4, 3}));
+  EXPECT_TRUE(y.eq(42.0f).all().item<bool>());
+  EXPECT_TRUE(mask.all().item<bool>());
+  EXPECT_EQ(tq::kernels::fake_quantize_per_tensor(at::zeros({3}), qp).sum().item<float>(), 0.0f);  // restored
+}
+
+TEST(KernelDispatch, CpuTensorsRunTheCopyInUse) {
+  // Every CPU copy and the reference agree bit for bit on fake quantization, so the tensor-level
+  // result equals the reference's; the table behind the CPU is the one cpu_capability() names.
+  const auto x = hard_data(5000, 0.25f);
+  const tq::kernels::PerTensorQParams qp{0.25f, 3.0f, 0.0f, 255.0f, false};
+  std::vector<float> ref(5000);
+  reference().fake_quantize_per_tensor(x.data_ptr<float>(), ref.data(), nullptr, 5000, qp);
+  const auto y = tq::kernels::fake_quantize_per_tensor(x, qp);
+  EXPECT_EQ(std::memcmp(y.data_ptr<float>(), ref.data(), ref.size() * sizeof(float)), 0);
+  EXPECT_STREQ(tq::kernels::kernels_for(at::Device(at::kCPU), "test").name,
+               (std::string("cpu_") + tq::kernels::to_string(tq::kernels::cpu_capability())).c_str());
+  const auto [mn, mx] = tq::kernels::min_max(x);
+  EXPECT_EQ(mn, x.min().item<float>());
+  EXPECT_EQ(mx, x.max().item<float>());
+  tq::testing::expect_error([] { tq::kernels::min_max(at::zeros({3}, at::kDouble)); },
+                            "[min_max] expects a float32 tensor, got Double");
 }
 
 }  // namespace

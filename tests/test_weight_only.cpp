@@ -11,7 +11,7 @@
 #include "every_cpu_capability.h"
 #include "golden.h"
 #include "tq/kernels/cpu_capability.h"
-#include "tq/kernels/weight_only_kernels.h"
+#include "tq/kernels/kernel_table.h"
 #include "tq/kernels/int8_weight_only.h"
 #include "tq/numerics/groupwise_weight.h"
 
@@ -144,8 +144,8 @@ TEST_P(WeightOnlyKernels, HandDerivedValues) {
   const float bias = 0.25f;
   for (const auto* w : {&w4, &w8}) {
     std::vector<float> y(3), ref(3);
-    tq::kernels::cpu::linear_weight_only(ones.data(), 3, view_of(*w), &bias, y.data());
-    tq::kernels::reference::linear_weight_only(ones.data(), 3, view_of(*w), &bias, ref.data());
+    tq::kernels::cpu_kernels().linear_weight_only(ones.data(), 3, view_of(*w), &bias, y.data());
+    tq::kernels::reference_kernels().linear_weight_only(ones.data(), 3, view_of(*w), &bias, ref.data());
     const float expected = (w->bits == 4 ? 72.0f : 560.0f) + 0.25f;
     for (int m = 0; m < 3; ++m) {
       EXPECT_EQ(y[m], expected) << w->bits << " bits, row " << m;
@@ -176,9 +176,9 @@ TEST_P(WeightOnlyKernels, EqualsTheReferenceWithinRounding) {
         const auto x = at::randn({rows, s.in});
         auto y = at::empty({rows, s.out});
         auto ref = at::empty({rows, s.out});
-        tq::kernels::cpu::linear_weight_only(x.data_ptr<float>(), rows, view_of(w), bias.data_ptr<float>(),
+        tq::kernels::cpu_kernels().linear_weight_only(x.data_ptr<float>(), rows, view_of(w), bias.data_ptr<float>(),
                                               y.data_ptr<float>());
-        tq::kernels::reference::linear_weight_only(x.data_ptr<float>(), rows, view_of(w), bias.data_ptr<float>(),
+        tq::kernels::reference_kernels().linear_weight_only(x.data_ptr<float>(), rows, view_of(w), bias.data_ptr<float>(),
                                                     ref.data_ptr<float>());
         const auto diff = (y.to(at::kDouble) - ref.to(at::kDouble)).abs();
         EXPECT_TRUE((diff <= rounding_bound(x, w)).all().item<bool>())
@@ -260,7 +260,7 @@ TEST(WeightOnlyLinear, MismatchedInputsAreRefusedInOneLine) {
                             "[linear_weight_only] the bias has 7 values for 8 output features");
   tq::testing::expect_error(
       [&] { tq::kernels::linear_weight_only(at::empty({2, 64}, at::TensorOptions().device(at::kMeta)), w, c10::nullopt); },
-      "[linear_weight_only] tq's weight-only kernel runs on the CPU; got a tensor on meta");
+      "[linear_weight_only] input is on meta, where tq has no kernels (it has them for: cpu)");
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 
 #include "tq/core/check.h"
 #include "tq/observers/batch_range_reduction.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 #include "tq/observers/per_channel_min_max_observer.h"
 #include "tq/observers/simple_observers.h"
@@ -222,12 +222,13 @@ at::Tensor fused_moving_avg_obs_fake_quant(const at::Tensor& x, const at::Tensor
     TQ_CHECK(running_min.numel() == layout.channels, op, "input has ", layout.channels,
              " channels, the running statistics ", running_min.numel());
     if (observe) {
-      std::vector<float> mn(layout.channels), mx(layout.channels);
-      kernels::cpu::min_max_per_channel(xc.data_ptr<float>(), layout, mn.data(), mx.data());
+      const auto batch = kernels::min_max_per_channel(xc, layout);
+      const float* mn = batch.first.data_ptr<float>();
+      const float* mx = batch.second.data_ptr<float>();
       float* rmin = running_min.data_ptr<float>();
       float* rmax = running_max.data_ptr<float>();
       for (int64_t i = 0; i < layout.channels; ++i) check_finite(mn[i], mx[i]);
-      observers::reduce_batch_range(mn.data(), mx.data(), layout.channels);
+      observers::reduce_batch_range(batch.first.data_ptr<float>(), batch.second.data_ptr<float>(), layout.channels);
       for (int64_t i = 0; i < layout.channels; ++i) {
         update(rmin[i], mn[i]);
         update(rmax[i], mx[i]);
@@ -248,8 +249,7 @@ at::Tensor fused_moving_avg_obs_fake_quant(const at::Tensor& x, const at::Tensor
     return tq::fake_quantize_per_channel_affine(x, sc, zp32, ch_axis, quant_min, quant_max);
   }
   if (observe) {
-    float mn, mx;
-    kernels::cpu::min_max(xc.data_ptr<float>(), xc.numel(), &mn, &mx);
+    auto [mn, mx] = kernels::min_max(xc);
     check_finite(mn, mx);
     observers::reduce_batch_range(&mn, &mx, 1);
     update(running_min.data_ptr<float>()[0], mn);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "tq/core/check.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq {
 namespace {
@@ -13,8 +14,7 @@ namespace {
 void check_input(const at::Tensor& x, const char* op) {
   TQ_CHECK(x.defined(), op, "input is undefined");
   TQ_CHECK(x.scalar_type() == at::kFloat, op, "input must be float32, got ", x.scalar_type());
-  TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), ", but this build of tq has no ",
-           x.device().type(), " implementation");
+  kernels::check_kernels_exist(x, op);
 }
 
 void check_range(int64_t quant_min, int64_t quant_max, const char* op) {
@@ -44,21 +44,14 @@ kernels::PerTensorQParams per_tensor_qparams(double scale, int64_t zero_point, i
 
 // Runs the kernel; mask only when asked.
 at::Tensor run_per_tensor(const at::Tensor& x, const kernels::PerTensorQParams& qp, at::Tensor* mask) {
-  const auto xc = x.contiguous();
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  bool* m = nullptr;
-  if (mask) {
-    *mask = at::empty(x.sizes(), x.options().dtype(at::kBool));
-    m = mask->data_ptr<bool>();
-  }
-  kernels::cpu::fake_quantize_per_tensor(xc.data_ptr<float>(), y.data_ptr<float>(), m, xc.numel(), qp);
-  return y;
+  return kernels::fake_quantize_per_tensor(x, qp, mask);
 }
 
 struct ChannelQParams {
-  at::Tensor scale;  // float32 contiguous
-  at::Tensor zero_point;  // float32 contiguous
-  kernels::PerChannelQParams qp;
+  at::Tensor scale;  // float32
+  at::Tensor zero_point;  // float32
+  float quant_min, quant_max;
+  bool float_zero_point;
   kernels::ChannelLayout layout;
 };
 
@@ -72,35 +65,24 @@ ChannelQParams per_channel_qparams(const at::Tensor& x, const at::Tensor& scale,
   TQ_CHECK(zero_point.dim() == 1 && zero_point.numel() == r.layout.channels, op, "zero_point must have shape [",
            r.layout.channels, "], got ", zero_point.sizes());
   const bool float_zp = at::isFloatingType(zero_point.scalar_type());
-  r.scale = scale.to(at::kFloat).contiguous();
-  r.zero_point = zero_point.to(at::kFloat).contiguous();
+  // Checked on the host, whatever device they live on.
+  r.scale = scale.to(at::kCPU, at::kFloat).contiguous();
+  r.zero_point = zero_point.to(at::kCPU, at::kFloat).contiguous();
   const float* s = r.scale.data_ptr<float>();
   const float* z = r.zero_point.data_ptr<float>();
   for (int64_t c = 0; c < r.layout.channels; ++c) {
     check_scale(s[c], op);
     if (!float_zp) check_zero_point(z[c], quant_min, quant_max, op);
   }
-  r.qp = {s, z, static_cast<float>(quant_min), static_cast<float>(quant_max), float_zp};
+  r.quant_min = static_cast<float>(quant_min);
+  r.quant_max = static_cast<float>(quant_max);
+  r.float_zero_point = float_zp;
   return r;
 }
 
 at::Tensor run_per_channel(const at::Tensor& x, const ChannelQParams& cq, at::Tensor* mask) {
-  const auto xc = x.contiguous();
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  bool* m = nullptr;
-  if (mask) {
-    *mask = at::empty(x.sizes(), x.options().dtype(at::kBool));
-    m = mask->data_ptr<bool>();
-  }
-  kernels::cpu::fake_quantize_per_channel(xc.data_ptr<float>(), y.data_ptr<float>(), m, cq.layout, cq.qp);
-  return y;
-}
-
-at::Tensor masked_grad(const at::Tensor& grad, const at::Tensor& mask) {
-  const auto g = grad.to(at::kFloat).contiguous();
-  at::Tensor dx = at::empty(g.sizes(), g.options());
-  kernels::cpu::masked_grad(g.data_ptr<float>(), mask.data_ptr<bool>(), dx.data_ptr<float>(), g.numel());
-  return dx;
+  return kernels::fake_quantize_per_channel(x, cq.layout, cq.scale, cq.zero_point, cq.quant_min, cq.quant_max,
+                                            cq.float_zero_point, mask);
 }
 
 // Autograd: forward keeps the mask, backward is grad * mask (no second kernel over x).
@@ -116,7 +98,7 @@ struct FakeQuantizePerTensorFn : public torch::autograd::Function<FakeQuantizePe
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto mask = ctx->get_saved_variables()[0];
-    return {masked_grad(grads[0], mask), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {kernels::masked_grad(grads[0], mask), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -133,7 +115,7 @@ struct FakeQuantizePerChannelFn : public torch::autograd::Function<FakeQuantizeP
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto mask = ctx->get_saved_variables()[0];
-    return {masked_grad(grads[0], mask), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {kernels::masked_grad(grads[0], mask), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -216,8 +198,10 @@ void fake_quantize_per_tensor_affine_out(const at::Tensor& x, double scale, int6
   TQ_CHECK(y.defined() && y.scalar_type() == at::kFloat && y.is_contiguous() && y.sizes() == x.sizes(), op,
            "output must be a contiguous float32 tensor of shape ", x.sizes());
   const auto qp = per_tensor_qparams(scale, zero_point, quant_min, quant_max, op);
+  TQ_CHECK(y.device() == x.device(), op, "output is on ", y.device(), ", the input on ", x.device());
   const auto xc = x.contiguous();
-  kernels::cpu::fake_quantize_per_tensor(xc.data_ptr<float>(), y.data_ptr<float>(), nullptr, xc.numel(), qp);
+  kernels::kernels_for(x.device(), op).fake_quantize_per_tensor(xc.data_ptr<float>(), y.data_ptr<float>(), nullptr,
+                                                                 xc.numel(), qp);
 }
 
 }  // namespace tq

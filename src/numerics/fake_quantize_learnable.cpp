@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "tq/core/check.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 
 namespace tq {
@@ -15,7 +15,7 @@ namespace {
 void check_args(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t quant_min,
                 int64_t quant_max, const char* op) {
   TQ_CHECK(x.defined() && x.scalar_type() == at::kFloat, op, "input must be a float32 tensor");
-  TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), "; this build of tq has no such implementation");
+  kernels::check_kernels_exist(x, op);
   TQ_CHECK(scale.defined() && scale.scalar_type() == at::kFloat, op, "scale must be a float32 tensor");
   TQ_CHECK(zero_point.defined() && zero_point.scalar_type() == at::kFloat, op, "zero_point must be a float32 tensor");
   TQ_CHECK(quant_min <= 0 && 0 <= quant_max && quant_min < quant_max, op,
@@ -44,20 +44,14 @@ struct LearnablePerTensorFn : public torch::autograd::Function<LearnablePerTenso
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto x = saved[0].contiguous();
     const int64_t qmin = ctx->saved_data["quant_min"].toInt(), qmax = ctx->saved_data["quant_max"].toInt();
     const float s = saved[1].item<float>();
     const float z = rounded_zero_point(saved[2].item<float>(), qmin, qmax);
-    const auto dy = grads[0].to(at::kFloat).contiguous();
-    at::Tensor dx = at::empty_like(x);
-    double dscale = 0, dzp = 0;
-    kernels::cpu::learnable_backward_per_tensor(x.data_ptr<float>(), dy.data_ptr<float>(), dx.data_ptr<float>(),
-                                                x.numel(), s, z, static_cast<float>(qmin), static_cast<float>(qmax),
-                                                static_cast<float>(ctx->saved_data["grad_factor"].toDouble()), &dscale,
-                                                &dzp);
-    return {dx, at::full({1}, static_cast<float>(dscale)).reshape(saved[1].sizes()),
-            at::full({1}, static_cast<float>(dzp)).reshape(saved[2].sizes()), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    const auto g = kernels::learnable_backward_per_tensor(
+        saved[0], grads[0], s, z, static_cast<float>(qmin), static_cast<float>(qmax),
+        static_cast<float>(ctx->saved_data["grad_factor"].toDouble()));
+    return {g.dx, g.dscale.to(at::kFloat).reshape(saved[1].sizes()),
+            g.dzero_point.to(at::kFloat).reshape(saved[2].sizes()), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -77,21 +71,14 @@ struct LearnablePerChannelFn : public torch::autograd::Function<LearnablePerChan
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto x = saved[0].contiguous();
-    const auto scale = saved[1].contiguous();
-    const auto zp = saved[2].contiguous();
     const int64_t qmin = ctx->saved_data["quant_min"].toInt(), qmax = ctx->saved_data["quant_max"].toInt();
-    const auto layout = channel_layout(x, ctx->saved_data["axis"].toInt(), "fake_quantize_learnable_per_channel_affine");
-    const auto dy = grads[0].to(at::kFloat).contiguous();
-    at::Tensor dx = at::empty_like(x);
-    at::Tensor dscale = at::empty({layout.channels}, at::kDouble);
-    at::Tensor dzp = at::empty({layout.channels}, at::kDouble);
-    kernels::cpu::learnable_backward_per_channel(
-        x.data_ptr<float>(), dy.data_ptr<float>(), dx.data_ptr<float>(), layout, scale.data_ptr<float>(),
-        zp.data_ptr<float>(), static_cast<float>(qmin), static_cast<float>(qmax),
-        static_cast<float>(ctx->saved_data["grad_factor"].toDouble()), dscale.data_ptr<double>(),
-        dzp.data_ptr<double>());
-    return {dx, dscale.to(at::kFloat), dzp.to(at::kFloat), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const auto layout =
+        channel_layout(saved[0], ctx->saved_data["axis"].toInt(), "fake_quantize_learnable_per_channel_affine");
+    const auto g = kernels::learnable_backward_per_channel(
+        saved[0], grads[0], layout, saved[1], saved[2], static_cast<float>(qmin), static_cast<float>(qmax),
+        static_cast<float>(ctx->saved_data["grad_factor"].toDouble()));
+    return {g.dx, g.dscale.to(at::kFloat), g.dzero_point.to(at::kFloat), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "tq/core/check.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 
 namespace tq {
@@ -155,6 +155,7 @@ namespace {
 void check_quantize_input(const at::Tensor& x, const char* op) {
   TQ_CHECK(x.defined(), op, "input is undefined");
   TQ_CHECK(x.scalar_type() == at::kFloat, op, "input must be float32, got ", x.scalar_type());
+  kernels::check_kernels_exist(x, op);
   TQ_CHECK(!at::isnan(x).any().item<bool>(), op, "input contains NaN, which has no quantized value");
 }
 
@@ -176,11 +177,8 @@ at::Tensor quantize_per_tensor(const at::Tensor& x, double scale, int64_t zero_p
   const QRange r = storage_range(dtype);
   TQ_CHECK(zero_point >= r.quant_min && zero_point <= r.quant_max, op, "zero_point (", zero_point,
            ") is outside the range of ", to_string(dtype));
-  const auto xc = x.contiguous();
-  at::Tensor q64 = at::empty(x.sizes(), at::kLong);
-  kernels::reference::quantize_per_tensor(xc.data_ptr<float>(), q64.data_ptr<int64_t>(), xc.numel(),
-                                          static_cast<float>(scale), zero_point, r.quant_min, r.quant_max);
-  return q64.to(storage_type(dtype));
+  return kernels::quantize_per_tensor(x, static_cast<float>(scale), zero_point, r.quant_min, r.quant_max)
+      .to(storage_type(dtype));
 }
 
 at::Tensor dequantize_per_tensor(const at::Tensor& q, double scale, int64_t zero_point) {
@@ -199,19 +197,21 @@ at::Tensor quantize_per_channel(const at::Tensor& x, const at::Tensor& scale, co
   TQ_CHECK(zero_point.dim() == 1 && zero_point.numel() == layout.channels, op, "zero_point must have shape [",
            layout.channels, "], got ", zero_point.sizes());
   const QRange r = storage_range(dtype);
+  // Each (outer, channel) row of `inner` values is one per-tensor quantization; the qparams are
+  // read on the host, the rows stay on x's device.
+  const auto& quantize = kernels::kernels_for(x.device(), op).quantize_per_tensor;
   const auto xc = x.contiguous();
-  const auto sc = scale.to(at::kFloat).contiguous();
-  const auto zc = zero_point.to(at::kLong).contiguous();
-  at::Tensor q64 = at::empty(x.sizes(), at::kLong);
+  const auto sc = scale.to(at::kCPU, at::kFloat).contiguous();
+  const auto zc = zero_point.to(at::kCPU, at::kLong).contiguous();
+  at::Tensor q64 = at::empty(x.sizes(), x.options().dtype(at::kLong));
   const float* xp = xc.data_ptr<float>();
   int64_t* qp = q64.data_ptr<int64_t>();
+  for (int64_t c = 0; c < layout.channels; ++c) check_scale(sc.data_ptr<float>()[c], op);
   for (int64_t o = 0; o < layout.outer; ++o) {
     for (int64_t c = 0; c < layout.channels; ++c) {
-      const float s = sc.data_ptr<float>()[c];
-      check_scale(s, op);
       const int64_t off = (o * layout.channels + c) * layout.inner;
-      kernels::reference::quantize_per_tensor(xp + off, qp + off, layout.inner, s, zc.data_ptr<int64_t>()[c],
-                                              r.quant_min, r.quant_max);
+      quantize(xp + off, qp + off, layout.inner, sc.data_ptr<float>()[c], zc.data_ptr<int64_t>()[c], r.quant_min,
+               r.quant_max);
     }
   }
   return q64.to(storage_type(dtype));

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 #include "tq/observers/histogram_observer.h"
 
 namespace tq::observers {
@@ -41,8 +41,7 @@ void CalibrationHistogramObserver::double_range() {
 
 at::Tensor CalibrationHistogramObserver::forward(const at::Tensor& x_orig) {
   const at::Tensor x = checked_input(x_orig);
-  float lo, hi;
-  kernels::cpu::min_max(x.data_ptr<float>(), x.numel(), &lo, &hi);
+  const auto [lo, hi] = kernels::min_max(x);
   TQ_CHECK(!std::isnan(lo) && !std::isnan(hi), name(), "input contains NaN");
   TQ_CHECK(std::isfinite(lo) && std::isfinite(hi), name(), "input contains Inf; a histogram needs a finite range");
   validate_state();

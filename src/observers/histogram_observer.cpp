@@ -11,9 +11,10 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <tuple>
 
 #include "tq/core/check.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq::observers {
 namespace {
@@ -81,12 +82,9 @@ inline float l2_norm(float begin, float end, float density) {
 at::Tensor histc(const at::Tensor& x, int64_t bins, float min, float max) {
   // ATen: equal bounds fall back to the data's range, then widen by one on each side.
   double left = min, right = max;
-  const auto xc = x.to(at::kFloat).contiguous();
-  const float* d = xc.data_ptr<float>();
-  const int64_t n = xc.numel();
-  if (left == right && n > 0) {
-    float mn, mx;
-    kernels::cpu::min_max(d, n, &mn, &mx);
+  const auto xc = x.to(at::kFloat);
+  if (left == right && xc.numel() > 0) {
+    const auto [mn, mx] = kernels::min_max(xc);
     left = mn;
     right = mx;
   }
@@ -95,9 +93,7 @@ at::Tensor histc(const at::Tensor& x, int64_t bins, float min, float max) {
     right += 1;
   }
   const float lo = static_cast<float>(left), hi = static_cast<float>(right);
-  at::Tensor hist = at::empty({bins}, at::kFloat);
-  kernels::cpu::histogram(d, n, lo, hi, bins, hist.data_ptr<float>());
-  return hist;
+  return kernels::histogram(xc, lo, hi, bins);
 }
 
 HistogramObserver::HistogramObserver(const HistogramObserverOptions& options)
@@ -115,15 +111,14 @@ HistogramObserver::HistogramObserver(const HistogramObserverOptions& options)
 
 at::Tensor HistogramObserver::forward(const at::Tensor& x_orig) {
   at::Tensor x = checked_input(x_orig);
-  float x_min, x_max;
-  kernels::cpu::min_max(x.data_ptr<float>(), x.numel(), &x_min, &x_max);
+  auto [x_min, x_max] = kernels::min_max(x);
   TQ_CHECK(!std::isnan(x_min), name(), "input contains NaN");
   if (std::isinf(x_min) || std::isinf(x_max)) {
     // As PyTorch: infinities would make the range infinite; they are ignored (and clamp later).
     TORCH_WARN("[HistogramObserver] Inf detected in input tensor, ignoring those values");
     x = x.masked_select(x.abs() != kInf).contiguous();
     if (x.numel() == 0) return x_orig;
-    kernels::cpu::min_max(x.data_ptr<float>(), x.numel(), &x_min, &x_max);
+    std::tie(x_min, x_max) = kernels::min_max(x);
   }
   const float cur_min = min_val_.item<float>(), cur_max = max_val_.item<float>();
   const float span_min = cur_min == kInf ? x_min : std::min(cur_min, x_min);

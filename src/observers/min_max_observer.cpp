@@ -8,7 +8,7 @@
 
 #include "tq/core/check.h"
 #include "tq/observers/batch_range_reduction.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq::observers {
 
@@ -29,8 +29,7 @@ template MinMaxObserver::MinMaxObserver(std::string,
 MinMaxObserver::MinMaxObserver(const MinMaxObserverOptions& options) : MinMaxObserver("MinMaxObserver", options) {}
 
 std::pair<float, float> MinMaxObserver::observed_range(const at::Tensor& x) const {
-  float mn, mx;
-  kernels::cpu::min_max(x.data_ptr<float>(), x.numel(), &mn, &mx);
+  auto [mn, mx] = kernels::min_max(x);
   TQ_CHECK(!std::isnan(mn), name(), "input contains NaN");
   TQ_CHECK(std::isfinite(mn) && std::isfinite(mx), name(), "input contains Inf (min ", mn, ", max ", mx,
            "); an infinite range has no finite scale");

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tq/core/check.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq::observers {
 
@@ -77,7 +78,7 @@ at::Tensor UniformQuantizationObserverBase::checked_input(const at::Tensor& x) c
   TQ_CHECK(x.defined(), op, "input is undefined");
   TQ_CHECK(at::isFloatingType(x.scalar_type()), op, "input must be a floating-point tensor, got ", x.scalar_type());
   TQ_CHECK(x.numel() > 0, op, "input is empty (shape ", x.sizes(), "); there is nothing to observe");
-  TQ_CHECK(x.device().is_cpu(), op, "input is on ", x.device(), "; this build of tq observes CPU tensors");
+  kernels::check_kernels_exist(x, op.c_str());
   if (x.scalar_type() == at::kDouble) {
     // Observers compute in float32: a finite float64 value beyond its range would become Inf.
     const double largest = x.detach().abs().masked_fill(x.detach().isinf(), 0).max().item<double>();

@@ -6,7 +6,7 @@
 
 #include "tq/core/check.h"
 #include "tq/observers/batch_range_reduction.h"
-#include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 #include "tq/numerics/fake_quantize.h"
 
 namespace tq::observers {
@@ -34,9 +34,7 @@ std::pair<at::Tensor, at::Tensor> PerChannelMinMaxObserver::observed_ranges(cons
   const auto layout = channel_layout(x, ch_axis_, name().c_str());
   TQ_CHECK(min_val_.numel() == 0 || min_val_.numel() == layout.channels, name(), "input has ", layout.channels,
            " channels along axis ", ch_axis_, ", but earlier inputs had ", min_val_.numel());
-  at::Tensor mn = at::empty({layout.channels}, at::kFloat);
-  at::Tensor mx = at::empty({layout.channels}, at::kFloat);
-  kernels::cpu::min_max_per_channel(x.data_ptr<float>(), layout, mn.data_ptr<float>(), mx.data_ptr<float>());
+  auto [mn, mx] = kernels::min_max_per_channel(x, layout);
   TQ_CHECK(!at::isnan(mn).any().item<bool>(), name(), "input contains NaN");
   TQ_CHECK(at::isfinite(mn).all().item<bool>() && at::isfinite(mx).all().item<bool>(), name(),
            "input contains Inf; an infinite range has no finite scale");

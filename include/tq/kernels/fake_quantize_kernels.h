@@ -11,9 +11,9 @@
 // Non-finite inputs (where PyTorch's int64 cast is undefined and maps +Inf and NaN to quant_min):
 // NaN stays NaN, +-Inf clamp to the range ends, and the mask is false for all three.
 //
-// Each kernel has a plain scalar reference (namespace reference) and a vectorized, parallel CPU
-// version (namespace cpu), compiled once per instruction set, each copy tested against the
-// reference (cpu_capability.h forces a copy).
+// The kernels themselves are listed in kernel_table.h: a plain scalar reference and a vectorized,
+// parallel CPU copy per instruction set, each copy tested against the reference (cpu_capability.h
+// forces a copy). Callers use the tensor-level entry points of tensor_kernels.h.
 #include <cstdint>
 
 namespace tq::kernels {
@@ -41,56 +41,5 @@ struct ChannelLayout {
   int64_t channels;
   int64_t inner;
 };
-
-namespace reference {
-// y and mask may be null (mask only, or output only).
-void fake_quantize_per_tensor(const float* x, float* y, bool* mask, int64_t n, const PerTensorQParams& qp);
-void fake_quantize_per_channel(const float* x, float* y, bool* mask, ChannelLayout layout,
-                               const PerChannelQParams& qp);
-// q = clamp(round(x * inv_scale) + zero_point, quant_min, quant_max), the value of a quantized
-// tensor's int_repr(); NaN maps to quant_min (callers reject NaN before quantizing).
-void quantize_per_tensor(const float* x, int64_t* q, int64_t n, float scale, int64_t zero_point, int64_t quant_min,
-                         int64_t quant_max);
-// The scalar definitions of the cpu:: kernels below, same contracts, one element at a time;
-// gradient sums are accumulated in double in index order.
-void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n);
-void min_max(const float* x, int64_t n, float* min_out, float* max_out);
-void min_max_per_channel(const float* x, ChannelLayout layout, float* min_out, float* max_out);
-void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist);
-void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
-                                   float quant_min, float quant_max, float grad_factor, double* dscale,
-                                   double* dzero_point);
-void learnable_backward_per_channel(const float* x, const float* dy, float* dx, ChannelLayout layout,
-                                    const float* scale, const float* zero_point, float quant_min, float quant_max,
-                                    float grad_factor, double* dscale, double* dzero_point);
-}  // namespace reference
-
-namespace cpu {
-void fake_quantize_per_tensor(const float* x, float* y, bool* mask, int64_t n, const PerTensorQParams& qp);
-void fake_quantize_per_channel(const float* x, float* y, bool* mask, ChannelLayout layout,
-                               const PerChannelQParams& qp);
-// dx = dy * mask
-void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n);
-// Running min and max in one pass; NaN propagates into both.
-void min_max(const float* x, int64_t n, float* min_out, float* max_out);
-// Per-channel min and max over a [outer, channels, inner] view, one pass.
-void min_max_per_channel(const float* x, ChannelLayout layout, float* min_out, float* max_out);
-// torch.histc counts of x over [lo, hi] (lo < hi) into hist[bins]; values outside or NaN are skipped.
-void histogram(const float* x, int64_t n, float lo, float hi, int64_t bins, float* hist);
-// Learnable (LSQ) backward, ATen's formulas, per element:
-//   q = round_half_even(zero_point + x * inv_scale)
-//   dx = dy * (quant_min <= q <= quant_max)
-//   inside:  dscale = dy * (xfq - x) * inv_scale * grad_factor,   dzero_point = 0
-//   below:   dscale = dy * (quant_min - zero_point) * grad_factor, dzero_point = -dy * scale * grad_factor
-//   above:   dscale = dy * (quant_max - zero_point) * grad_factor, likewise
-// with xfq = (clamp(q) - zero_point) * scale. dscale / dzero_point are summed per tensor (one
-// value) or per channel (one value per channel).
-void learnable_backward_per_tensor(const float* x, const float* dy, float* dx, int64_t n, float scale, float zero_point,
-                                   float quant_min, float quant_max, float grad_factor, double* dscale,
-                                   double* dzero_point);
-void learnable_backward_per_channel(const float* x, const float* dy, float* dx, ChannelLayout layout,
-                                    const float* scale, const float* zero_point, float quant_min, float quant_max,
-                                    float grad_factor, double* dscale, double* dzero_point);
-}  // namespace cpu
 
 }  // namespace tq::kernels

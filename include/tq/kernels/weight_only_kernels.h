@@ -13,9 +13,8 @@
 //           with a mask and a shift.
 // group_size is a multiple of 32 that divides in_features.
 //
-// reference:: is the scalar definition (sums in double); cpu:: is the vectorized, parallel copy for
-// the instruction set in use (cpu_capability.h), whose float32 sums differ from the reference only
-// by rounding.
+// The kernel is linear_weight_only in kernel_table.h: the reference sums in double; each CPU copy
+// is vectorized and parallel, its float32 sums differing from the reference only by rounding.
 #include <cstdint>
 
 namespace tq::kernels {
@@ -29,14 +28,5 @@ struct GroupwiseWeightView {
   int64_t group_size;
   int bits;                   // 4 or 8
 };
-
-namespace reference {
-// y[rows, out_features] = x[rows, in_features] times the weight (transposed), plus bias (may be null).
-void linear_weight_only(const float* x, int64_t rows, const GroupwiseWeightView& w, const float* bias, float* y);
-}  // namespace reference
-
-namespace cpu {
-void linear_weight_only(const float* x, int64_t rows, const GroupwiseWeightView& w, const float* bias, float* y);
-}  // namespace cpu
 
 }  // namespace tq::kernels

@@ -138,6 +138,22 @@ void fake_quantize_per_channel(const float* x, float* y, bool* mask, ChannelLayo
   });
 }
 
+void quantize_per_tensor(const float* x, int64_t* q, int64_t n, float scale, int64_t zero_point, int64_t quant_min,
+                         int64_t quant_max) {
+  const float inv_scale = 1.0f / scale, zp = static_cast<float>(zero_point);
+  const float lo = static_cast<float>(quant_min), hi = static_cast<float>(quant_max);
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    const float* __restrict in = x + begin;
+    int64_t* __restrict out = q + begin;
+    for (int64_t i = 0; i < end - begin; ++i) {
+      float v = round_half_even(in[i] * inv_scale) + zp;
+      v = v > lo ? v : lo;  // NaN fails the comparison and maps to quant_min, as in the reference
+      v = v < hi ? v : hi;
+      out[i] = static_cast<int64_t>(v);
+    }
+  });
+}
+
 void masked_grad(const float* dy, const bool* mask, float* dx, int64_t n) {
   at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
     const float* __restrict g = dy + begin;

@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "tq/core/check.h"
-#include "tq/kernels/weight_only_kernels.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq::kernels {
 namespace {
@@ -26,11 +26,12 @@ void check_arguments(const at::Tensor& x, const GroupwiseWeight& w, const c10::o
     TQ_CHECK(t->defined() && t->scalar_type() == at::kFloat && t->sizes() == at::IntArrayRef({out, groups}), kWho,
              "scales and zero points must be float32 [", out, ", ", groups, "]");
   }
-  for (const at::Tensor* t : {&x, &w.packed, &w.scales, &w.zero_points}) {
-    TQ_CHECK(t->device().is_cpu(), kWho, "tq's weight-only kernel runs on the CPU; got a tensor on ", t->device());
+  check_kernels_exist(x, kWho);
+  for (const at::Tensor* t : {&w.packed, &w.scales, &w.zero_points}) {
+    TQ_CHECK(t->device() == x.device(), kWho, "the weight is on ", t->device(), ", the input on ", x.device());
   }
-  TQ_CHECK(!bias || !bias->defined() || bias->device().is_cpu(), kWho, "the bias is on ", bias->device(),
-           ", not the CPU");
+  TQ_CHECK(!bias || !bias->defined() || bias->device() == x.device(), kWho, "the bias is on ", bias->device(),
+           ", the input on ", x.device());
   TQ_CHECK(x.size(-1) == w.in_features, kWho, "the input has ", x.size(-1), " features, the weight takes ",
            w.in_features);
   TQ_CHECK(!bias || !bias->defined() || bias->numel() == out, kWho, "the bias has ", bias ? bias->numel() : 0,
@@ -80,8 +81,10 @@ at::Tensor linear_weight_only(const at::Tensor& x, const GroupwiseWeight& w, con
   const auto zero_points = w.zero_points.contiguous();
   const GroupwiseWeightView view{packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zero_points.data_ptr<float>(),
                                  out, w.in_features, w.group_size, static_cast<int>(w.bits)};
-  if (m <= kWeightOnlyKernelMaxRows) {
-    cpu::linear_weight_only(rows.data_ptr<float>(), m, view, has_bias ? b.data_ptr<float>() : nullptr,
+  // The block-dequantizing path is host code: other devices run their kernel at every size.
+  if (m <= kWeightOnlyKernelMaxRows || !x.device().is_cpu()) {
+    kernels_for(x.device(), "linear_weight_only")
+        .linear_weight_only(rows.data_ptr<float>(), m, view, has_bias ? b.data_ptr<float>() : nullptr,
                             y.data_ptr<float>());
   } else {
     auto weight = at::empty({std::min(kDequantizeBlock, out), w.in_features}, x.options());
