@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/include"
 for d in ATen c10 caffe2 torch; do ln -s "$TORCH_INCLUDE/$d" "$work/include/$d"; done
-sources=(src/kernels/cpu/*.cpp src/kernels/reference/*.cpp src/kernels/fake_quantize_dispatch.cpp
+sources=(src/kernels/cpu/*.cpp src/kernels/reference/*.cpp src/kernels/cpu_capability.cpp src/kernels/tensor_kernels.cpp
          src/kernels/int8/saturation.cpp)
 for f in "${sources[@]}"; do
   "$CXX" -std=c++17 -O2 -fopenmp -Wall -Werror=return-type -DTQ_CPU_CAPABILITY=default -Iinclude \
