@@ -123,8 +123,8 @@ def main():
     run(["quantize", model, "-o", model, "--calib", w("calib.pt"), "--force"], 1, "is the input model")
     run(["quantize", model, "-o", work, "--calib", w("calib.pt")], 1, "is a directory")
     run(["quantize", model, "-o", w("x.pt")], 1, "--mode static needs --calib")
-    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--mode", "dynamic"], 1,
-        "--seed-config")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--fx-test-config", "--mode", "dynamic"], 1,
+        "--fx-test-config")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--engine", "tpu"], 1, "--engine")
     # The onednn form: plain uint8 tensors and oneDNN's int8 operators (LibTorch 2.x).
     run(["quantize", model, "-o", w("x.pt"), "--mode", "dynamic", "--int8-backend", "onednn"], 1,
@@ -168,8 +168,8 @@ def main():
         "--smooth-quant, --float-linear-outputs and --int8-matmul apply to --mode static")
     run(["quantize", text_model, "-o", w("x.pt"), "--mode", "weight-only", "--int8-matmul"], 1,
         "--float-linear-outputs and --int8-matmul apply to --mode static")
-    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--seed-config", "--int8-matmul"], 1,
-        "--int8-matmul does not combine with --seed-config")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--fx-test-config", "--int8-matmul"], 1,
+        "--int8-matmul does not combine with --fx-test-config")
     # Float Linear outputs and SmoothQuant have a QDQ form (a Mul before QuantizeLinear, no QuantizeLinear after).
     run(["quantize", model, "-o", w("float_outputs.onnx"), "--calib", w("calib.pt"), "--float-linear-outputs",
          "--smooth-quant", "0.5"], 0, "wrote")
@@ -220,7 +220,7 @@ def main():
         FAILURES.append("a failed quantize left an output file")
     run(["quantize", model, "-o", w("x.pt"), "--calib", w("bad_images"), "--resize", "16", "--center-crop", "16",
          "--skip-bad"], 0, "skipped 1 unreadable images")
-    run(["quantize", model, "-o", w("seed.pt"), "--calib", w("calib.pt"), "--seed-config"], 0, "ConvNormRelu")
+    run(["quantize", model, "-o", w("seed.pt"), "--calib", w("calib.pt"), "--fx-test-config"], 0, "ConvNormRelu")
     # ONNX QDQ output, picked by the extension or --format; ONNX Runtime runs it in OnnxExport.*.
     run(["quantize", model, "-o", w("int8.onnx"), "--calib", w("calib.pt")], 0, "QuantizeLinear")
     with open(w("int8.onnx"), "rb") as f:

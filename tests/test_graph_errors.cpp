@@ -56,7 +56,7 @@ TEST_F(GraphErrors, ModuleWithoutForward) {
 }
 
 TEST_F(GraphErrors, CalibrationBatchOfTheWrongShapeNamesTheBatch) {
-  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::fx_test_reference());
   observed.calibrate(batch());
   expect_error([&] { observed.calibrate(at::randn({2, 5, 16, 16})); },
                "[calibrate] batch 1 (shape [2, 5, 16, 16] Float) failed in the model: ");
@@ -64,21 +64,21 @@ TEST_F(GraphErrors, CalibrationBatchOfTheWrongShapeNamesTheBatch) {
 }
 
 TEST_F(GraphErrors, CalibrationBatchOfTheWrongDtype) {
-  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::fx_test_reference());
   expect_error([&] { observed.calibrate(at::ones({2, 3, 16, 16}, at::kInt)); },
                "[calibrate] batch 0 (shape [2, 3, 16, 16] Int) failed in the model: ");
 }
 
 TEST_F(GraphErrors, WrongNumberOfInputs) {
-  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::fx_test_reference());
   expect_error([&] { observed.calibrate(std::vector<c10::IValue>{batch(), batch()}); },
                "[calibrate] the model's forward takes 1 input(s), got 2");
 }
 
 TEST_F(GraphErrors, NoCalibrationBatch) {
-  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(seed_model(), tq::graph::GraphQuantizeOptions::fx_test_reference());
   expect_error([&] { observed.convert(); }, "[convert] no calibration batch was run: call calibrate() first");
-  expect_error([&] { tq::graph::quantize(seed_model(), tq::graph::GraphQuantizeOptions::seed(), {}); },
+  expect_error([&] { tq::graph::quantize(seed_model(), tq::graph::GraphQuantizeOptions::fx_test_reference(), {}); },
                "[quantize] no calibration batch given");
 }
 
@@ -116,11 +116,11 @@ class ThrowingHandler : public tq::graph::QuantizeHandler {
 };
 
 TEST_F(GraphErrors, CustomHandlerThatThrowsIsNamedWithTheNode) {
-  auto options = tq::graph::GraphQuantizeOptions::seed();
+  auto options = tq::graph::GraphQuantizeOptions::fx_test_reference();
   options.patterns.register_pattern(tq::graph::Pattern({"aten::add"}), std::make_shared<ThrowingHandler>(true));
   expect_error([&] { tq::graph::prepare(seed_model(), options); },
                "[prepare] the handler Throwing failed on aten::add in '': user handler bug");
-  options = tq::graph::GraphQuantizeOptions::seed();
+  options = tq::graph::GraphQuantizeOptions::fx_test_reference();
   options.patterns.register_pattern(tq::graph::Pattern({"aten::add"}), std::make_shared<ThrowingHandler>(false));
   auto observed = tq::graph::prepare(seed_model(), options);
   observed.calibrate(batch());
@@ -133,7 +133,7 @@ TEST_F(GraphErrors, TheUsersModelIsNeverModified) {
   at::NoGradGuard no_grad;
   const auto x = batch();
   const auto out_before = model.forward({x}).toTensor();
-  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::fx_test_reference());
   observed.calibrate(x);
   auto int8 = observed.convert();
   EXPECT_EQ(graph_text(model), before);

@@ -433,7 +433,7 @@ TEST(GraphInterop, WritesInt8Models) {
     at::manual_seed(1);
     std::vector<at::Tensor> calib;
     for (int i = 0; i < 4; ++i) calib.push_back(at::randn({2, 3, 16, 16}));
-    auto int8 = tq::graph::quantize(model, tq::graph::GraphQuantizeOptions::seed(), calib);
+    auto int8 = tq::graph::quantize(model, tq::graph::GraphQuantizeOptions::fx_test_reference(), calib);
     tq::graph::save_torchscript(int8, dir + "/seed_int8.pt");
     const auto x = at::randn({2, 3, 16, 16});
     write_tensor(x, dir + "/seed_int8_input.pt");

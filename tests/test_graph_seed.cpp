@@ -33,7 +33,7 @@ class GraphSeed : public ::testing::TestWithParam<std::string> {
 tq::graph::ObservedModel calibrated(const std::string& file) {
   const auto& g = machine_golden("graph/seed.json");
   auto model = tq::graph::load_torchscript(machine_golden_path("graph/" + file));
-  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::fx_test_reference());
   for (const auto& b : g["calibration"]) observed.calibrate(to_tensor(b));
   return observed;
 }
@@ -121,12 +121,12 @@ TEST(GraphObservedForm, SavesReloadsAndCalibratesFurther) {
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed.pt";
   {
     auto model = tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt"));
-    auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+    auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::fx_test_reference());
     observed.calibrate(to_tensor(g["calibration"][0]));
     observed.calibrate(to_tensor(g["calibration"][1]));
     observed.save(path);
   }
-  auto observed = tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::fx_test_reference());
   EXPECT_EQ(observed.batches_seen(), 2);
   observed.calibrate(to_tensor(g["calibration"][2]));
   observed.calibrate(to_tensor(g["calibration"][3]));
@@ -144,14 +144,14 @@ TEST(GraphObservedForm, RefusesOtherOptionsAndPlainModels) {
   TQ_SKIP_WITHOUT_SEED_GOLDEN();
   const std::string path = std::string(TQ_TEST_OUTPUT_DIR) + "/seed_observed_other.pt";
   auto model = tq::graph::load_torchscript(machine_golden_path("graph/seed_model_script.pt"));
-  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::seed());
+  auto observed = tq::graph::prepare(model, tq::graph::GraphQuantizeOptions::fx_test_reference());
   observed.calibrate(to_tensor(machine_golden("graph/seed.json")["calibration"][0]));
   observed.save(path);
   tq::testing::expect_error(
       [&] { tq::graph::load_observed(path, tq::graph::GraphQuantizeOptions::for_backend("qnnpack")); },
       "was observed with other options");
   tq::testing::expect_error(
-      [&] { tq::graph::load_observed(machine_golden_path("graph/seed_model_script.pt"), tq::graph::GraphQuantizeOptions::seed()); },
+      [&] { tq::graph::load_observed(machine_golden_path("graph/seed_model_script.pt"), tq::graph::GraphQuantizeOptions::fx_test_reference()); },
       "is not an observed model");
 }
 

@@ -44,7 +44,7 @@ struct QuantizeArgs {
   std::string sensitivity = "sqnr";
   int64_t adaround_iterations = 10000, adaround_samples = 0;
   std::vector<std::string> exclude;
-  bool per_tensor = false, seed = false, reference = false, force = false, per_token = false, gptq = false;
+  bool per_tensor = false, fx_test_config = false, reference = false, force = false, per_token = false, gptq = false;
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
   int64_t onnx_opset = 17;
@@ -136,12 +136,12 @@ bool output_is_onnx(const QuantizeArgs& a) {
 
 // The flags that do not go together: UsageError, before anything is read.
 void check_arguments(const QuantizeArgs& a) {
-  if (a.seed && (a.mode != "static" || a.per_tensor || !a.exclude.empty() || !a.qconfig_file.empty())) {
+  if (a.fx_test_config && (a.mode != "static" || a.per_tensor || !a.exclude.empty() || !a.qconfig_file.empty())) {
     throw UsageError(
-        "--seed-config is seed 004's fixed configuration: it takes no --mode, --per-tensor-weights, --exclude or --qconfig");
+        "--fx-test-config is PyTorch's FX test configuration, fixed: it takes no --mode, --per-tensor-weights, --exclude or --qconfig");
   }
-  if (a.seed && (a.weight_bits != 8 || a.activation_bits != 8 || a.observer != "histogram" || a.weight_observer != "minmax")) {
-    throw UsageError("--seed-config has its own observers and 8-bit ranges: it takes no bits or observer options");
+  if (a.fx_test_config && (a.weight_bits != 8 || a.activation_bits != 8 || a.observer != "histogram" || a.weight_observer != "minmax")) {
+    throw UsageError("--fx-test-config has its own observers and 8-bit ranges: it takes no bits or observer options");
   }
   if (a.mode != "static" && !a.qconfig_file.empty()) throw UsageError("--qconfig applies to --mode static");
   if (a.mode == "weight-only" && a.weight_bits != 4 && a.weight_bits != 8) {
@@ -154,12 +154,12 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--group-size must be a multiple of 32, got " + std::to_string(a.group_size));
   }
   if (a.per_token && a.mode != "dynamic") throw UsageError("--per-token applies to --mode dynamic");
-  if (a.full_range && (a.mode != "static" || a.seed || a.activation_bits != 8)) {
-    throw UsageError("--full-range applies to --mode static with 8-bit activations (without --seed-config)");
+  if (a.full_range && (a.mode != "static" || a.fx_test_config || a.activation_bits != 8)) {
+    throw UsageError("--full-range applies to --mode static with 8-bit activations (without --fx-test-config)");
   }
   const bool search = a.max_accuracy_drop >= 0;
-  if (search && (a.eval.empty() || a.mode != "static" || a.seed || a.adaround || a.bias_correction)) {
-    throw UsageError("--max-accuracy-drop needs --eval DATA with labels and --mode static (without --seed-config, "
+  if (search && (a.eval.empty() || a.mode != "static" || a.fx_test_config || a.adaround || a.bias_correction)) {
+    throw UsageError("--max-accuracy-drop needs --eval DATA with labels and --mode static (without --fx-test-config, "
                      "--adaround or --bias-correction)");
   }
   if (!search && !a.eval.empty()) throw UsageError("--eval is for --max-accuracy-drop");
@@ -174,9 +174,9 @@ void check_arguments(const QuantizeArgs& a) {
   if (a.int8_backend == "onednn" && !kernels::int8::graph::onednn_form_available()) {
     throw UsageError("--int8-backend onednn: " + kernels::int8::graph::onednn_form_unavailable_reason());
   }
-  if (a.int8_matmul && a.seed) throw UsageError("--int8-matmul does not combine with --seed-config (seed 004's patterns)");
-  if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.seed)) {
-    throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --seed-config");
+  if (a.int8_matmul && a.fx_test_config) throw UsageError("--int8-matmul does not combine with --fx-test-config (that test's patterns)");
+  if (a.smooth_quant >= 0 && (a.adaround || a.bias_correction || a.fx_test_config)) {
+    throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --fx-test-config");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
   if (output_is_onnx(a) && (a.mode != "static" || a.reference || search)) {
@@ -193,8 +193,8 @@ void check_arguments(const QuantizeArgs& a) {
 // The graph-mode options the flags ask for, with --exclude's modules and operators kept float.
 graph::GraphQuantizeOptions quantize_options(const QuantizeArgs& a, const torch::jit::Module& model) {
   graph::GraphQuantizeOptions options;
-  if (a.seed) {
-    options = graph::GraphQuantizeOptions::seed();
+  if (a.fx_test_config) {
+    options = graph::GraphQuantizeOptions::fx_test_reference();
   } else if (a.mode == "dynamic") {
     options = graph::GraphQuantizeOptions::dynamic();
     if (a.per_token) options.mapping.set_global(quant::per_token_dynamic_qconfig());
@@ -340,8 +340,8 @@ nlohmann::json report_json(const QuantizeArgs& a, const graph::Summary& summary,
   auto j = summary_json(summary);
   j["model"] = a.model;
   j["output"] = a.out;
-  j["engine"] = a.seed ? "qnnpack" : a.engine;
-  j["mode"] = a.seed ? "seed" : a.mode;
+  j["engine"] = a.fx_test_config ? "qnnpack" : a.engine;
+  j["mode"] = a.fx_test_config ? "fx_test_reference" : a.mode;
   j["equalized"] = summary.equalized;
   j["smoothed"] = summary.smoothed;
   if (a.mode == "static") {
@@ -388,7 +388,7 @@ int quantize(const QuantizeArgs& a) {
   check_arguments(a);
   const bool onnx = output_is_onnx(a);
   const bool search = a.max_accuracy_drop >= 0;
-  kernels::int8::set_engine(a.seed ? "qnnpack" : a.engine);
+  kernels::int8::set_engine(a.fx_test_config ? "qnnpack" : a.engine);
   auto model = load_model(a.model);
   const auto options = quantize_options(a, model);
   graph::ObservedModel observed = [&] {
@@ -412,7 +412,7 @@ int quantize(const QuantizeArgs& a) {
     graph::save_torchscript(search ? searched.model : observed.convert(a.reference), a.out);
   }
   const auto summary = observed.summary();
-  const auto range = kernels::int8::choose_activation_range(a.seed ? "qnnpack" : a.engine, a.full_range);
+  const auto range = kernels::int8::choose_activation_range(a.fx_test_config ? "qnnpack" : a.engine, a.full_range);
   std::cout << summary.to_string();
   if (a.mode == "static") std::cout << "activation range: " << range.why << "\n";
   std::cout << "wrote " << a.out << "\n";
@@ -505,7 +505,7 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("--qconfig", q->qconfig_file,
                  "JSON: {\"global\": {\"activation\": \"minmax\", \"weights\": \"per-tensor\"}, "
                  "\"module_name\": {\"fc\": null}, \"object_type\": {\"add\": null}}");
-  qc->add_flag("--seed-config", q->seed, "seed 004's own patterns and qparams (engine qnnpack)");
+  qc->add_flag("--fx-test-config", q->fx_test_config, "the patterns and qparams of PyTorch's FX quantization test, test/fx/quantization.py (engine qnnpack)");
   qc->add_flag("--reference", q->reference, "write the reference form (float ops between quantize / dequantize)");
   qc->add_option("--batches", q->batches, "calibration batches")->check(CLI::PositiveNumber);
   qc->add_option("--batch-size", q->batch_size, "calibration batch size")->check(CLI::PositiveNumber);

@@ -77,13 +77,13 @@ GraphQuantizeOptions GraphQuantizeOptions::dynamic() {
   return o;
 }
 
-GraphQuantizeOptions GraphQuantizeOptions::seed() {
+GraphQuantizeOptions GraphQuantizeOptions::fx_test_reference() {
   GraphQuantizeOptions o;
   nn::QConfig q;
   q.activation = observers::ObserverFactory(
       [] { return std::make_shared<SeedMinMaxObserver>(QDType::QUInt8, 0, 255); });
   q.weight = observers::ObserverFactory([] { return std::make_shared<SeedMinMaxObserver>(QDType::QInt8, -127, 128); });
-  q.name = "seed";
+  q.name = "fx_test_reference";
   o.mapping.set_global(q);
   o.patterns = seed_patterns();
   return o;

@@ -90,9 +90,10 @@ struct GraphQuantizeOptions {
   // Dynamic quantization of Linear (default_dynamic_qconfig) and weight-only 8-bit Embedding
   // (float_qparams_weight_only_qconfig): no calibration needed.
   static GraphQuantizeOptions dynamic();
-  // Seed 004's configuration: its patterns and its qparams (_minmax_scale_zeropoint in double
-  // precision, activations quint8 [0, 255], weights qint8 per tensor on [-127, 128]).
-  static GraphQuantizeOptions seed();
+  // The reference configuration of PyTorch's FX quantization test (test/fx/quantization.py): its
+  // patterns and its qparams (_minmax_scale_zeropoint in double precision, activations quint8
+  // [0, 255], weights qint8 per tensor on [-127, 128]); bit-exact with that test's Quantizer.
+  static GraphQuantizeOptions fx_test_reference();
 };
 
 // What happened to one node of the frozen float graph.
