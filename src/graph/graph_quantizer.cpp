@@ -406,7 +406,9 @@ void widen_exact_inputs(Impl& impl) {
 // Where the seed observes: each quantized match's output (unless its qparams come from its input
 // or its kernel) and each input that enters it from float. Ops whose inputs and output share
 // qparams (cat) join their inputs' observers into one, as FX does, so no input is requantized.
-void insert_observers(Impl& impl) {
+// The quantization points: each quantized match's inputs that are not int8 already, and its
+// output where the handler observes it.
+void add_points(Impl& impl) {
   choose_float_outputs(impl);
   for (auto& info : impl.matches) {
     if (!info.why_float.empty()) continue;
@@ -420,7 +422,10 @@ void insert_observers(Impl& impl) {
     }
   }
   widen_exact_inputs(impl);
-  // Graph order for the summary.
+}
+
+// Graph order, for the summary.
+void sort_points_in_graph_order(Impl& impl) {
   std::unordered_map<const Node*, size_t> order;
   size_t k = 0;
   for (auto* n : impl.graph->nodes()) order[n] = ++k;
@@ -429,8 +434,10 @@ void insert_observers(Impl& impl) {
                    [&](const Impl::Point& a, const Impl::Point& b) { return pos(a) < pos(b); });
   impl.point_of.clear();
   for (size_t i = 0; i < impl.points.size(); ++i) impl.point_of[impl.points[i].value] = i;
+}
 
-  // Shared observers: union-find over points, the earliest point of a group keeps its observer.
+// Shared observers: union-find over points, the earliest point of a group keeps its observer.
+void share_observers(Impl& impl) {
   std::vector<size_t> parent(impl.points.size());
   for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
   std::function<size_t(size_t)> find = [&](size_t i) { return parent[i] == i ? i : parent[i] = find(parent[i]); };
@@ -447,10 +454,11 @@ void insert_observers(Impl& impl) {
     }
   }
   for (size_t i = 0; i < impl.points.size(); ++i) impl.points[i].observer = impl.points[find(i)].observer;
-  if (impl.options.smooth_quant) detail::choose_smoothed_inputs(impl);
+}
 
-  // GPTQ's layers: the Hessian of each one's input, accumulated while calibrating (layers that
-  // share an input share it).
+// GPTQ's layers: the Hessian of each one's input, accumulated while calibrating (layers that
+// share an input share it).
+void add_gptq_hessians(Impl& impl) {
   for (auto& info : impl.matches) {
     const Node* w = detail::weighted_node(info.match);
     if (!info.why_float.empty() || w == nullptr || !info.qconfig) continue;
@@ -460,16 +468,22 @@ void insert_observers(Impl& impl) {
       if (!h) h = std::make_shared<ptq::GptqHessian>();
     }
   }
-  auto hessian_of = [&impl](const Value* v) -> std::shared_ptr<ptq::GptqHessian> {
-    auto it = impl.input_hessians.find(v);
-    return it == impl.input_hessians.end() ? nullptr : it->second;
-  };
+}
+
+std::shared_ptr<ptq::GptqHessian> hessian_of(const Impl& impl, const Value* v) {
+  auto it = impl.input_hessians.find(v);
+  return it == impl.input_hessians.end() ? nullptr : it->second;
+}
+
+// One observe call per point: it runs the point's observer (and GPTQ's Hessian, SmoothQuant's
+// range) while calibrating, and records values while a capture is active.
+void insert_point_observers(Impl& impl) {
   for (size_t i = 0; i < impl.points.size(); ++i) {
     auto& p = impl.points[i];
     auto obs = p.observer;
     auto flag = p.saw_non_float;
     auto capture = impl.capture;
-    auto hessian = hessian_of(p.value);
+    auto hessian = hessian_of(impl, p.value);
     auto smoothing = p.smoothing;
     p.slot = detail::register_observer_slot([obs, flag, capture, hessian, smoothing, i](const at::Tensor& x) {
       if (capture->active) {
@@ -489,9 +503,12 @@ void insert_observers(Impl& impl) {
     auto* out = detail::insert_observe(*impl.graph, p.value, p.slot);
     impl.observed_alias[out] = p.value;
   }
-  // Taps where a weighted layer's input is no quantization point (a Linear after flatten): AdaRound
-  // reads every such input. They record while a capture is active, and otherwise feed GPTQ's
-  // Hessian where the layer asks for one.
+}
+
+// Taps where a weighted layer's input is no quantization point (a Linear after flatten): AdaRound
+// reads every such input. They record while a capture is active, and otherwise feed GPTQ's
+// Hessian where the layer asks for one.
+void insert_layer_input_taps(Impl& impl) {
   for (auto& info : impl.matches) {
     const Node* w = detail::weighted_node(info.match);
     if (!info.why_float.empty() || !w) continue;
@@ -499,7 +516,7 @@ void insert_observers(Impl& impl) {
     if (impl.point_of.count(in) || impl.tap_of.count(in)) continue;
     const size_t index = impl.points.size() + impl.taps.size();
     auto capture = impl.capture;
-    auto hessian = hessian_of(in);
+    auto hessian = hessian_of(impl, in);
     const int64_t slot = detail::register_observer_slot([capture, hessian, index](const at::Tensor& x) {
       if (capture->active) {
         if (capture->wanted.empty() || capture->wanted.count(index)) capture->values[index].push_back(x.detach().clone());
@@ -511,6 +528,16 @@ void insert_observers(Impl& impl) {
     impl.tap_of[in] = index;
     impl.observed_alias[detail::insert_observe(*impl.graph, in, slot)] = in;
   }
+}
+
+void insert_observers(Impl& impl) {
+  add_points(impl);
+  sort_points_in_graph_order(impl);
+  share_observers(impl);
+  if (impl.options.smooth_quant) detail::choose_smoothed_inputs(impl);
+  add_gptq_hessians(impl);
+  insert_point_observers(impl);
+  insert_layer_input_taps(impl);
 }
 
 }  // namespace

@@ -162,21 +162,10 @@ void set_constant_input(Graph& g, Node* n, size_t index, const at::Tensor& value
   if (old->uses().empty() && old->node()->kind() == c10::prim::Constant) old->node()->destroy();
 }
 
-}  // namespace
-
-QatModel::QatModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-
-QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
-  TQ_CHECK(!options.equalize, "prepare_qat", "cross-layer equalization is post-training; leave options.equalize off");
-  auto impl = std::make_shared<QatModel::Impl>();
-  impl->observed = detail::prepare_impl(model, options, /*qat=*/true);
-  auto& obs = *impl->observed;
-
-  for (const auto& p : obs.points) {
-    TQ_CHECK(nn::is_fake_quantize(*p.observer), "prepare_qat", point_description(obs, p),
-             " gets an observer, not a fake quantizer: give QAT qconfigs (GraphQuantizeOptions::for_backend_qat)");
-  }
-  // The trainable layers: quantized ones in QAT mode, then those left float.
+// Stage 1 of prepare_qat: the trainable layers, quantized ones in QAT mode, then the convolutions
+// and linears left float (a qconfig of None, or no pattern), which train in float as in FX.
+void collect_trainable_layers(QatModel::Impl& impl) {
+  const auto& obs = *impl.observed;
   std::set<std::string> names;
   auto new_layer = [&](Node* weighted, const ObservedImpl::MatchInfo* info) {
     Layer layer;
@@ -209,10 +198,8 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     }
     layer.module->train();
     if (layer.bn) layer.bn->train();
-    impl->layers.push_back(std::move(layer));
+    impl.layers.push_back(std::move(layer));
   }
-
-  // Convolutions and linears left float (a qconfig of None, or no pattern) train in float, as in FX.
   for (auto* n : obs.graph->nodes()) {
     const std::string k = kind_of(n);
     if (std::find(weighted_ops.begin(), weighted_ops.end(), k) == weighted_ops.end()) continue;
@@ -221,36 +208,37 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
     if (conv ? !detail::why_conv_float(n).empty() : !constant_float_linear(n)) continue;
     Layer layer = new_layer(n, nullptr);
     layer.module->train();
-    impl->layers.push_back(std::move(layer));
+    impl.layers.push_back(std::move(layer));
   }
+}
 
-  // The training graph: the float graph with tq::qat calls.
-  impl->graph = obs.graph->copy();
-  std::vector<Node*> from, to;
-  collect_nodes(obs.graph->block(), from);
-  collect_nodes(impl->graph->block(), to);
-  TQ_CHECK(from.size() == to.size(), "prepare_qat", "internal: the graph copy differs from its source");
-  std::unordered_map<const Node*, Node*> train_node;
-  for (size_t i = 0; i < from.size(); ++i) train_node[from[i]] = to[i];
-  auto& g = *impl->graph;
+// The training graph under construction: a copy of the float graph, node for node.
+struct TrainingGraph {
+  std::vector<Node*> float_nodes;
+  std::unordered_map<const Node*, Node*> train_node;             // float graph node -> its copy
+  std::unordered_map<const torch::nn::Module*, int64_t> quantizer_slot;  // each fake quantizer's tq::qat slot
+};
 
+// Each observe node becomes tq::qat(x, slot) running its point's fake quantizer (one slot per
+// quantizer, shared points share it); capture-only taps go.
+void replace_observers_with_fake_quantizers(QatModel::Impl& impl, TrainingGraph& t) {
+  const auto& obs = *impl.observed;
   std::unordered_map<int64_t, size_t> point_of_slot;
   for (size_t i = 0; i < obs.points.size(); ++i) point_of_slot[obs.points[i].slot] = i;
-  std::unordered_map<const torch::nn::Module*, int64_t> quantizer_slot;
-  for (auto* n : from) {
+  for (auto* n : t.float_nodes) {
     if (!detail::is_observe_node_kind(n->kind().toQualString())) continue;
-    Node* t = train_node.at(n);
+    Node* copy = t.train_node.at(n);
     const int64_t observe_slot = torch::jit::toIValue(n->input(1))->toInt();
     auto p = point_of_slot.find(observe_slot);
     if (p == point_of_slot.end()) {  // a capture-only tap
-      t->output()->replaceAllUsesWith(t->input(0));
-      t->destroy();
+      copy->output()->replaceAllUsesWith(copy->input(0));
+      copy->destroy();
       continue;
     }
     const auto& point = obs.points[p->second];
     auto q = point.observer;
-    auto found = quantizer_slot.find(q.get());
-    if (found == quantizer_slot.end()) {
+    auto found = t.quantizer_slot.find(q.get());
+    if (found == t.quantizer_slot.end()) {
       auto flag = point.saw_non_float;
       const int64_t slot = detail::register_qat_slot([q, flag](const at::Tensor& x) {
         if (x.scalar_type() != at::kFloat) {  // an index or float64 tensor through a shape op stays float, as in PTQ
@@ -259,49 +247,93 @@ QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions
         }
         return nn::run_quantizer(*q, x);
       });
-      impl->slots.push_back(slot);
-      found = quantizer_slot.emplace(q.get(), slot).first;
-      impl->point_quantizers.emplace_back("activation_post_process_" + std::to_string(impl->point_quantizers.size()), q);
+      impl.slots.push_back(slot);
+      found = t.quantizer_slot.emplace(q.get(), slot).first;
+      impl.point_quantizers.emplace_back("activation_post_process_" + std::to_string(impl.point_quantizers.size()), q);
     }
-    auto* out = insert_qat_call(g, t, t->input(0), found->second);
-    t->output()->replaceAllUsesWith(out);
-    t->destroy();
+    auto* out = insert_qat_call(*impl.graph, copy, copy->input(0), found->second);
+    copy->output()->replaceAllUsesWith(out);
+    copy->destroy();
   }
-  // Ops that pass their input's qparams on (max_pool2d, flatten, ...): FX calls the input's fake
-  // quantizer again on their output, which observes it too (a moving average moves); so does tq.
+}
+
+// Ops that pass their input's qparams on (max_pool2d, flatten, ...): FX calls the input's fake
+// quantizer again on their output, which observes it too (a moving average moves); so does tq.
+void requantize_shared_qparams_outputs(QatModel::Impl& impl, TrainingGraph& t) {
+  const auto& obs = *impl.observed;
   for (const auto& info : obs.matches) {
     if (!info.why_float.empty() || info.handler->output_qparams() != OutputQParams::kSharedWithInput) continue;
     const auto point = detail::qparams_point(obs, info.match.root->output());
     if (point < 0) continue;
-    Node* root = train_node.at(info.match.root);
-    auto* out = insert_qat_call(g, root->next(), root->output(), quantizer_slot.at(obs.points[point].observer.get()));
+    Node* root = t.train_node.at(info.match.root);
+    auto* out = insert_qat_call(*impl.graph, root->next(), root->output(),
+                                t.quantizer_slot.at(obs.points[point].observer.get()));
     root->output()->replaceAllUsesAfterNodeWith(out->node(), out);
   }
-  for (auto& layer : impl->layers) {
-    Node* w = train_node.at(layer.weighted);
+}
+
+// Each conv / linear (with its live batch norm) becomes one tq::qat call to its trainable module.
+void replace_layers_with_modules(QatModel::Impl& impl, TrainingGraph& t) {
+  for (auto& layer : impl.layers) {
+    Node* w = t.train_node.at(layer.weighted);
     auto module = layer.module;
     const bool quantized = layer.info != nullptr;
     const int64_t slot = detail::register_qat_slot(
         [module, quantized](const at::Tensor& x) { return quantized ? module->qat_compute(x) : module->forward(x); });
-    impl->slots.push_back(slot);
-    auto* out = insert_qat_call(g, w, w->input(0), slot);
+    impl.slots.push_back(slot);
+    auto* out = insert_qat_call(*impl.graph, w, w->input(0), slot);
     w->output()->replaceAllUsesWith(out);
     if (layer.batch_norm) {
-      Node* bn = train_node.at(layer.batch_norm);
+      Node* bn = t.train_node.at(layer.batch_norm);
       bn->output()->replaceAllUsesWith(out);
       bn->destroy();
     }
     w->destroy();
   }
+}
+
+// Stage 2: the training graph, the float graph with tq::qat calls.
+void build_training_graph(QatModel::Impl& impl) {
+  impl.graph = impl.observed->graph->copy();
+  TrainingGraph t;
+  std::vector<Node*> copies;
+  collect_nodes(impl.observed->graph->block(), t.float_nodes);
+  collect_nodes(impl.graph->block(), copies);
+  TQ_CHECK(t.float_nodes.size() == copies.size(), "prepare_qat", "internal: the graph copy differs from its source");
+  for (size_t i = 0; i < copies.size(); ++i) t.train_node[t.float_nodes[i]] = copies[i];
+  replace_observers_with_fake_quantizers(impl, t);
+  requantize_shared_qparams_outputs(impl, t);
+  replace_layers_with_modules(impl, t);
+}
+
+// Stage 3: the trainable modules under the names of the layers they replace.
+void register_trainable_modules(QatModel::Impl& impl) {
   auto submodule_name = [](std::string name) {
     std::replace(name.begin(), name.end(), '.', '_');
     return name.empty() ? std::string("top") : name;
   };
-  for (auto& layer : impl->layers) {
-    impl->container->register_module(submodule_name(layer.name), std::static_pointer_cast<torch::nn::Module>(layer.module));
-    if (layer.bn) impl->container->register_module(submodule_name(layer.bn_name), layer.bn);
+  for (auto& layer : impl.layers) {
+    impl.container->register_module(submodule_name(layer.name), std::static_pointer_cast<torch::nn::Module>(layer.module));
+    if (layer.bn) impl.container->register_module(submodule_name(layer.bn_name), layer.bn);
   }
-  for (auto& [name, q] : impl->point_quantizers) impl->container->register_module(name, q);
+  for (auto& [name, q] : impl.point_quantizers) impl.container->register_module(name, q);
+}
+
+}  // namespace
+
+QatModel::QatModel(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+QatModel prepare_qat(const torch::jit::Module& model, const GraphQuantizeOptions& options) {
+  TQ_CHECK(!options.equalize, "prepare_qat", "cross-layer equalization is post-training; leave options.equalize off");
+  auto impl = std::make_shared<QatModel::Impl>();
+  impl->observed = detail::prepare_impl(model, options, /*qat=*/true);
+  for (const auto& p : impl->observed->points) {
+    TQ_CHECK(nn::is_fake_quantize(*p.observer), "prepare_qat", point_description(*impl->observed, p),
+             " gets an observer, not a fake quantizer: give QAT qconfigs (GraphQuantizeOptions::for_backend_qat)");
+  }
+  collect_trainable_layers(*impl);
+  build_training_graph(*impl);
+  register_trainable_modules(*impl);
   try {
     impl->code = std::make_unique<torch::jit::Code>(impl->graph, "qat_forward");
   } catch (const std::exception& e) {
