@@ -232,6 +232,15 @@ def main():
     run(["quantize", model, "-o", w("x.onnx"), "--calib", w("calib.pt"), "--onnx-opset", "11"], 1,
         "--onnx-opset 11 is too old")
     run(["quantize", model, "-o", w("x.onnx"), "--mode", "dynamic"], 1, "ONNX output")
+    # Weight-only Linears: blocked DequantizeLinear at opset 21 (the default for --mode weight-only).
+    mlp = w("mlp.pt")
+    torch.jit.script(torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))).save(mlp)
+    torch.save(torch.randn(8, 64), w("mlp_calib.pt"))
+    run(["quantize", mlp, "-o", w("weight_only.onnx"), "--mode", "weight-only", "--weight-bits", "4", "--group-size",
+         "32", "--calib", w("mlp_calib.pt")], 0, "0 int8 weights, 2 group-wise weights")
+    run(["quantize", mlp, "-o", w("x.onnx"), "--mode", "weight-only", "--group-size", "32", "--calib", w("mlp_calib.pt"),
+         "--onnx-opset", "17"], 1, "--onnx-opset 17 is too old for --mode weight-only")
+    run(["quantize", mlp, "-o", w("x.onnx"), "--mode", "weight-only"], 1, "ONNX output (")
     if os.path.exists(w("x.onnx")):
         FAILURES.append("a refused ONNX export left an output file")
     run(["quantize", model, "-o", w("ref.pt"), "--calib", w("calib.pt"), "--engine", "qnnpack", "--reference"], 0)

@@ -21,6 +21,8 @@
 #include "tq/export/onnx_qdq.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/numerics/groupwise_weight.h"
+#include "tq/quant/qconfig_mapping.h"
 
 namespace {
 
@@ -255,6 +257,90 @@ TEST(OnnxExport, BadInputIsAOneLineErrorAndLeavesTheFileAsItWas) {
   EXPECT_THROW(tq::onnx::export_qdq(fresh, path, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}})), c10::Error);
 }
 
+// A small transformer-style MLP on [N, tokens, 256]: two Linears with GELU between, a residual,
+// LayerNorm, a mean over tokens and a classifier. Every Linear's input features are a multiple of 128.
+torch::jit::Module token_mlp() {
+  torch::jit::Module m("TokenMlp");
+  at::manual_seed(3);
+  m.register_parameter("w1", at::randn({512, 256}) * 0.06, false);
+  m.register_parameter("b1", at::randn({512}) * 0.1, false);
+  m.register_parameter("w2", at::randn({256, 512}) * 0.04, false);
+  m.register_parameter("b2", at::randn({256}) * 0.1, false);
+  m.register_parameter("w3", at::randn({10, 256}) * 0.06, false);
+  m.register_parameter("b3", at::randn({10}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.linear(torch.gelu(torch.linear(x, self.w1, self.b1)), self.w2, self.b2) + x
+    h = torch.layer_norm(h, [256])
+    return torch.linear(torch.mean(h, [1]), self.w3, self.b3)
+)");
+  m.eval();
+  return m;
+}
+
+tq::graph::ObservedModel weight_only(const torch::jit::Module& m, int64_t bits) {
+  auto options = tq::graph::GraphQuantizeOptions::dynamic();
+  options.mapping.set_global(tq::quant::weight_only_qconfig(bits, 128));
+  return tq::graph::prepare(m, options);
+}
+
+// A weight-only Linear's group-wise integers, scales and zero points are written as they are
+// (uint4 two per byte, or uint8), transposed to [in, out] under one blocked DequantizeLinear
+// (axis 0, block_size the group size) that feeds a MatMul: what ORT fuses into MatMulNBits.
+TEST(OnnxExport, WeightOnlyLinearsAreBlockedDequantizeLinearsOfTheirIntegers) {
+  const auto m = token_mlp();
+  for (int64_t bits : {4, 8}) {
+    const auto observed = weight_only(m, bits);
+    tq::onnx::ExportReport report;
+    const auto g = parse(tq::onnx::export_qdq_bytes(observed, tq::onnx::ExportOptions().input_shapes({{2, 6, 256}}).opset(21), &report));
+    EXPECT_EQ(g.ir_version, 10);
+    EXPECT_EQ(report.groupwise_weights, 3);
+    EXPECT_EQ(report.quantize_linear, 0);
+    const Nodes nodes(g);
+    int checked = 0;
+    for (const auto& n : g.nodes) {
+      if (n.op_type != "MatMul") continue;
+      const auto* dq = nodes.dq(n.inputs.at(1));
+      ASSERT_NE(dq, nullptr) << n.name;
+      ASSERT_EQ(dq->attribute("axis")->i, 0);
+      ASSERT_EQ(dq->attribute("block_size")->i, 128);
+      const auto* q = g.initializer(dq->inputs.at(0));
+      const auto* zp = g.initializer(dq->inputs.at(2));
+      ASSERT_TRUE(q && zp);
+      ASSERT_EQ(q->type, bits == 4 ? ElemType::kUint4 : ElemType::kUint8);
+      ASSERT_EQ(zp->type, q->type);
+      // The layer's weight, found by its [in, out] shape, as tq quantizes it.
+      const std::string wname = q->dims == std::vector<int64_t>{256, 512} ? "w1" : q->dims == std::vector<int64_t>{512, 256} ? "w2" : "w3";
+      const auto expected = tq::quantize_weight_groupwise(m.attr(wname).toTensor(), bits, 128);
+      const auto want_q = tq::unpack_groupwise(expected.packed, bits, expected.in_features).t().contiguous();
+      const auto want_zp = expected.zero_points.round().to(at::kByte).t().contiguous();
+      auto unpack = [&](const tq::onnx::detail::TensorDef& t) {
+        auto out = at::empty(t.dims, at::kByte);
+        auto* o = out.data_ptr<uint8_t>();
+        for (int64_t i = 0; i < out.numel(); ++i) {
+          const auto byte = static_cast<uint8_t>(t.raw[bits == 4 ? i / 2 : i]);
+          o[i] = bits == 4 ? (i % 2 ? byte >> 4 : byte & 0xF) : byte;
+        }
+        return out;
+      };
+      EXPECT_TRUE(at::equal(unpack(*q), want_q)) << wname;
+      EXPECT_TRUE(at::equal(unpack(*zp), want_zp)) << wname;
+      EXPECT_TRUE(at::equal(initializer(g, dq->inputs.at(1)), expected.scales.t().contiguous())) << wname;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 3);
+  }
+  // Before opset 21 there is no blocked DequantizeLinear: one line naming the weight and the opset.
+  try {
+    tq::onnx::export_qdq_bytes(weight_only(m, 4), tq::onnx::ExportOptions().input_shapes({{2, 6, 256}}).opset(17));
+    ADD_FAILURE() << "no error at opset 17";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    EXPECT_NE(msg.find("group-wise 4-bit (weight-only), which needs opset 21"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
 // A branch on the input's rank is taken once, as tracing takes it (scripted InstanceNorm's
 // `input.dim() == 3`); a branch on the values is refused, naming it.
 TEST(OnnxExport, TakesBranchesOnShapesAndRefusesBranchesOnValues) {
@@ -335,17 +421,18 @@ std::map<std::string, at::Tensor> int8_layer_values(const torch::jit::Module& in
 }
 
 void write_case(const std::string& name, const tq::graph::ObservedModel& observed, const torch::jit::Module& float_model,
-                const std::vector<int64_t>& sample_shape) {
+                const std::vector<int64_t>& sample_shape, int64_t opset = 17) {
   const auto dir = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx/" + name;
   fs::create_directories(dir);
   std::vector<int64_t> shape = sample_shape;
   tq::onnx::ExportReport report;
-  ASSERT_NO_THROW(report = tq::onnx::export_qdq(observed, dir + "/model.onnx", tq::onnx::ExportOptions().input_shapes({shape})))
+  ASSERT_NO_THROW(report = tq::onnx::export_qdq(observed, dir + "/model.onnx",
+                                                     tq::onnx::ExportOptions().input_shapes({shape}).opset(opset)))
       << name;
   std::ofstream(dir + "/report.txt") << report.to_string();
   // The same model with every QuantizeLinear output exposed, and tq's int8 values there.
   ASSERT_NO_THROW(tq::onnx::export_qdq(observed, dir + "/model_points.onnx",
-                                       tq::onnx::ExportOptions().input_shapes({shape}).quantization_points_as_outputs(true)));
+                                       tq::onnx::ExportOptions().input_shapes({shape}).opset(opset).quantization_points_as_outputs(true)));
   auto int8 = observed.convert();
   auto reference = observed.convert(/*reference=*/true);
   auto float_copy = float_model.clone();
@@ -358,7 +445,7 @@ void write_case(const std::string& name, const tq::graph::ObservedModel& observe
     write_tensor_pb(dir + "/tq_int8_b" + std::to_string(batch) + ".pb", first_output(int8.forward({x})));
     write_tensor_pb(dir + "/float_b" + std::to_string(batch) + ".pb", first_output(float_copy.forward({x})));
     write_tensor_pb(dir + "/tq_reference_b" + std::to_string(batch) + ".pb", first_output(reference.forward({x})));
-    if (batch == 16) {
+    if (batch == 16 && report.quantize_linear > 0) {
       fs::create_directories(dir + "/points_b16");
       const auto points = int8_layer_values(int8, x);
       ASSERT_FALSE(points.empty());
@@ -387,6 +474,12 @@ TEST(OnnxExportCases, WriteForOnnxRuntime) {
     write_case(name, observed, model, calib[0].sizes().vec());
     std::cerr << name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
   }
+}
+
+// Weight-only Linears at 4 and 8 bits, which ORT runs as MatMulNBits.
+TEST(OnnxExportCases, WriteWeightOnlyForOnnxRuntime) {
+  const auto m = token_mlp();
+  for (int64_t bits : {4, 8}) write_case("token_mlp_weight_only_w" + std::to_string(bits), weight_only(m, bits), m, {2, 6, 256}, 21);
 }
 
 // vit_b_16's two transformer forms: the attention's products in int8 (register_int8_matmul_patterns),

@@ -47,7 +47,7 @@ struct QuantizeArgs {
   bool per_tensor = false, fx_test_config = false, reference = false, force = false, per_token = false, gptq = false;
   bool full_range = false;  // activations on [0, 255]: for CPUs with VNNI only
   std::string format = "auto";         // torchscript or onnx; auto: from the output's extension
-  int64_t onnx_opset = 17;
+  int64_t onnx_opset = 0;  // 0: not given (17, or 21 for --mode weight-only)
   int64_t group_size = 0;  // 0: not given (--mode weight-only takes 128)
   std::string onnx_profile = "u8s8";
   int64_t batches = 32, batch_size = 32;
@@ -179,12 +179,19 @@ void check_arguments(const QuantizeArgs& a) {
     throw UsageError("--smooth-quant does not combine with --adaround, --bias-correction or --fx-test-config");
   }
   if (a.mode == "static" && a.calib.empty()) throw UsageError("--mode static needs --calib DATA");
-  if (output_is_onnx(a) && (a.mode != "static" || a.reference || search)) {
-    throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 model: it takes no --mode dynamic, "
-                     "--reference or --max-accuracy-drop");
+  if (output_is_onnx(a) && (a.mode == "dynamic" || a.reference || search)) {
+    throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 or weight-only model: it takes no "
+                     "--mode dynamic, --reference or --max-accuracy-drop");
   }
-  if (output_is_onnx(a) && a.onnx_opset < 13) {
+  if (output_is_onnx(a) && a.calib.empty()) {
+    throw UsageError("ONNX output (" + a.out + ") needs --calib DATA: its batches give the model's input shape");
+  }
+  if (output_is_onnx(a) && a.onnx_opset != 0 && a.onnx_opset < 13) {
     throw UsageError("--onnx-opset " + std::to_string(a.onnx_opset) + " is too old: per-channel DequantizeLinear needs 13");
+  }
+  if (output_is_onnx(a) && a.mode == "weight-only" && a.onnx_opset != 0 && a.onnx_opset < 21) {
+    throw UsageError("--onnx-opset " + std::to_string(a.onnx_opset) + " is too old for --mode weight-only: blocked "
+                     "DequantizeLinear and 4-bit types need 21");
   }
   check_output_path(a.out, {a.model}, a.force);
   if (!a.report.empty()) check_output_path(a.report, {a.model}, a.force);
@@ -399,14 +406,15 @@ int quantize(const QuantizeArgs& a) {
     }
   }();
   Calibrated calibrated;
-  if (a.mode == "static" || a.gptq) calibrated = calibrate(observed, a, model);
+  if (a.mode == "static" || a.gptq || onnx) calibrated = calibrate(observed, a, model);
   graph::MixedPrecisionResult searched;
   if (search) searched = search_precision(a, model, options, calibrated.batches);
   if (onnx) {
     const auto profile = a.onnx_profile == "s8s8" ? onnx::QdqProfile::kS8S8 : onnx::QdqProfile::kU8S8;
+    const int64_t opset = a.onnx_opset != 0 ? a.onnx_opset : a.mode == "weight-only" ? 21 : 17;
     std::vector<int64_t> shape(calibrated.batches.at(0).sizes().begin(), calibrated.batches.at(0).sizes().end());
     const auto exported = onnx::export_qdq(
-        observed, a.out, onnx::ExportOptions().input_shapes({shape}).opset(a.onnx_opset).profile(profile));
+        observed, a.out, onnx::ExportOptions().input_shapes({shape}).opset(opset).profile(profile));
     std::cout << exported.to_string();
   } else {
     graph::save_torchscript(search ? searched.model : observed.convert(a.reference), a.out);
@@ -430,7 +438,8 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("-o,--output", q->out, "where to write the int8 model (.onnx: ONNX QDQ for ONNX Runtime)")->required();
   qc->add_option("--format", q->format, "torchscript or onnx (default: from the output's extension)")
       ->check(CLI::IsMember({"auto", "torchscript", "onnx"}));
-  qc->add_option("--onnx-opset", q->onnx_opset, "ONNX opset of an ONNX output (13 or later; default 17)");
+  qc->add_option("--onnx-opset", q->onnx_opset, "ONNX opset of an ONNX output (13 or later; default 17, "
+                 "or 21 for --mode weight-only)");
   qc->add_option("--onnx-profile", q->onnx_profile, "ONNX activations: u8s8 (uint8, tq's own numbers) or s8s8 "
                  "(int8, ONNX Runtime's recommended form; the same values)")
       ->check(CLI::IsMember({"u8s8", "s8s8"}));

@@ -10,7 +10,7 @@
 namespace tq::onnx::detail {
 
 // ONNX TensorProto::DataType codes.
-enum class ElemType : int { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7 };
+enum class ElemType : int { kFloat = 1, kUint8 = 2, kInt8 = 3, kInt32 = 6, kInt64 = 7, kUint4 = 21 };
 
 struct Attribute {
   enum class Kind { kInt, kInts, kFloat, kString };
@@ -33,7 +33,7 @@ struct TensorDef {
   std::string name;
   ElemType type = ElemType::kFloat;
   std::vector<int64_t> dims;
-  std::string raw;  // little-endian values, as ONNX's raw_data
+  std::string raw;  // little-endian values, as ONNX's raw_data (4-bit: two per byte, the first in the low half)
 };
 
 struct ValueDef {

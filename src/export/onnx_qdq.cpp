@@ -24,6 +24,7 @@
 #include "tq/core/check.h"
 #include "tq/core/error_message.h"
 #include "tq/graph/graph_quantizer.h"
+#include "tq/numerics/groupwise_weight.h"
 
 namespace tq::onnx {
 namespace {
@@ -53,6 +54,7 @@ struct Info {
     kInts,          // an integer or integer list computed from shapes: `ints`, `batch` marks those
                     // that follow the batch size (the others are the same at any batch)
     kTensorList,    // a list of ONNX tensors `names` (aten::chunk's result)
+    kGroupwiseDq,   // tq::dequantize_groupwise of constants: a weight-only Linear's `groupwise` weight
   };
   Kind kind = Kind::kTensor;
   std::string name;
@@ -67,6 +69,7 @@ struct Info {
   std::vector<bool> batch;
   bool scalar = false;
   std::vector<std::string> names;
+  GroupwiseWeight groupwise;
 };
 
 class Translator {
@@ -74,6 +77,7 @@ class Translator {
   Translator(const ExportOptions& options, ExportReport& report) : options_(options), report_(report) {
     model_.producer_version = "0.1.0";
     model_.opset = options.opset();
+    model_.ir_version = options.opset() >= 21 ? 10 : 8;  // IR 10 came with opset 21 and its 4-bit types
     model_.graph_name = "tq_int8";
   }
 
@@ -452,6 +456,8 @@ class Translator {
         return dequantize_activation(in);
       case Info::Kind::kWeightDq:
         return dequantize_weight(in.qweight, v->debugName());
+      case Info::Kind::kGroupwiseDq:
+        return dequantize_groupwise_weight(in.groupwise, v->debugName(), /*transposed=*/false);
       case Info::Kind::kConstant:
         if (in.constant.isTensor()) {
           const auto t = in.constant.toTensor();
@@ -498,6 +504,47 @@ class Translator {
     auto* n = add_node("DequantizeLinear", {w, scale, zp}, {out});
     if (axis >= 0) attr(n, "axis", axis);
     return out;
+  }
+
+  // A group-wise 4- or 8-bit weight as an opset-21 blocked DequantizeLinear with uint4 / uint8
+  // integers, scales and zero points: [out, in] blocked along axis 1, or `transposed` to [in, out]
+  // blocked along axis 0, the form ONNX Runtime fuses with the MatMul reading it into MatMulNBits.
+  std::string dequantize_groupwise_weight(const GroupwiseWeight& w, const std::string& base, bool transposed) {
+    TQ_CHECK(options_.opset() >= 21, kOp, "weight %", base, " is group-wise ", w.bits, "-bit (weight-only), which needs "
+             "opset 21 (blocked DequantizeLinear); opset ", options_.opset(), " was asked for");
+    auto q = unpack_groupwise(w.packed, w.bits, w.in_features);
+    auto scales = w.scales;
+    auto zero_points = w.zero_points.round().to(at::kByte);
+    if (transposed) {
+      q = q.t().contiguous();
+      scales = scales.t().contiguous();
+      zero_points = zero_points.t().contiguous();
+    }
+    const auto integers = groupwise_initializer(base + "_q", q, w.bits);
+    const auto zp = groupwise_initializer(base + "_zero_point", zero_points, w.bits);
+    const auto scale = initializer(base + "_scale", scales.to(at::kFloat));
+    ++report_.groupwise_weights;
+    const std::string out = unique(base + "_dq");
+    auto* n = add_node("DequantizeLinear", {integers, scale, zp}, {out});
+    attr(n, "axis", int64_t{transposed ? 0 : 1});
+    attr(n, "block_size", w.group_size);
+    return out;
+  }
+  // uint8 values < 2^bits as a uint8 initializer, or at 4 bits as uint4, two per byte.
+  std::string groupwise_initializer(const std::string& base, const at::Tensor& values, int64_t bits) {
+    if (bits == 8) return initializer(base, values);
+    const auto flat = values.contiguous().view(-1);
+    const auto* v = flat.data_ptr<uint8_t>();
+    TensorDef d;
+    d.name = unique(base);
+    d.type = ElemType::kUint4;
+    d.dims = values.sizes().vec();
+    d.raw.assign((flat.numel() + 1) / 2, '\0');
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      d.raw[i / 2] = static_cast<char>(static_cast<uint8_t>(d.raw[i / 2]) | ((v[i] & 0xF) << (i % 2 ? 4 : 0)));
+    }
+    model_.initializers.push_back(std::move(d));
+    return model_.initializers.back().name;
   }
 
   // The int32 bias of a quantized convolution / linear (what ORT's QLinearConv and QGemm add to
@@ -598,6 +645,7 @@ class Translator {
     if (from_sizes_only(n) && integers(n)) return;
     if (k == "aten::quantize_per_tensor") return quantize(n);
     if (k == "aten::dequantize") return dequantize(n);
+    if (k == "tq::dequantize_groupwise") return dequantize_groupwise(n);
     if (k == "aten::conv1d" || k == "aten::conv2d" || k == "aten::conv3d" || k == "aten::_convolution") return conv(n);
     if (k == "aten::linear") return linear(n);
     if (k == "aten::contiguous" || k == "aten::detach" || k == "aten::clone" || k == "aten::dropout") return alias(n);
@@ -714,6 +762,17 @@ class Translator {
     info_[n->output(0)] = i;
   }
 
+  void dequantize_groupwise(const Node* n) {
+    Info i;
+    i.kind = Info::Kind::kGroupwiseDq;
+    i.rank = 2;
+    const auto packed = constant(n, 0).toTensor();
+    const int64_t bits = constant(n, 3).toInt();
+    i.groupwise = GroupwiseWeight{packed, constant(n, 1).toTensor(), constant(n, 2).toTensor(), bits,
+                                  constant(n, 4).toInt(), packed.size(1) * 8 / bits};
+    info_[n->output(0)] = i;
+  }
+
   void conv(const Node* n) {
     const bool generic = kind_of(n) == "aten::_convolution";
     // conv{1,2,3}d(x, w, b, stride, padding, dilation, groups);
@@ -748,8 +807,8 @@ class Translator {
   void linear(const Node* n) {
     const auto& x = info(n->input(0));
     const auto& w = info(n->input(1));
-    TQ_CHECK(w.kind == Info::Kind::kWeightDq || w.kind == Info::Kind::kConstant, kOp, "aten::linear (%",
-             n->output(0)->debugName(), "): the weight is not a constant");
+    TQ_CHECK(w.kind == Info::Kind::kWeightDq || w.kind == Info::Kind::kConstant || w.kind == Info::Kind::kGroupwiseDq,
+             kOp, "aten::linear (%", n->output(0)->debugName(), "): the weight is not a constant");
     TQ_CHECK(!(w.kind == Info::Kind::kWeightDq && x.kind != Info::Kind::kActivationDq), kOp, "aten::linear (%",
              n->output(0)->debugName(), "): int8 weights with a float input (dynamic or weight-only quantization) "
                                          "have no QDQ form here; export a static int8 model");
@@ -757,7 +816,7 @@ class Translator {
     if (rank(n->input(0)) > 2 && x.kind == Info::Kind::kActivationDq && w.kind == Info::Kind::kWeightDq) {
       return linear_as_gemm(n, x, w, has_bias);
     }
-    if (rank(n->input(0)) == 2) {
+    if (rank(n->input(0)) == 2 && w.kind != Info::Kind::kGroupwiseDq) {
       std::vector<std::string> inputs = {read(n->input(0)), read(n->input(1))};
       if (has_bias) inputs.push_back(bias_input(n, 0, 1, 2));
       auto* p = emit(n, "Gemm", inputs, 2);
@@ -776,6 +835,8 @@ class Translator {
         t = at::_make_per_tensor_quantized_tensor(q.int_repr().t().contiguous(), q.q_scale(), q.q_zero_point());
       }
       wt = dequantize_weight(t, n->input(1)->debugName() + "_t");
+    } else if (w.kind == Info::Kind::kGroupwiseDq) {
+      wt = dequantize_groupwise_weight(w.groupwise, n->input(1)->debugName() + "_t", /*transposed=*/true);
     } else {
       wt = initializer(n->input(1)->debugName() + "_t", w.constant.toTensor().t().contiguous().to(at::kFloat));
     }
@@ -1348,6 +1409,7 @@ std::string ExportReport::to_string() const {
   std::ostringstream s;
   s << "ONNX QDQ: " << quantize_linear << " QuantizeLinear, " << dequantize_linear << " DequantizeLinear, "
     << int8_weights << " int8 weights";
+  if (groupwise_weights > 0) s << ", " << groupwise_weights << " group-wise weights";
   if (!float_ops.empty()) {
     s << "; float ops:";
     for (const auto& op : float_ops) s << " " << op;

@@ -202,9 +202,14 @@ class DynamicLinearHandler : public QuantizeHandler {
   Value* reference(ConvertContext& ctx, const Match& m) const override {
     auto& g = ctx.graph();
     const auto weight = constant_of(m.root->input(1))->toTensor();
-    auto* w = quant::is_weight_only(ctx.qconfig(m))
-                  ? g.insertConstant(dequantize_groupwise(ctx.groupwise_weight(m, weight)))
-                  : dequantized_weight(g, ctx.quantize_weight(m, weight));
+    Value* w = nullptr;
+    if (quant::is_weight_only(ctx.qconfig(m))) {
+      const auto q = ctx.groupwise_weight(m, weight);
+      w = int8g::dequantize_groupwise(g, g.insertConstant(q.packed), g.insertConstant(q.scales),
+                                      g.insertConstant(q.zero_points), q.bits, q.group_size);
+    } else {
+      w = dequantized_weight(g, ctx.quantize_weight(m, weight));
+    }
     return ctx.copy_float(m, [&](Value* v) -> Value* { return v == m.root->input(1) ? w : nullptr; });
   }
 };

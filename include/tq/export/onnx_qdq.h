@@ -12,7 +12,9 @@
 // biases of quantized convolutions and linears as int32 with scale = input scale x weight scale,
 // and one DequantizeLinear per consumer (ORT groups each consumer with its own). Ops that keep
 // their input's qparams (pooling, flatten, concat) sit between Q / DQ pairs with equal qparams,
-// which ORT runs on int8 values. Whatever tq left float is exported float. An op with no ONNX
+// which ORT runs on int8 values. Weight-only Linears (group-wise 4- or 8-bit weights, float
+// activations) need opset 21: their integers go through a blocked DequantizeLinear into a MatMul,
+// which ORT fuses into MatMulNBits. Whatever tq left float is exported float. An op with no ONNX
 // form is a one-line error naming it, and nothing is written.
 #include <cstdint>
 #include <string>
@@ -36,7 +38,8 @@ struct ExportOptions {
   // The shape of each model input; dimension 0 is written as the dynamic axis "batch" unless
   // dynamic_batch is false. Required: ONNX Gemm needs to know that a linear's input is 2-D.
   TQ_OPTION(ExportOptions, std::vector<std::vector<int64_t>>, input_shapes);
-  // 13 is the first with per-channel DequantizeLinear, 14 the first with HardSwish.
+  // 13 is the first with per-channel DequantizeLinear, 14 the first with HardSwish, 21 the first
+  // with blocked DequantizeLinear and 4-bit types (weight-only Linears).
   TQ_OPTION(ExportOptions, int64_t, opset) = 17;
   TQ_OPTION(ExportOptions, QdqProfile, profile) = QdqProfile::kU8S8;
   TQ_OPTION(ExportOptions, bool, dynamic_batch) = true;
@@ -50,6 +53,7 @@ struct ExportReport {
   int64_t quantize_linear = 0;    // QuantizeLinear nodes
   int64_t dequantize_linear = 0;  // DequantizeLinear nodes
   int64_t int8_weights = 0;       // int8 weight initializers
+  int64_t groupwise_weights = 0;  // group-wise 4- / 8-bit weights (weight-only Linear), blocked DequantizeLinear
   std::vector<std::string> float_ops;  // ONNX ops that read no dequantized input (stay float in ORT)
   std::vector<std::string> quantization_points;  // the QuantizeLinear outputs, in graph order
   std::string to_string() const;

@@ -53,6 +53,10 @@ Value* linear_int8_float_output(Graph& g, Value* x, double scale, int64_t zero_p
 // saved model needs tq's library loaded to run), float x and out.
 Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,
                           int64_t group_size, Value* bias);
+// The reference form's group-wise weight: tq::dequantize_groupwise, (q - zero_point) * scale as
+// float [out, in], the integers kept in the graph for whoever reads it (the ONNX export).
+Value* dequantize_groupwise(Graph& g, Value* packed, Value* scales, Value* zero_points, int64_t bits,
+                            int64_t group_size);
 // Weight-only: rows from 8-bit packed embeddings, float out.
 Value* embedding(Graph& g, Value* packed, Value* indices);
 // Int8 batched matmul of two int8 activations times alpha: tq's operator tq::matmul_int8 (the

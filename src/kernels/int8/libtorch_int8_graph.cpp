@@ -57,6 +57,11 @@ Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Valu
   return insert(g, "tq::linear_weight_only", {x, packed, scales, zero_points, bits, group_size, bias});
 }
 
+Value* dequantize_groupwise(Graph& g, Value* packed, Value* scales, Value* zero_points, int64_t bits,
+                            int64_t group_size) {
+  return insert(g, "tq::dequantize_groupwise", {packed, scales, zero_points, bits, group_size});
+}
+
 // LibTorch's embedding_byte refuses indices that are not contiguous (a slice of a token batch).
 Value* embedding(Graph& g, Value* packed, Value* indices) {
   return insert(g, "quantized::embedding_byte", {packed, insert(g, "aten::contiguous", {indices}), false});

@@ -8,6 +8,7 @@
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_weight_only.h"
+#include "tq/numerics/groupwise_weight.h"
 
 extern "C" void tq_torchscript_operators() {}
 
@@ -23,6 +24,17 @@ at::Tensor linear_weight_only_op(const at::Tensor& x, const at::Tensor& packed, 
                             bias);
 }
 
+// The float weight (q - zero_point) * scale of a group-wise weight: the reference form's weight-only
+// Linear reads its weight through this, so the integers stay visible in the graph (as int8
+// weights stay visible behind aten::dequantize) and the ONNX export writes them as they are.
+at::Tensor dequantize_groupwise_op(const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& zero_points,
+                                   int64_t bits, int64_t group_size) {
+  TQ_CHECK(bits == 4 || bits == 8, "dequantize_groupwise", "weight-only quantization takes 4 or 8 bits, got ", bits);
+  TQ_CHECK(packed.dim() == 2, "dequantize_groupwise", "the packed weight must be 2-D");
+  return dequantize_groupwise(
+      GroupwiseWeight{packed, scales, zero_points, bits, group_size, packed.size(1) * 8 / bits});
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(tq, m) {
@@ -35,6 +47,8 @@ TORCH_LIBRARY_FRAGMENT(tq, m) {
   m.def("linear_weight_only(Tensor x, Tensor packed, Tensor scales, Tensor zero_points, int bits, int group_size, "
         "Tensor? bias) -> Tensor",
         &linear_weight_only_op);
+  m.def("dequantize_groupwise(Tensor packed, Tensor scales, Tensor zero_points, int bits, int group_size) -> Tensor",
+        &dequantize_groupwise_op);
 }
 
 }  // namespace tq::kernels
