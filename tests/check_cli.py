@@ -228,6 +228,10 @@ def main():
             FAILURES.append("int8.onnx holds no DequantizeLinear")
     run(["quantize", model, "-o", w("int8_onnx.bin"), "--calib", w("calib.pt"), "--format", "onnx",
          "--onnx-profile", "s8s8"], 0, "QuantizeLinear")
+    run(["quantize", model, "-o", w("int8_tensorrt.onnx"), "--calib", w("calib.pt"), "--onnx-profile", "tensorrt"], 0,
+        "QuantizeLinear")
+    run(["quantize", model, "-o", w("x.pt"), "--calib", w("calib.pt"), "--onnx-profile", "tensorrt"], 1,
+        "--onnx-profile tensorrt calibrates symmetric 8-bit activations for a static ONNX output")
     run(["quantize", model, "-o", w("int8.onnx"), "--calib", w("calib.pt")], 1, "exists (use --force")
     run(["quantize", model, "-o", w("x.onnx"), "--calib", w("calib.pt"), "--onnx-opset", "11"], 1,
         "--onnx-opset 11 is too old")

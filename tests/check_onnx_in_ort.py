@@ -19,6 +19,8 @@ and, with all optimizations, ORT runs every Conv / Gemm / MatMul whose weight is
 one of its int8 kernels, and every MatMul whose weight is group-wise 4- or 8-bit (a blocked
 DequantizeLinear: tq's weight-only Linears) as MatMulNBits; what tq left float stays float. Layer by layer (check_points), each int8
 layer ORT runs on tq's own int8 inputs gives >= 99% of its values within one step of tq's.
+The TensorRT profile's case (symmetric activations on the full uint8 range) runs only on CPUs
+with VNNI, where neither runtime's uint8 x int8 products saturate.
 Exits 77 (skipped) where onnxruntime or onnx is missing.
 """
 import math
@@ -55,6 +57,10 @@ def cpu_features():
     except OSError:
         return "unknown"
     return " ".join(sorted(x for x in set(flags) if x in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")))
+
+
+def has_vnni():
+    return any(f in cpu_features().split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def session_options(matmulnbits_accuracy_level=None):
@@ -179,7 +185,13 @@ def check_case(case_dir):
     name = os.path.basename(case_dir)
     onnx.checker.check_model(onnx.load(path), full_check=True)
     weight_only = is_weight_only(onnx.load(path))
+    # TensorRT's profile (int8 activations, zero point 0) is checked for ORT's values; ORT's x86
+    # kernels are not its runtime: ORT converts int8 activations to uint8 and keeps a convolution
+    # float where the QuantizeLinear after it has several readers. Fusion and the distance to
+    # float are reported for it, not asserted.
+    reported_only = "tensorrt" in name
     failures = []
+    notes = []
     agree = total = 0
     worst = float("inf")
     fused = {}
@@ -212,7 +224,7 @@ def check_case(case_dir):
                                 f"tq's reference form: {reference:.1f} dB)")
             tq_float, ort_float = sqnr_db(fp, ref), sqnr_db(fp, y)
             if ort_float < tq_float - MAX_FLOAT_SQNR_LOSS_DB:
-                failures.append(f"{level_name} batch {batch}: ORT is {ort_float:.1f} dB from float, tq's int8 {tq_float:.1f} dB")
+                (notes if reported_only else failures).append(f"{level_name} batch {batch}: ORT is {ort_float:.1f} dB from float, tq's int8 {tq_float:.1f} dB")
             if batch == 16:
                 float_note = f"; from float: ORT {ort_float:.1f} dB, tq {tq_float:.1f} dB"
             if ref.ndim == 2 and ref.shape[1] > 1:
@@ -242,7 +254,7 @@ def check_case(case_dir):
     int8_ops = sum(v for k, v in fused.items() if k in ("QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger",
                                                          "MatMulInteger"))
     if int8_ops < int8_layers:
-        failures.append(f"ORT runs {int8_ops} of tq's {int8_layers} int8 convolutions / linears as int8 kernels: {fused}")
+        (notes if reported_only else failures).append(f"ORT runs {int8_ops} of tq's {int8_layers} int8 convolutions / linears as int8 kernels: {fused}")
     nbits_layers = sum(1 for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in blocked)
     if fused.get("MatMulNBits", 0) < nbits_layers:
         failures.append(f"ORT runs {fused.get('MatMulNBits', 0)} of tq's {nbits_layers} weight-only linears as "
@@ -251,6 +263,8 @@ def check_case(case_dir):
         float_note += weight_only_default_level_note(case_dir)
     top1 = f", top-1 agreement {agree}/{total} (with float: ORT {ort_float_agree}, tq {tq_float_agree})" if total else ""
     print(f"{name}: worst SQNR {worst:.1f} dB from tq's int8{top1}{float_note}; ORT all-optimizations ops {fused}")
+    for note in notes:
+        print(f"{name}: reported, not asserted: {note}")
     return [f"{name}: {f}" for f in failures]
 
 
@@ -263,6 +277,11 @@ def main():
         return 1
     failures = []
     for d in dirs:
+        if "tensorrt" in os.path.basename(d) and not has_vnni():
+            # Symmetric activations take the full uint8 range (TensorRT runs them on GPUs); on this
+            # CPU tq's oneDNN kernels and ORT's MLAS saturate their uint8 x int8 products there.
+            print(f"{os.path.basename(d)}: skipped, the CPU has no VNNI (full-range activations saturate here)")
+            continue
         failures += check_case(d)
     for f in failures:
         print("FAIL", f)

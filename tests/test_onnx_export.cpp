@@ -23,6 +23,7 @@
 #include "tq/kernels/int8.h"
 #include "tq/numerics/groupwise_weight.h"
 #include "tq/quant/qconfig_mapping.h"
+#include "tq/quant/qconfig_spec.h"
 
 namespace {
 
@@ -177,6 +178,54 @@ TEST(OnnxExport, S8S8IsU8S8ShiftedBy128) {
     ++compared;
   }
   EXPECT_GE(compared, 3);
+}
+
+// The seed model calibrated with symmetric activations (zero point 128 on [0, 255]).
+tq::graph::ObservedModel seed_model_symmetric() {
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("x86");
+  tq::quant::QConfigSpec spec;
+  spec.reduce_range = false;
+  spec.symmetric_activations = true;
+  options.mapping.set_global(tq::quant::make_qconfig("x86", spec));
+  return seed_model_calibrated(options);
+}
+
+// TensorRT's profile: every activation int8 with zero point 0 at tq's scale (q - 128: the same
+// real values), every weight int8 with zero point 0. Asymmetric activations are refused, naming one.
+TEST(OnnxExport, TensorRtProfileIsInt8WithZeroPointZero) {
+  const auto observed = seed_model_symmetric();
+  std::set<float> scales;
+  for (const auto& p : observed.summary().points) {
+    EXPECT_EQ(p.qparams.zero_point, 128) << p.op << " " << p.module_path;
+    scales.insert(static_cast<float>(p.qparams.scale));
+  }
+  const auto options = tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}).profile(tq::onnx::QdqProfile::kTensorRT);
+  const auto g = parse(tq::onnx::export_qdq_bytes(observed, options));
+  int activations = 0, weights = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op_type != "QuantizeLinear" && n.op_type != "DequantizeLinear") continue;
+    const auto zp = initializer(g, n.inputs.at(2));
+    if (zp.scalar_type() == at::kInt) continue;  // an int32 bias
+    ASSERT_EQ(zp.scalar_type(), at::kChar) << n.name;
+    EXPECT_FALSE(zp.any().item<bool>()) << n.name;
+    if (g.initializer(n.inputs.at(0))) {
+      ++weights;
+    } else {
+      ++activations;
+      EXPECT_TRUE(scales.count(initializer(g, n.inputs.at(1)).item<float>())) << n.name;
+    }
+  }
+  EXPECT_GE(activations, 6);
+  EXPECT_GE(weights, 3);
+  // tq's default, asymmetric activations: one line naming the value and what the profile takes.
+  try {
+    tq::onnx::export_qdq_bytes(seed_model_calibrated(tq::graph::GraphQuantizeOptions::for_backend("x86")), options);
+    ADD_FAILURE() << "asymmetric activations exported under the tensorrt profile";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what_without_backtrace();
+    EXPECT_NE(msg.find("the tensorrt profile takes symmetric activations"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
 }
 
 // With the attention's products in int8, q k^T's constant scaling goes into its QuantizeLinear's
@@ -421,18 +470,19 @@ std::map<std::string, at::Tensor> int8_layer_values(const torch::jit::Module& in
 }
 
 void write_case(const std::string& name, const tq::graph::ObservedModel& observed, const torch::jit::Module& float_model,
-                const std::vector<int64_t>& sample_shape, int64_t opset = 17) {
+                const std::vector<int64_t>& sample_shape, int64_t opset = 17,
+                tq::onnx::QdqProfile profile = tq::onnx::QdqProfile::kU8S8) {
   const auto dir = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx/" + name;
   fs::create_directories(dir);
   std::vector<int64_t> shape = sample_shape;
   tq::onnx::ExportReport report;
   ASSERT_NO_THROW(report = tq::onnx::export_qdq(observed, dir + "/model.onnx",
-                                                     tq::onnx::ExportOptions().input_shapes({shape}).opset(opset)))
+                                                     tq::onnx::ExportOptions().input_shapes({shape}).opset(opset).profile(profile)))
       << name;
   std::ofstream(dir + "/report.txt") << report.to_string();
   // The same model with every QuantizeLinear output exposed, and tq's int8 values there.
   ASSERT_NO_THROW(tq::onnx::export_qdq(observed, dir + "/model_points.onnx",
-                                       tq::onnx::ExportOptions().input_shapes({shape}).opset(opset).quantization_points_as_outputs(true)));
+                                       tq::onnx::ExportOptions().input_shapes({shape}).opset(opset).profile(profile).quantization_points_as_outputs(true)));
   auto int8 = observed.convert();
   auto reference = observed.convert(/*reference=*/true);
   auto float_copy = float_model.clone();
@@ -449,7 +499,13 @@ void write_case(const std::string& name, const tq::graph::ObservedModel& observe
       fs::create_directories(dir + "/points_b16");
       const auto points = int8_layer_values(int8, x);
       ASSERT_FALSE(points.empty());
-      for (const auto& [point, values] : points) write_tensor_pb(dir + "/points_b16/" + point + ".pb", values);
+      // uint8 values as the profile's int8 ones where it has them (the same real values).
+      for (const auto& [point, values] : points) {
+        write_tensor_pb(dir + "/points_b16/" + point + ".pb",
+                        profile == tq::onnx::QdqProfile::kU8S8 || values.scalar_type() != at::kByte
+                            ? values
+                            : (values.to(at::kInt) - 128).to(at::kChar));
+      }
     }
   }
 }
@@ -474,6 +530,14 @@ TEST(OnnxExportCases, WriteForOnnxRuntime) {
     write_case(name, observed, model, calib[0].sizes().vec());
     std::cerr << name << ": " << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() << " s\n";
   }
+}
+
+// The seed model under TensorRT's profile (symmetric int8 activations, zero point 0).
+TEST(OnnxExportCases, WriteTensorRtProfileForOnnxRuntime) {
+  tq::kernels::int8::set_engine("onednn");
+  auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
+  write_case("seed_model_tensorrt_profile", seed_model_symmetric(), model, {2, 3, 16, 16}, 17,
+             tq::onnx::QdqProfile::kTensorRT);
 }
 
 // Weight-only Linears at 4 and 8 bits, which ORT runs as MatMulNBits.

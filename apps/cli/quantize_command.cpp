@@ -118,6 +118,12 @@ void apply_qconfig_file(const std::string& path, const std::string& engine, cons
 quant::QConfigSpec qconfig_choice(const QuantizeArgs& a) {
   quant::QConfigSpec c;
   c.reduce_range = kernels::int8::choose_activation_range(a.engine, a.full_range).reduce_range;
+  // TensorRT takes int8 activations with zero point 0: symmetric ones, which need the full range
+  // (TensorRT, not this CPU, runs the model).
+  if (a.onnx_profile == "tensorrt") {
+    c.reduce_range = false;
+    c.symmetric_activations = true;
+  }
   c.activation = a.observer;
   c.weights = std::string(a.per_tensor ? "per-tensor" : "per-channel") + (a.weight_observer == "mse" ? "-mse" : "");
   c.percentile = a.percentile;
@@ -182,6 +188,10 @@ void check_arguments(const QuantizeArgs& a) {
   if (output_is_onnx(a) && (a.mode == "dynamic" || a.reference || search)) {
     throw UsageError("ONNX output (" + a.out + ") is the QDQ form of a static int8 or weight-only model: it takes no "
                      "--mode dynamic, --reference or --max-accuracy-drop");
+  }
+  if (a.onnx_profile == "tensorrt" && (!output_is_onnx(a) || a.mode != "static" || a.fx_test_config || a.activation_bits != 8)) {
+    throw UsageError("--onnx-profile tensorrt calibrates symmetric 8-bit activations for a static ONNX output "
+                     "(not --fx-test-config)");
   }
   if (output_is_onnx(a) && a.calib.empty()) {
     throw UsageError("ONNX output (" + a.out + ") needs --calib DATA: its batches give the model's input shape");
@@ -410,7 +420,9 @@ int quantize(const QuantizeArgs& a) {
   graph::MixedPrecisionResult searched;
   if (search) searched = search_precision(a, model, options, calibrated.batches);
   if (onnx) {
-    const auto profile = a.onnx_profile == "s8s8" ? onnx::QdqProfile::kS8S8 : onnx::QdqProfile::kU8S8;
+    const auto profile = a.onnx_profile == "s8s8"       ? onnx::QdqProfile::kS8S8
+                         : a.onnx_profile == "tensorrt" ? onnx::QdqProfile::kTensorRT
+                                                        : onnx::QdqProfile::kU8S8;
     const int64_t opset = a.onnx_opset != 0 ? a.onnx_opset : a.mode == "weight-only" ? 21 : 17;
     std::vector<int64_t> shape(calibrated.batches.at(0).sizes().begin(), calibrated.batches.at(0).sizes().end());
     const auto exported = onnx::export_qdq(
@@ -441,8 +453,9 @@ Command add_quantize_command(CLI::App& app) {
   qc->add_option("--onnx-opset", q->onnx_opset, "ONNX opset of an ONNX output (13 or later; default 17, "
                  "or 21 for --mode weight-only)");
   qc->add_option("--onnx-profile", q->onnx_profile, "ONNX activations: u8s8 (uint8, tq's own numbers) or s8s8 "
-                 "(int8, ONNX Runtime's recommended form; the same values)")
-      ->check(CLI::IsMember({"u8s8", "s8s8"}));
+                 "(int8, ONNX Runtime's recommended form; the same values) or tensorrt (int8 with zero point 0: "
+                 "calibrated with symmetric activations)")
+      ->check(CLI::IsMember({"u8s8", "s8s8", "tensorrt"}));
   qc->add_option("--calib", q->calib, "calibration data: .pt, .npy, IDX file or image directory; for a model with "
                  "several inputs, a .pt dict {argument name: tensor} (a tokenizer's output)");
   qc->add_option("--mode", q->mode, "static (calibrated), dynamic (Linear, Embedding) or weight-only (Linear "

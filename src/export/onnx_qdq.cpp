@@ -379,6 +379,12 @@ class Translator {
   }
   // The zero point of an activation in the profile's type.
   std::string activation_zero_point(const std::string& base, int64_t zp, bool signed_int8) {
+    if (options_.profile() == QdqProfile::kTensorRT) {
+      TQ_CHECK(zp == (signed_int8 ? 0 : 128), kOp, "%", base, ": zero point ", zp, " (", signed_int8 ? "int8" : "uint8",
+               "): the tensorrt profile takes symmetric activations (zero point 128 in uint8, 0 in int8; "
+               "QConfigSpec::symmetric_activations, tq quantize --onnx-profile tensorrt)");
+      return initializer(base, at::scalar_tensor(0, at::kChar));
+    }
     if (signed_int8) return initializer(base, at::scalar_tensor(zp, at::kChar));
     if (options_.profile() == QdqProfile::kS8S8) return initializer(base, at::scalar_tensor(zp - 128, at::kChar));
     return initializer(base, at::scalar_tensor(zp, at::kByte));
@@ -483,6 +489,12 @@ class Translator {
     const auto qscheme = qw.qscheme();
     TQ_CHECK(qw.scalar_type() == at::kQInt8, kOp, "weight %", base, " is ", qw.scalar_type(),
              ": ONNX DequantizeLinear here takes int8 weights");
+    TQ_CHECK(options_.profile() != QdqProfile::kTensorRT ||
+                 (qw.qscheme() == at::kPerTensorAffine || qw.qscheme() == at::kPerTensorSymmetric
+                      ? qw.q_zero_point() == 0
+                      : (qw.qscheme() == at::kPerChannelAffine || qw.qscheme() == at::kPerChannelSymmetric) &&
+                            !qw.q_per_channel_zero_points().any().item<bool>()),
+             kOp, "weight %", base, " has a nonzero zero point: the tensorrt profile takes symmetric weights");
     const auto w = initializer(base + "_int8", qw.int_repr());
     ++report_.int8_weights;
     std::string scale, zp;
@@ -742,7 +754,7 @@ class Translator {
     info_[n->output(0)] = i;
     report_.quantization_points.push_back(out);
     if (options_.quantization_points_as_outputs()) {
-      const bool as_signed = signed_int8 || options_.profile() == QdqProfile::kS8S8;
+      const bool as_signed = signed_int8 || options_.profile() != QdqProfile::kU8S8;
       add_value_info(model_.outputs, out, as_signed ? ElemType::kInt8 : ElemType::kUint8, dims_of(n->output(0)), true);
     }
   }

@@ -22,8 +22,12 @@ nn::QConfig make_qconfig(const std::string& engine, const QConfigSpec& c) {
     throw std::invalid_argument("bits must be between 2 and 8, got weights " + std::to_string(c.weight_bits) +
                                 ", activations " + std::to_string(c.activation_bits));
   }
+  if (c.symmetric_activations && (reduce || c.activation_bits != 8)) {
+    throw std::invalid_argument("symmetric activations take 8 bits on the full range [0, 255] (reduce_range false)");
+  }
   // Activations: quint8 on [0, 2^bits - 1] (the engine's reduced range at 8 bits).
   auto act = [&](auto options) {
+    if (c.symmetric_activations) options.qscheme(tq::QScheme::PerTensorSymmetric);
     if (c.activation_bits == 8) return options.reduce_range(reduce);
     return options.quant_min(0).quant_max((int64_t{1} << c.activation_bits) - 1);
   };

@@ -32,6 +32,10 @@ namespace tq::onnx {
 enum class QdqProfile {
   kU8S8,  // uint8 activations: PyTorch's layout, the values tq's int8 model computes
   kS8S8,  // int8 activations with zero point - 128 (the same real values): ORT's recommended form
+  // TensorRT's: int8 activations and weights with zero point 0. Takes symmetric activations (zero
+  // point 128 in uint8: QConfigSpec::symmetric_activations) and symmetric weights; any other zero
+  // point is an error naming the value.
+  kTensorRT,
 };
 
 struct ExportOptions {

@@ -25,6 +25,11 @@ struct QConfigSpec {
   // 8-bit activations on [0, 127] (true) or [0, 255] (false); unset: the engine's default, as
   // PyTorch's get_default_qconfig(engine). tq/kernels/int8_saturation.h says which is safe where.
   std::optional<bool> reduce_range;
+  // Symmetric activations: the zero point at the middle of [0, 255] (128), so that each int8 value
+  // is q - 128 with zero point 0, as TensorRT takes them (tq::onnx::QdqProfile::kTensorRT). Needs the
+  // full 8-bit range (reduce_range false): on [0, 127] PyTorch's symmetric zero point, 128, is
+  // outside the range.
+  bool symmetric_activations = false;
 };
 
 // Throws std::invalid_argument naming the field that is out of range or unknown.
