@@ -13,6 +13,7 @@ ORT's two) is evaluated on the 10,000 test images, and timed at batch 1 and 64 i
 interleaved in this one process. Prints a table and writes OUT (JSON).
 """
 import argparse
+import collections
 import gzip
 import json
 import os
@@ -65,6 +66,42 @@ def accuracy(sess, x, labels):
     return correct / len(x)
 
 
+def kernel_times(path, x, threads, runs=300):
+    """Microseconds per run spent in each ONNX operator type (ORT's profiler), and the sorted times
+    of its QLinearConv nodes: two models with the same fused graph should match kernel by kernel."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        sess.run(None, {sess.get_inputs()[0].name: x})
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    per_type, per_conv = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_type[e["args"]["op_name"]] += e["dur"] / runs
+            if e["args"]["op_name"] == "QLinearConv":
+                per_conv[e["name"]] += e["dur"] / runs
+    return per_type, sorted(per_conv.values())
+
+
+def print_kernel_times(models, x, threads):
+    print(f"\nORT kernel time per run at batch {x.shape[0]} (microseconds, {threads} threads, 300 runs each):")
+    convs = {}
+    for name, path in models:
+        per_type, convs[name] = kernel_times(path, x, threads)
+        print(f"  {name}: total {sum(per_type.values()):.0f}; " +
+              ", ".join(f"{op} {t:.1f}" for op, t in per_type.most_common()))
+    names = list(convs)
+    for other in names[1:]:
+        pairs = list(zip(convs[names[0]], convs[other]))
+        worst = max(abs(a - b) / max(b, 1e-9) for a, b in pairs) if pairs else 0.0
+        print(f"  QLinearConv nodes, sorted by time, {names[0]} vs {other}: {len(pairs)} pairs, largest "
+              f"difference {100 * worst:.0f}%")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -72,8 +109,10 @@ def main():
     ap.add_argument("--float-onnx", required=True)
     ap.add_argument("--calib-images", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--iters", type=int, default=200, help="timed runs of each model at batch 1 (a tenth at batch 64)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--kernel-times", action="store_true",
+                    help="also profile tq's export and ORT's Entropy model kernel by kernel at batch 1")
     args = ap.parse_args()
     calib = images(os.path.join(args.data, "train-images-idx3-ubyte.gz"), args.calib_images)
     test = images(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
@@ -91,25 +130,30 @@ def main():
     rows = []
     for name, path, sess in sessions:
         rows.append({"variant": name, "accuracy": accuracy(sess, test, labels), "bytes": os.path.getsize(path)})
-    # Latency: every model at each batch size, interleaved, median of the runs.
+    # Latency: every model at each batch size, interleaved (the order reversed every other round, so
+    # that no model always runs after the same one), median and 10th percentile of the runs.
     for batch in (1, 64):
         x = test[:batch]
         times = {name: [] for name, _, _ in sessions}
         for _ in range(3):
             for _, _, sess in sessions:
                 sess.run(None, {sess.get_inputs()[0].name: x})
-        for _ in range(args.iters):
-            for name, _, sess in sessions:
+        for i in range(args.iters if batch == 1 else max(args.iters // 10, 10)):
+            for name, _, sess in (sessions if i % 2 == 0 else sessions[::-1]):
                 t0 = time.perf_counter()
                 sess.run(None, {sess.get_inputs()[0].name: x})
                 times[name].append(time.perf_counter() - t0)
         for row in rows:
             row[f"ms_bs{batch}"] = 1000 * float(np.median(times[row["variant"]]))
+            row[f"ms_bs{batch}_p10"] = 1000 * float(np.percentile(times[row["variant"]], 10))
     print(f"\nONNX Runtime {ort.__version__}, {args.threads} threads, Fashion-MNIST test set (10,000 images)")
-    print("| model (run by ONNX Runtime) | accuracy | size bytes | ms bs1 | ms bs64 |")
+    print("| model (run by ONNX Runtime) | accuracy | size bytes | ms bs1 (median / p10) | ms bs64 (median / p10) |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {100 * r['accuracy']:.2f}% | {r['bytes']} | {r['ms_bs1']:.3f} | {r['ms_bs64']:.2f} |")
+        print(f"| {r['variant']} | {100 * r['accuracy']:.2f}% | {r['bytes']} | {r['ms_bs1']:.3f} / {r['ms_bs1_p10']:.3f} | "
+              f"{r['ms_bs64']:.2f} / {r['ms_bs64_p10']:.2f} |")
+    if args.kernel_times:
+        print_kernel_times([(n, p) for n, p in models if n.startswith("tq") or "Entropy" in n], test[:1], args.threads)
     with open(args.out + ".tmp", "w") as f:
         json.dump({"onnxruntime": ort.__version__, "threads": args.threads, "rows": rows}, f, indent=2)
     os.replace(args.out + ".tmp", args.out)
