@@ -6,6 +6,10 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
 
 #include <chrono>
 #include <cmath>
@@ -21,9 +25,11 @@
 #include "tq/export/onnx_qdq.h"
 #include "tq/graph/graph_quantizer.h"
 #include "tq/kernels/int8.h"
+#include "tq/nn/modules.h"
 #include "tq/numerics/groupwise_weight.h"
 #include "tq/quant/qconfig_mapping.h"
 #include "tq/quant/qconfig_spec.h"
+#include "tq/quant/quantize.h"
 
 namespace {
 
@@ -390,6 +396,77 @@ TEST(OnnxExport, WeightOnlyLinearsAreBlockedDequantizeLinearsOfTheirIntegers) {
   }
 }
 
+// An eager CNN of tq's modules, as a Sequential: fused Conv + BN + ReLU, pooling, flatten, Linear.
+torch::nn::Sequential eager_cnn() {
+  at::manual_seed(4);
+  namespace nn = tq::nn;
+  torch::nn::Sequential m(nn::QuantStub(), nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)), nn::BatchNorm2d(8),
+                          nn::ReLU(), torch::nn::MaxPool2d(2), nn::Conv2d(torch::nn::Conv2dOptions(8, 16, 3)), nn::ReLU(),
+                          torch::nn::AdaptiveAvgPool2d(1), torch::nn::Flatten(), nn::Linear(16, 10), nn::DeQuantStub());
+  m->eval();
+  return m;
+}
+
+// Fused, calibrated and converted by tq's eager workflow.
+void quantize_eager(torch::nn::Sequential& m, int64_t batch) {
+  tq::quant::fuse_modules(*m, {{"1", "2", "3"}, {"5", "6"}});
+  tq::quant::prepare(*m, tq::quant::QConfigMapping().set_global(tq::quant::get_default_qconfig("x86")));
+  at::manual_seed(5);
+  for (int i = 0; i < 4; ++i) m->forward(at::randn({batch, 3, 16, 16}));
+  tq::quant::convert(*m);
+}
+
+// An eager model whose structure is its children's order exports as graph mode's do: its int8
+// weights and output qparams as they are, one QuantizeLinear per int8 output.
+TEST(OnnxExport, EagerSequentialWritesItsLayersInt8WeightsAndOutputQParams) {
+  tq::kernels::int8::set_engine("onednn");
+  auto m = eager_cnn();
+  quantize_eager(m, 2);
+  tq::onnx::ExportReport report;
+  const auto g = parse(tq::onnx::export_qdq_bytes(m, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}), &report));
+  EXPECT_EQ(report.int8_weights, 3);
+  const Nodes nodes(g);
+  std::vector<const tq::nn::WeightedModule*> layers = {m[1]->as<tq::nn::Conv2dImpl>(), m[5]->as<tq::nn::Conv2dImpl>(),
+                                                       m[9]->as<tq::nn::LinearImpl>()};
+  size_t layer = 0;
+  for (const auto& n : g.nodes) {
+    if (n.op_type != "Conv" && n.op_type != "Gemm") continue;
+    ASSERT_LT(layer, layers.size());
+    const auto* l = layers[layer++];
+    const auto* w = nodes.dq(n.inputs.at(1));
+    ASSERT_NE(w, nullptr) << n.name;
+    EXPECT_TRUE(at::equal(initializer(g, w->inputs.at(0)), l->quantized_weight().int_repr())) << n.name;
+    ASSERT_EQ(n.inputs.size(), 3u);
+    ASSERT_NE(nodes.dq(n.inputs.at(2)), nullptr) << "int32 bias of " << n.name;
+  }
+  EXPECT_EQ(layer, layers.size());
+  // Each layer's output qparams are those of a QuantizeLinear.
+  std::set<std::pair<float, int64_t>> written;
+  for (const auto& n : g.nodes) {
+    if (n.op_type == "QuantizeLinear") written.insert({initializer(g, n.inputs[1]).item<float>(), initializer(g, n.inputs[2]).item<int64_t>()});
+  }
+  for (const auto* l : layers) EXPECT_TRUE(written.count({static_cast<float>(l->output_scale()), l->output_zero_point()}));
+  const auto* stub = m[0]->as<tq::nn::QuantStubImpl>();
+  EXPECT_TRUE(written.count({static_cast<float>(stub->output_scale()), stub->output_zero_point()}));
+
+  // A child with no ONNX form, and a model never converted: one line naming the child.
+  auto expect_error = [](const torch::nn::Sequential& bad, const std::string& what) {
+    try {
+      tq::onnx::export_qdq_bytes(bad, tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}));
+      ADD_FAILURE() << "no error for: " << what;
+    } catch (const c10::Error& e) {
+      const std::string msg = e.what_without_backtrace();
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  };
+  auto with_sigmoid = eager_cnn();
+  quantize_eager(with_sigmoid, 2);
+  with_sigmoid->push_back(torch::nn::Sigmoid());
+  expect_error(with_sigmoid, "child '11' (torch::nn::SigmoidImpl) has no ONNX form in tq's eager export");
+  expect_error(eager_cnn(), "child '0' is float, not converted to int8");
+}
+
 // A branch on the input's rank is taken once, as tracing takes it (scripted InstanceNorm's
 // `input.dim() == 3`); a branch on the values is refused, naming it.
 TEST(OnnxExport, TakesBranchesOnShapesAndRefusesBranchesOnValues) {
@@ -538,6 +615,25 @@ TEST(OnnxExportCases, WriteTensorRtProfileForOnnxRuntime) {
   auto model = tq::graph::load_torchscript(tq::testing::golden_path("graph/seed_model_script.pt"));
   write_case("seed_model_tensorrt_profile", seed_model_symmetric(), model, {2, 3, 16, 16}, 17,
              tq::onnx::QdqProfile::kTensorRT);
+}
+
+// The eager CNN (tq::nn modules in a Sequential), exported after the eager workflow's convert.
+TEST(OnnxExportCases, WriteEagerForOnnxRuntime) {
+  tq::kernels::int8::set_engine("onednn");
+  auto float_model = eager_cnn();
+  auto m = eager_cnn();
+  quantize_eager(m, 8);
+  const auto dir = std::string(TQ_TEST_OUTPUT_DIR) + "/onnx/eager_cnn";
+  fs::create_directories(dir);
+  const auto report = tq::onnx::export_qdq(m, dir + "/model.onnx", tq::onnx::ExportOptions().input_shapes({{2, 3, 16, 16}}));
+  std::ofstream(dir + "/report.txt") << report.to_string();
+  at::manual_seed(1);
+  for (int64_t batch : {1, 16}) {
+    const auto x = at::randn({batch, 3, 16, 16});
+    write_tensor_pb(dir + "/input_b" + std::to_string(batch) + ".pb", x);
+    write_tensor_pb(dir + "/tq_int8_b" + std::to_string(batch) + ".pb", m->forward(x));
+    write_tensor_pb(dir + "/float_b" + std::to_string(batch) + ".pb", float_model->forward(x));
+  }
 }
 
 // Weight-only Linears at 4 and 8 bits, which ORT runs as MatMulNBits.

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "eager_reference.h"
 #include "onnx_model.h"
 #include "tq/core/atomic_file.h"
 #include "tq/core/check.h"
@@ -1430,12 +1431,18 @@ std::string ExportReport::to_string() const {
   return s.str();
 }
 
-std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOptions& options, ExportReport* report) {
+namespace {
+
+void check_opset(const ExportOptions& options) {
   TQ_CHECK(options.opset() >= 13, kOp, "opset ", options.opset(),
            " is too old: per-channel DequantizeLinear and tq's QDQ layout need opset 13 or later");
   TQ_CHECK(options.opset() <= 21, kOp, "opset ", options.opset(), " is newer than the exporter knows (21)");
-  // The reference form: tq's quantization points as quantize / dequantize pairs, with its qparams.
-  const auto reference = model.convert(/*reference=*/true);
+}
+
+// The ONNX model of a reference form: tq's quantization points as quantize / dequantize pairs,
+// with its qparams.
+std::string translate_reference(const torch::jit::Module& reference, const ExportOptions& options,
+                                ExportReport* report) {
   ExportReport local;
   ExportReport& r = report ? *report : local;
   r = ExportReport{};
@@ -1456,9 +1463,9 @@ std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOpti
   }
 }
 
-ExportReport export_qdq(const graph::ObservedModel& model, const std::string& path, const ExportOptions& options) {
+ExportReport write_file(const std::string& path, const std::function<std::string(ExportReport*)>& export_bytes) {
   ExportReport report;
-  const auto bytes = export_qdq_bytes(model, options, &report);
+  const auto bytes = export_bytes(&report);
   write_atomically(path, kOp, [&](const std::string& tmp) {
     std::ofstream f(tmp, std::ios::binary);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -1466,6 +1473,26 @@ ExportReport export_qdq(const graph::ObservedModel& model, const std::string& pa
     TQ_CHECK(f.good(), kOp, "could not write ", tmp);
   });
   return report;
+}
+
+}  // namespace
+
+std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOptions& options, ExportReport* report) {
+  check_opset(options);
+  return translate_reference(model.convert(/*reference=*/true), options, report);
+}
+
+std::string export_qdq_bytes(const torch::nn::Sequential& model, const ExportOptions& options, ExportReport* report) {
+  check_opset(options);
+  return translate_reference(detail::eager_reference(model), options, report);
+}
+
+ExportReport export_qdq(const graph::ObservedModel& model, const std::string& path, const ExportOptions& options) {
+  return write_file(path, [&](ExportReport* r) { return export_qdq_bytes(model, options, r); });
+}
+
+ExportReport export_qdq(const torch::nn::Sequential& model, const std::string& path, const ExportOptions& options) {
+  return write_file(path, [&](ExportReport* r) { return export_qdq_bytes(model, options, r); });
 }
 
 }  // namespace tq::onnx

@@ -62,6 +62,15 @@ void OutputQuantizedModule::unprepare() {
   mode_ = QuantMode::Float;
 }
 
+double OutputQuantizedModule::output_scale() const {
+  TQ_CHECK(out_.converted(), name(), "is not converted");
+  return out_.scale();
+}
+int64_t OutputQuantizedModule::output_zero_point() const {
+  TQ_CHECK(out_.converted(), name(), "is not converted");
+  return out_.zero_point();
+}
+
 void OutputQuantizedModule::convert(const std::string& qualified_name) {
   const std::string& who = qualified_name.empty() ? name() : qualified_name;
   TQ_CHECK(mode_ == QuantMode::Observed || mode_ == QuantMode::QAT, who,

@@ -25,6 +25,9 @@
 namespace tq::graph {
 class ObservedModel;
 }
+namespace torch::nn {
+class Sequential;
+}
 
 namespace tq::onnx {
 
@@ -70,5 +73,14 @@ std::string export_qdq_bytes(const graph::ObservedModel& model, const ExportOpti
 // Writes the file to a temporary name beside `path` and renames it: a failed export leaves
 // whatever was at `path` as it was.
 ExportReport export_qdq(const graph::ObservedModel& model, const std::string& path, const ExportOptions& options);
+
+// An eager model converted by tq::quant::convert whose structure is its children's order: a
+// torch::nn::Sequential of tq's QuantStub, Conv2d, Linear (fused ReLU included), ReLU, folded
+// BatchNorm2d and DeQuantStub, and torch::nn's ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten.
+// Written as graph mode's models are: its int8 weights, output qparams and int32 biases. Anything
+// else (a child of another type, a layer left float) is a one-line error naming the child.
+std::string export_qdq_bytes(const torch::nn::Sequential& model, const ExportOptions& options,
+                             ExportReport* report = nullptr);
+ExportReport export_qdq(const torch::nn::Sequential& model, const std::string& path, const ExportOptions& options);
 
 }  // namespace tq::onnx

@@ -13,15 +13,15 @@ class ConvNdImpl : public WeightedModule {
  public:
   ConvNdImpl(std::string name, const torch::nn::ConvOptions<D>& options);
   const torch::nn::ConvOptions<D>& options() const { return options_; }
+  std::vector<int64_t> stride() const;
+  std::vector<int64_t> padding() const;
+  std::vector<int64_t> dilation() const;
 
  protected:
   at::Tensor float_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const override;
   kernels::int8::PackedWeight prepack(const at::Tensor& weight_q, const c10::optional<at::Tensor>& bias) const override;
   at::Tensor int8_op(const at::Tensor& x_q, double scale, int64_t zero_point) const override;
   std::string describe() const override;
-  std::vector<int64_t> stride() const;
-  std::vector<int64_t> padding() const;
-  std::vector<int64_t> dilation() const;
 
   torch::nn::ConvOptions<D> options_;
 };

@@ -45,6 +45,9 @@ class OutputQuantizedModule : public torch::nn::Module, public Quantizable {
   bool convert_reference(const std::string& qualified_name) override;
   void prepare_quantized_layout(bool dynamic) override;
   void unprepare() override;
+  // Output qparams once converted (throws before).
+  double output_scale() const;
+  int64_t output_zero_point() const;
 
  protected:
   explicit OutputQuantizedModule(std::string name) : torch::nn::Module(std::move(name)) {}
