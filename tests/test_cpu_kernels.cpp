@@ -197,6 +197,111 @@ TEST_P(CpuKernels, LearnableBackwardEqualsReference) {
   EXPECT_NE(dz_ref, 0.0);  // some elements fall outside the range
 }
 
+TEST_P(CpuKernels, QuantizeRowsStaticEqualsReference) {
+  // Hand-derived on the reference: scale 0.5, zero point 3 on [0, 255], shifted by 128:
+  // [1.25, -0.25, 200] -> [round(2.5) + 3, round(-0.5) + 3, 255] - 128 = [-123, -125, 127].
+  const float hand[] = {1.25f, -0.25f, 200.0f};
+  int8_t hand_q[3];
+  float hand_scale = 0;
+  reference().quantize_rows_static(hand, nullptr, 1, 3, {0.5f, 3, 0, 255, 128}, hand_q, &hand_scale);
+  EXPECT_EQ(std::vector<int>(hand_q, hand_q + 3), (std::vector<int>{-123, -125, 127}));
+  EXPECT_EQ(hand_scale, 0.5f);
+
+  // Rows of 1003 (an odd tail), half steps, values far outside, infinities and a NaN row, with and
+  // without factors, on the three ranges the Linears use.
+  const int64_t rows = 23, cols = 1003;
+  const float step = 0.03125f;
+  auto x = hard_data(rows * cols, step).reshape({rows, cols}).contiguous();
+  x[4][7] = std::numeric_limits<float>::infinity();
+  x[5][9] = -std::numeric_limits<float>::infinity();
+  x[6][1000] = std::numeric_limits<float>::quiet_NaN();
+  const auto factors = (at::rand({cols}) * 4 + 0.125).contiguous();
+  const tq::kernels::StaticRowQuantization params[] = {{step, 131, 0, 255, 128}, {step, 60, 0, 127, 0}, {step, 0, -128, 127, 0}};
+  for (const auto& p : params) {
+    for (const float* f : std::vector<const float*>{nullptr, factors.data_ptr<float>()}) {
+      std::vector<int8_t> q(rows * cols), q_ref(rows * cols);
+      std::vector<float> s(rows), s_ref(rows);
+      cpu().quantize_rows_static(x.data_ptr<float>(), f, rows, cols, p, q.data(), s.data());
+      reference().quantize_rows_static(x.data_ptr<float>(), f, rows, cols, p, q_ref.data(), s_ref.data());
+      EXPECT_EQ(q, q_ref) << cpu().name << " zero point " << p.zero_point << (f ? " with factors" : "");
+      EXPECT_EQ(std::memcmp(s.data(), s_ref.data(), rows * sizeof(float)), 0) << cpu().name;
+      EXPECT_TRUE(std::isnan(s[6]) && s[5] == step) << cpu().name;
+    }
+  }
+}
+
+TEST_P(CpuKernels, QuantizeRowsPerTokenEqualsReference) {
+  // Hand-derived on the reference: max |row| 2.54 -> scale 0.02; [2.54, -0.01, 0.03, -2.54] / 0.02
+  // -> [127, round(-0.5) = 0, round(1.5) = 2, -127] (ties to even, within float32's rounding of
+  // the scale: 0.03 / 0.02 lands on 1.5 or next to it, both round to 2).
+  const float hand[] = {2.54f, -0.01f, 0.03f, -2.54f};
+  int8_t hand_q[4];
+  float hand_scale = 0;
+  reference().quantize_rows_per_token(hand, 1, 4, hand_q, &hand_scale);
+  EXPECT_EQ(std::vector<int>(hand_q, hand_q + 4), (std::vector<int>{127, 0, 2, -127}));
+  EXPECT_EQ(hand_scale, 2.54f / 127.0f);
+
+  // Rows of 1003 with exact half steps of their own scale, a row of zeros (scale 1e-5), a NaN row
+  // and an infinite row.
+  const int64_t rows = 21, cols = 1003;
+  auto x = (at::randn({rows, cols}) * 3).contiguous();
+  x.select(1, 0).fill_(12.7f);  // scale 0.1 in every row: the next values are half steps of it
+  x.narrow(1, 1, 200).copy_((at::arange(-100, 100) + 0.5) * 0.1);
+  x[2].zero_();
+  x[5][500] = std::numeric_limits<float>::quiet_NaN();
+  x[7][3] = -std::numeric_limits<float>::infinity();
+  x.narrow(1, 201, cols - 201).clamp_(-12.7, 12.7);
+  std::vector<int8_t> q(rows * cols), q_ref(rows * cols);
+  std::vector<float> s(rows), s_ref(rows);
+  cpu().quantize_rows_per_token(x.data_ptr<float>(), rows, cols, q.data(), s.data());
+  reference().quantize_rows_per_token(x.data_ptr<float>(), rows, cols, q_ref.data(), s_ref.data());
+  EXPECT_EQ(q, q_ref) << cpu().name;
+  EXPECT_EQ(std::memcmp(s.data(), s_ref.data(), rows * sizeof(float)), 0) << cpu().name;
+  EXPECT_EQ(s[2], 1e-5f);
+  EXPECT_TRUE(std::isnan(s[5]));
+  EXPECT_EQ(s[0], 12.7f / 127.0f);
+}
+
+TEST_P(CpuKernels, ScaleInt32SumsEqualsReference) {
+  // Hand-derived: (254 + 0.5) * 0.5 * 0.25 + 1 = 32.8125, written over the sum's bytes.
+  int32_t hand = 254;
+  const float half = 0.5f, quarter = 0.25f, offset = 0.5f, one = 1.0f;
+  reference().scale_int32_sums(&hand, 1, 1, &half, &quarter, &offset, &one);
+  float hand_out;
+  std::memcpy(&hand_out, &hand, sizeof(hand_out));
+  EXPECT_EQ(hand_out, 32.8125f);
+
+  // Sums beyond 2^24 (float32 rounds them), a NaN row scale, every combination of offsets and bias.
+  const int64_t rows = 19, cols = 1003;
+  const auto sums = at::randint(-(int64_t{1} << 27), int64_t{1} << 27, {rows, cols}).to(at::kInt);
+  auto row_scales = (at::rand({rows}) * 0.01 + 1e-4).contiguous();
+  row_scales[3] = std::numeric_limits<float>::quiet_NaN();
+  const auto channel_scales = (at::rand({cols}) * 0.01).contiguous();
+  const auto offsets = (at::randint(-3000, 3000, {cols}) * 1.0).to(at::kFloat).contiguous();
+  const auto bias = at::randn({cols}).contiguous();
+  for (bool with_offsets : {false, true}) {
+    for (bool with_bias : {false, true}) {
+      auto a = sums.clone(), b = sums.clone();
+      const float* o = with_offsets ? offsets.data_ptr<float>() : nullptr;
+      const float* bi = with_bias ? bias.data_ptr<float>() : nullptr;
+      cpu().scale_int32_sums(a.data_ptr<int32_t>(), rows, cols, row_scales.data_ptr<float>(),
+                             channel_scales.data_ptr<float>(), o, bi);
+      reference().scale_int32_sums(b.data_ptr<int32_t>(), rows, cols, row_scales.data_ptr<float>(),
+                                   channel_scales.data_ptr<float>(), o, bi);
+      EXPECT_TRUE(at::equal(a, b)) << cpu().name << " offsets " << with_offsets << " bias " << with_bias;
+      // The formula in float32, step by step, on the rows without a NaN.
+      auto want = sums.to(at::kFloat);
+      if (with_offsets) want = want + offsets;
+      want = want * row_scales.unsqueeze(1) * channel_scales;
+      if (with_bias) want = want + bias;
+      const auto got = a.view(at::kFloat);
+      EXPECT_TRUE(at::isnan(got[3]).all().item<bool>());
+      const auto keep = at::arange(rows).ne(3);
+      EXPECT_TRUE(at::equal(got.index({keep}), want.index({keep}))) << cpu().name;
+    }
+  }
+}
+
 TQ_INSTANTIATE_FOR_EVERY_CPU_CAPABILITY(CpuKernels);
 
 TEST(CpuCapability, AnX86ProcessorRunsEveryCopyItsInstructionsAllow) {

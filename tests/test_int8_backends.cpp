@@ -194,7 +194,18 @@ TEST(Int8Reference, StaticInputLinearWithFloatOutputIsTheIntegerFormula) {
     finite[1][2] = false;
     EXPECT_TRUE(tq::testing::tensors_close(y.index({finite}), want.index({finite}).to(at::kFloat), 1e-5, 1e-4))
         << "quant_max " << quant_max;
+    // Input factors (SmoothQuant's 1 / s) give what a separate float32 multiply before gives, bit
+    // for bit, NaN row included.
+    const auto factors = at::rand({700}) + 0.25;
+    const auto folded = tq::kernels::int8::linear_int8_float_output(x, scale, zp, 0, quant_max, w, ws, bias, factors);
+    const auto separate = tq::kernels::int8::linear_int8_float_output(x * factors, scale, zp, 0, quant_max, w, ws, bias);
+    EXPECT_TRUE(at::equal(folded.nan_to_num(7.0), separate.nan_to_num(7.0))) << "quant_max " << quant_max;
+    EXPECT_FALSE(at::equal(folded, y));
   }
+  expect_error([] {
+    tq::kernels::int8::linear_int8_float_output(at::ones({1, 2}), 0.5, 3, 0, 255, at::ones({1, 2}, at::kChar),
+                                                at::ones({1}, at::kDouble), c10::nullopt, at::ones({3}));
+  }, "the input factors must be one float per input feature (2), got [3]");
   expect_error([] {
     tq::kernels::int8::linear_int8_float_output(at::ones({1, 2}), 0.5, 300, 0, 255, at::ones({1, 2}, at::kChar),
                                                 at::ones({1}, at::kDouble), c10::nullopt);

@@ -77,7 +77,15 @@ class Emitter : public ConvertContext {
     TQ_CHECK(p != impl_.point_of.end(), "convert", "internal: value %", original->debugName(),
              " is needed in int8 but was not observed");
     const auto in = static_input(original);
-    return env_q_[original] = kernels::int8::graph::quantize(*g_, in.value, in.qparams.scale, in.qparams.zero_point);
+    Value* x = in.value;
+    if (in.channel_factors.defined()) {  // SmoothQuant: X / s enters int8 (its Linears' weights take s)
+      auto& smoothed = smoothed_inputs_[original];
+      if (smoothed == nullptr) {
+        smoothed = g_->insert(c10::Symbol::fromQualString("aten::mul"), {x, g_->insertConstant(in.channel_factors)});
+      }
+      x = smoothed;
+    }
+    return env_q_[original] = kernels::int8::graph::quantize(*g_, x, in.qparams.scale, in.qparams.zero_point);
   }
 
   StaticInput static_input(Value* original) override {
@@ -94,15 +102,9 @@ class Emitter : public ConvertContext {
       in.quant_min = range->quant_min;
       in.quant_max = range->quant_max;
     }
-    if (auto it = smoothed_inputs_.find(original); it != smoothed_inputs_.end()) {
-      in.value = it->second;
-      return in;
-    }
     in.value = float_value(original);
-    if (point.smoothing && point.value == original) {  // SmoothQuant: X / s enters int8 (its Linears' weights take s)
-      const auto inverse = detail::smoothing_factors(impl_, point).reciprocal();
-      in.value = g_->insert(c10::Symbol::fromQualString("aten::mul"), {in.value, g_->insertConstant(inverse)});
-      smoothed_inputs_[original] = in.value;
+    if (point.smoothing && point.value == original) {
+      in.channel_factors = detail::smoothing_factors(impl_, point).reciprocal();
     }
     return in;
   }

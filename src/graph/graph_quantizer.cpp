@@ -320,12 +320,27 @@ int64_t detail::qparams_point(const Impl& impl, const Value* v) {
 
 namespace {
 
+// A static Linear that can run as tq's float-output operator: symmetric weights (zero points 0),
+// as PyTorch's default weight observers give.
+bool float_output_candidate(const Impl::MatchInfo& info) {
+  const Node* lin = detail::weighted_node(info.match);
+  if (!info.why_float.empty() || lin == nullptr || kind_of(lin) != "aten::linear" || info.handler->name() != "Linear" ||
+      info.handler->output_qparams() != OutputQParams::kObserved) {
+    return false;
+  }
+  const auto weight_observer = info.qconfig && info.qconfig->weight ? info.qconfig->weight() : nullptr;
+  const auto* wq = dynamic_cast<const Quantizer*>(weight_observer.get());
+  return wq != nullptr && is_symmetric(wq->qscheme());
+}
+
 // options.float_linear_outputs: static Linears whose output no quantized match reads.
 void choose_float_outputs(Impl& impl) {
   if (!impl.options.float_linear_outputs || impl.qat) return;
   // Ops that pass int8 values on (reshape, transpose, chunk) but lead to no int8 op that computes
   // (the heads of q, k and v on their way to a float matmul) stay float, so the Linear before them
-  // returns float: an int8 detour there would only be dequantized.
+  // returns float: an int8 detour there would only be dequantized. A float-output Linear reads
+  // float32 and quantizes it itself, so the ops before it (the attention's context on its way to
+  // the output projection) stay float too.
   std::unordered_map<const Node*, const Impl::MatchInfo*> root_match;
   for (const auto& info : impl.matches) {
     if (info.why_float.empty()) root_match[info.match.root] = &info;
@@ -344,6 +359,7 @@ void choose_float_outputs(Impl& impl) {
       if (it == root_match.end()) continue;
       const auto ins = it->second->handler->quantized_inputs(it->second->match);
       if (std::find(ins.begin(), ins.end(), v) == ins.end()) continue;
+      if (float_output_candidate(*it->second) && !feeds_int8_compute(u->output())) continue;
       if (it->second->handler->output_qparams() != OutputQParams::kSharedWithInput || feeds_int8_compute(u->output())) {
         return true;
       }
@@ -362,16 +378,9 @@ void choose_float_outputs(Impl& impl) {
     for (auto* v : info.handler->quantized_inputs(info.match)) read_in_int8.insert(v);
   }
   for (const auto& info : impl.matches) {
-    const Node* lin = detail::weighted_node(info.match);
-    if (!info.why_float.empty() || lin == nullptr || kind_of(lin) != "aten::linear" ||
-        info.handler->name() != "Linear" || info.handler->output_qparams() != OutputQParams::kObserved) {
-      continue;
+    if (float_output_candidate(info) && !read_in_int8.count(info.match.root->output())) {
+      impl.float_output_roots.insert(info.match.root);
     }
-    // The operator takes symmetric weights (zero points 0), as PyTorch's default weight observers give.
-    const auto weight_observer = info.qconfig && info.qconfig->weight ? info.qconfig->weight() : nullptr;
-    const auto* wq = dynamic_cast<const Quantizer*>(weight_observer.get());
-    if (wq == nullptr || !is_symmetric(wq->qscheme())) continue;
-    if (!read_in_int8.count(info.match.root->output())) impl.float_output_roots.insert(info.match.root);
   }
 }
 

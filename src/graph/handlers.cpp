@@ -143,7 +143,8 @@ class LinearHandler : public QuantizeHandler {
       Value* y = int8g::linear_int8_float_output(
           g, in.value, in.qparams.scale, in.qparams.zero_point, in.quant_min, in.quant_max,
           g.insertConstant(w.values), g.insertConstant(w.scales.expand({w.values.size(0)}).contiguous()),
-          g.insertConstant(bias.defined() ? c10::IValue(bias) : c10::IValue()));
+          g.insertConstant(bias.defined() ? c10::IValue(bias) : c10::IValue()),
+          g.insertConstant(in.channel_factors.defined() ? c10::IValue(in.channel_factors) : c10::IValue()));
       return m.find(kReluOps) ? g.insert(c10::Symbol::fromQualString("aten::relu"), {y}) : y;
     }
     const auto packed =

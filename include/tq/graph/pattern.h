@@ -133,13 +133,16 @@ class ConvertContext {
   // Whether the match's output leaves it as float32 (GraphQuantizeOptions::float_linear_outputs):
   // then it has no output qparams and the handler returns a float value.
   virtual bool float_output(const Match& match) const = 0;
-  // The float value an int8 op quantizes for an original value (SmoothQuant's division applied
-  // where GraphQuantizeOptions::smooth_quant rescales it), with its qparams and integer range: for
-  // kernels that take float input and quantize it themselves.
+  // The float value an int8 op quantizes for an original value, with its qparams and integer range:
+  // for kernels that take float input and quantize it themselves. Where
+  // GraphQuantizeOptions::smooth_quant rescales it, `value` is the value before and
+  // `channel_factors` (float32, one per channel of the last dimension) the 1 / s it is multiplied
+  // by before it is quantized; otherwise they are undefined.
   struct StaticInput {
     torch::jit::Value* value = nullptr;
     TensorQParams qparams;
     int64_t quant_min = 0, quant_max = 255;
+    at::Tensor channel_factors;
   };
   virtual StaticInput static_input(torch::jit::Value* original) = 0;
   // The weight quantized with the match's weight observer (qint8, per tensor or per channel).

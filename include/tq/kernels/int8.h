@@ -57,11 +57,13 @@ at::Tensor linear_dynamic_fp16(const at::Tensor& x, const PackedWeight& w);
 at::Tensor linear_dynamic_per_token(const at::Tensor& x, const at::Tensor& weight_values, const at::Tensor& weight_scales,
                                     const c10::optional<at::Tensor>& bias);
 // Static-input Linear with float32 output (Int8Backend::linear_int8_float_output): the input's
-// per-tensor qparams and range, int8 weight values [out, in] with their float64 scales [out].
+// per-tensor qparams and range, int8 weight values [out, in] with their float64 scales [out], and
+// optionally a float32 factor per input channel that x is multiplied by first (SmoothQuant's 1 / s).
 // Int8 TorchScript calls it as the operator tq::linear_int8_float_output.
 at::Tensor linear_int8_float_output(const at::Tensor& x, double scale, int64_t zero_point, int64_t quant_min,
                                     int64_t quant_max, const at::Tensor& weight_values, const at::Tensor& weight_scales,
-                                    const c10::optional<at::Tensor>& bias);
+                                    const c10::optional<at::Tensor>& bias,
+                                    const c10::optional<at::Tensor>& input_factors = c10::nullopt);
 // The exact int32 sums of int8 values, a [M, K] times b [N, K] transposed, each rounded once to
 // float32 ([M, N]): what per-token Linear scales. With `int_gemm`, where LibTorch has an int8 GEMM
 // that cannot saturate on this machine (aten::_int_mm, LibTorch 2.x, on oneDNN with VNNI: about 3x

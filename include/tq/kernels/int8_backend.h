@@ -42,6 +42,9 @@ struct StaticInput {
   double scale = 1.0;
   int64_t zero_point = 0;
   int64_t quant_min = 0, quant_max = 255;
+  // float32 [in], or undefined: each input channel multiplied by its factor (in float32) before
+  // it is quantized, as a separate multiply would (SmoothQuant's 1 / s, folded in).
+  at::Tensor channel_factors;
 };
 
 // An embedding table to quantize by rows with per-row float qparams (PyTorch's
@@ -111,7 +114,8 @@ class Int8Backend {
   // point, ties to even, clamped), times int8 weights with one scale per output channel and zero
   // points 0; the exact integer sums (zero point taken out per channel) scaled to float32 with
   // input scale x channel scale, plus the bias. No output quantization: for a Linear whose output
-  // only float ops read. A row holding a NaN gives NaN. Default: tq's integer formula, as above.
+  // only float ops read. A row holding a NaN gives NaN. `input.channel_factors` scale x's channels
+  // first. Default: tq's integer formula, as above.
   virtual at::Tensor linear_int8_float_output(const at::Tensor& x, const StaticInput& input, const WeightParts& w,
                                               const c10::optional<at::Tensor>& bias) const;
 

@@ -47,8 +47,10 @@ Value* linear_dynamic(Graph& g, Value* x, Value* packed, bool reduce_range);
 Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight_scales, Value* bias);
 // Static input qparams, float out: tq's operator tq::linear_int8_float_output (the saved model
 // needs tq's library loaded to run). x: float; weight: int8 [out, in]; scales: float64 [out].
+// input_factors: None, or float32 [in] that x is multiplied by first (SmoothQuant's 1 / s).
 Value* linear_int8_float_output(Graph& g, Value* x, double scale, int64_t zero_point, int64_t quant_min,
-                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias);
+                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias,
+                                Value* input_factors);
 // Weight-only Linear: tq's operator tq::linear_weight_only (tq/kernels/int8_weight_only.h; the
 // saved model needs tq's library loaded to run), float x and out.
 Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,

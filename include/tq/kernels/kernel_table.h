@@ -27,10 +27,13 @@
 //       value) or per channel. The reference sums in double in index order.
 //   linear_weight_only: y[rows, out_features] = x[rows, in_features] times the group-wise weight
 //       (transposed), plus bias (may be null).
+//   quantize_rows_static, quantize_rows_per_token, scale_int32_sums: the passes around an int8 GEMM with float32 output
+//       (gemm_row_kernels.h).
 #include <cstdint>
 
 #include "tq/kernels/cpu_capability.h"
 #include "tq/kernels/fake_quantize_kernels.h"
+#include "tq/kernels/gemm_row_kernels.h"
 #include "tq/kernels/weight_only_kernels.h"
 
 // X(name, parameter list): every kernel returns void.
@@ -51,7 +54,12 @@
     (const float* x, const float* dy, float* dx, ChannelLayout layout, const float* scale, const float* zero_point,   \
      float quant_min, float quant_max, float grad_factor, double* dscale, double* dzero_point))                       \
   X(linear_weight_only,                                                                                               \
-    (const float* x, int64_t rows, const GroupwiseWeightView& w, const float* bias, float* y))
+    (const float* x, int64_t rows, const GroupwiseWeightView& w, const float* bias, float* y))                         \
+  X(quantize_rows_static, (const float* x, const float* factors, int64_t rows, int64_t cols,                          \
+                           const StaticRowQuantization& p, int8_t* q, float* row_scales))                             \
+  X(quantize_rows_per_token, (const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales))                  \
+  X(scale_int32_sums, (int32_t* sums, int64_t rows, int64_t cols, const float* row_scales,                            \
+                       const float* channel_scales, const float* offsets, const float* bias))
 
 namespace tq::kernels {
 

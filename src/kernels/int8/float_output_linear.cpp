@@ -16,6 +16,8 @@
 #include "tq/kernels/int8.h"
 #include "tq/kernels/int8_backend.h"
 #include "tq/kernels/int8_saturation.h"
+#include "tq/kernels/kernel_table.h"
+#include "tq/kernels/tensor_kernels.h"
 
 namespace tq::kernels::int8 {
 namespace {
@@ -32,108 +34,23 @@ const c10::optional<c10::OperatorHandle>& int_mm() {
   return op;
 }
 
-// max |x| over a row, and whether it holds a NaN. On the bits: |x| is x's bits without the sign,
-// and for those the integer order is the float order, NaNs above infinity (an integer maximum,
-// which GCC vectorizes; a float one it does not without -ffast-math).
-float row_max_abs(const float* __restrict x, int64_t n, bool& nan) {
-  int32_t m = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    int32_t bits;
-    std::memcpy(&bits, x + k, sizeof(bits));
-    bits &= 0x7fffffff;
-    m = bits > m ? bits : m;
-  }
-  nan = m > 0x7f800000;
-  float out;
-  std::memcpy(&out, &m, sizeof(out));
-  return out;
-}
-
-// Each row's symmetric int8 values and scale, as torchao quantizes a token: scale = max|row| / 127
-// (float32, at least 1e-5), then clamp(round(x * (1 / scale)), -127, 127), ties to even. One read
-// of the row for its maximum and one to quantize it (ATen's ops would make eight passes). A row
-// with a NaN gets a NaN scale, so its outputs are NaN, as float32's Linear gives.
-void quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float* r = x + i * cols;
-      int8_t* out = q + i * cols;
-      bool nan;
-      const float scale = std::max(row_max_abs(r, cols, nan) / 127.0f, 1e-5f);
-      if (nan) {
-        std::memset(out, 0, cols);
-        scales[i] = std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      const float inv = 1.0f / scale;
-      // |x * inv| <= 127 (plus rounding), far below 2^22: adding and subtracting 1.5 * 2^23 rounds
-      // to the nearest integer, ties to even, in float32's default rounding (a loop GCC vectorizes).
-      constexpr float kRound = 12582912.0f;
-      for (int64_t k = 0; k < cols; ++k) {
-        float v = (r[k] * inv + kRound) - kRound;
-        v = v < -127.f ? -127.f : v;
-        v = v > 127.f ? 127.f : v;
-        out[k] = static_cast<int8_t>(static_cast<int>(v));
-      }
-      scales[i] = scale;
+// Each weight row's exact integer sum times `offset`, rounded once to float32: what the input's
+// zero point (less the shift) contributes to each output channel. One pass over the int8 weight.
+at::Tensor weight_row_offsets(const at::Tensor& values, int64_t offset) {
+  const int64_t out = values.size(0), in = values.size(1);
+  const auto w = values.contiguous();
+  auto offsets = at::empty({out}, at::kFloat);
+  const int8_t* wd = w.data_ptr<int8_t>();
+  float* od = offsets.data_ptr<float>();
+  at::parallel_for(0, out, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const int8_t* __restrict row = wd + j * in;
+      int64_t sum = 0;
+      for (int64_t k = 0; k < in; ++k) sum += row[k];
+      od[j] = static_cast<float>(sum * offset);
     }
   });
-}
-
-// In float32 and this order: (float32(sum) + offset) * row scale * channel scale (+ bias). One
-// pass from the sums (int32 or float32) to the output. `offsets` (per column) may be null.
-template <typename Sum>
-void scale_sums(const Sum* sums, int64_t rows, int64_t cols, const float* row_scales, const float* channel_scales,
-                const float* offsets, const float* bias, float* out) {
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Sum* a = sums + i * cols;
-      float* r = out + i * cols;
-      const float s = row_scales[i];
-      if (offsets != nullptr) {
-        for (int64_t j = 0; j < cols; ++j) r[j] = (static_cast<float>(a[j]) + offsets[j]) * s * channel_scales[j];
-      } else {
-        for (int64_t j = 0; j < cols; ++j) r[j] = static_cast<float>(a[j]) * s * channel_scales[j];
-      }
-      if (bias != nullptr) {
-        for (int64_t j = 0; j < cols; ++j) r[j] += bias[j];
-      }
-    }
-  });
-}
-
-// Static qparams: each value's code clamp(round(x * (1 / scale)) + zero_point, quant_min,
-// quant_max) (ties to even, as ATen's quantize), stored minus `shift` so that it fits int8. A row
-// holding a NaN gets row_scales[i] = NaN (its outputs NaN), the others `scale`.
-void quantize_rows_static(const float* x, int64_t rows, int64_t cols, float scale, int32_t zero_point,
-                          int32_t quant_min, int32_t quant_max, int32_t shift, int8_t* q, float* row_scales) {
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    // Locals, not captured references: the int8 stores may alias anything, so a captured constant
-    // would be reloaded for every element and the loop would not vectorize.
-    const float inv = 1.0f / scale;
-    // Clamped before rounding, one step outside the range, so the magic number rounds exactly.
-    const float lo = static_cast<float>(quant_min - zero_point - 1), hi = static_cast<float>(quant_max - zero_point + 1);
-    const float qmin = static_cast<float>(quant_min - shift), qmax = static_cast<float>(quant_max - shift);
-    const float offset = static_cast<float>(zero_point - shift);
-    const int64_t n = cols;
-    for (int64_t i = begin; i < end; ++i) {
-      const float* __restrict r = x + i * n;
-      int8_t* __restrict out = q + i * n;
-      bool nan;
-      row_max_abs(r, n, nan);
-      row_scales[i] = nan ? std::numeric_limits<float>::quiet_NaN() : scale;
-      constexpr float kRound = 12582912.0f;  // 1.5 * 2^23, as quantize_rows
-      for (int64_t k = 0; k < n; ++k) {
-        float v = r[k] * inv;
-        v = v < lo ? lo : v;
-        v = v > hi ? hi : v;
-        v = (v + kRound) - kRound + offset;
-        v = v < qmin ? qmin : v;
-        v = v > qmax ? qmax : v;
-        out[k] = static_cast<int8_t>(static_cast<int>(v));
-      }
-    }
-  });
+  return offsets;
 }
 
 // The exact sums: int32 from the int8 GEMM, or float32 from the exact float blocks.
@@ -173,6 +90,8 @@ void check_operands(const char* who, const at::Tensor& x, const WeightParts& w, 
            w.values.sizes(), " ", w.values.scalar_type());
   const int64_t out = w.values.size(0), in = w.values.size(1);
   TQ_CHECK(x.size(-1) == in, who, "the input has ", x.size(-1), " features, the weight takes ", in);
+  // |sum| <= in * 128 * 128 must fit the int32 sums.
+  TQ_CHECK(in <= 131072, who, "the weight takes ", in, " input features; int32 sums hold at most 131072");
   TQ_CHECK(w.scales.numel() == out || w.scales.numel() == 1, who, "the weight has ", out, " channels and ",
            w.scales.numel(), " scales");
   TQ_CHECK(!w.zero_points.defined() || !w.zero_points.any().item<bool>(), who,
@@ -182,25 +101,22 @@ void check_operands(const char* who, const at::Tensor& x, const WeightParts& w, 
 }
 
 // The float32 output [x's shape, out] from the sums [rows, out]: (sum + offset) * row scale *
-// channel scale + bias. `offsets` may be undefined.
+// channel scale + bias, written over the sums (int32; float32 sums from the exact float blocks are
+// integers, converted first). `offsets` may be undefined.
 at::Tensor scaled_output(const at::Tensor& x, const at::Tensor& sums, const at::Tensor& row_scales,
                          const at::Tensor& weight_scales, const at::Tensor& offsets, const c10::optional<at::Tensor>& bias) {
   const int64_t m = sums.size(0), out = sums.size(1);
+  // The GEMM's own fresh tensor, which no one else holds, or a fresh int32 copy.
+  auto acc = sums.scalar_type() == at::kInt ? sums.contiguous() : sums.to(at::kInt).contiguous();
   const auto channel_scales = weight_scales.to(at::kFloat).expand({out}).contiguous();
   const auto b = bias && bias->defined() ? bias->to(at::kFloat).contiguous() : at::Tensor();
-  auto acc = at::empty({m, out}, x.options());
-  const float* bias_data = b.defined() ? b.data_ptr<float>() : nullptr;
-  const float* offset_data = offsets.defined() ? offsets.data_ptr<float>() : nullptr;
-  if (sums.scalar_type() == at::kInt) {
-    scale_sums(sums.data_ptr<int32_t>(), m, out, row_scales.data_ptr<float>(), channel_scales.data_ptr<float>(),
-               offset_data, bias_data, acc.data_ptr<float>());
-  } else {
-    scale_sums(sums.data_ptr<float>(), m, out, row_scales.data_ptr<float>(), channel_scales.data_ptr<float>(),
-               offset_data, bias_data, acc.data_ptr<float>());
-  }
+  kernels_for(x.device(), "int8::scale_int32_sums")
+      .scale_int32_sums(acc.data_ptr<int32_t>(), m, out, row_scales.data_ptr<float>(), channel_scales.data_ptr<float>(),
+                        offsets.defined() ? offsets.data_ptr<float>() : nullptr,
+                        b.defined() ? b.data_ptr<float>() : nullptr);
   auto shape = x.sizes().vec();
   shape.back() = out;
-  return acc.reshape(shape);
+  return acc.view(at::kFloat).reshape(shape);
 }
 
 }  // namespace
@@ -218,7 +134,8 @@ at::Tensor Int8Backend::linear_dynamic_per_token(const at::Tensor& x, const Weig
   const int64_t m = rows.size(0);
   auto xq = at::empty({m, in}, at::kChar);
   auto scales = at::empty({m}, at::kFloat);
-  quantize_rows(rows.data_ptr<float>(), m, in, xq.data_ptr<int8_t>(), scales.data_ptr<float>());
+  kernels_for(x.device(), who).quantize_rows_per_token(rows.data_ptr<float>(), m, in, xq.data_ptr<int8_t>(),
+                                                       scales.data_ptr<float>());
   const auto sums = exact_sums(xq, w.values, /*int_gemm=*/true).contiguous();
   return scaled_output(x, sums, scales, w.scales, at::Tensor(), bias);
 }
@@ -234,6 +151,10 @@ at::Tensor Int8Backend::linear_int8_float_output(const at::Tensor& x, const Stat
            who, "the input range [", input.quant_min, ", ", input.quant_max, "] with zero point ", input.zero_point,
            " is not an 8-bit range holding its zero point");
   const int64_t in = w.values.size(1);
+  const auto& f = input.channel_factors;
+  TQ_CHECK(!f.defined() || (f.dim() == 1 && f.numel() == in && f.is_floating_point()), who,
+           "the input factors must be one float per input feature (", in, "), got ",
+           f.defined() ? f.sizes() : at::IntArrayRef{});
   // Codes above 127 (a [0, 255] range) are shifted by 128 into int8; the sums take the shift and
   // the zero point back per output channel: sum (q - zp) w = sum (q - shift) w + (shift - zp) sum w.
   const int32_t shift = input.quant_max > 127 ? 128 : 0;
@@ -241,22 +162,25 @@ at::Tensor Int8Backend::linear_int8_float_output(const at::Tensor& x, const Stat
   const int64_t m = rows.size(0);
   auto xq = at::empty({m, in}, at::kChar);
   auto row_scales = at::empty({m}, at::kFloat);
-  quantize_rows_static(rows.data_ptr<float>(), m, in, static_cast<float>(input.scale),
-                       static_cast<int32_t>(input.zero_point), static_cast<int32_t>(input.quant_min),
-                       static_cast<int32_t>(input.quant_max), shift, xq.data_ptr<int8_t>(), row_scales.data_ptr<float>());
+  const auto factors = input.channel_factors.defined() ? input.channel_factors.to(at::kFloat).contiguous() : at::Tensor();
+  const StaticRowQuantization p{static_cast<float>(input.scale), static_cast<int32_t>(input.zero_point),
+                                static_cast<int32_t>(input.quant_min), static_cast<int32_t>(input.quant_max), shift};
+  kernels_for(x.device(), who)
+      .quantize_rows_static(rows.data_ptr<float>(), factors.defined() ? factors.data_ptr<float>() : nullptr, m, in, p,
+                            xq.data_ptr<int8_t>(), row_scales.data_ptr<float>());
   const auto sums = exact_sums(xq, w.values, /*int_gemm=*/true).contiguous();
   // Exact in int64, rounded once to float32; none when the shift is the zero point.
   const int64_t offset = shift - input.zero_point;
-  const auto offsets =
-      offset == 0 ? at::Tensor() : w.values.sum(1, false, at::kLong).mul_(offset).to(at::kFloat).contiguous();
+  const auto offsets = offset == 0 ? at::Tensor() : weight_row_offsets(w.values, offset);
   return scaled_output(x, sums, row_scales, w.scales, offsets, bias);
 }
 
 at::Tensor linear_int8_float_output(const at::Tensor& x, double scale, int64_t zero_point, int64_t quant_min,
                                     int64_t quant_max, const at::Tensor& weight_values, const at::Tensor& weight_scales,
-                                    const c10::optional<at::Tensor>& bias) {
+                                    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& input_factors) {
   // Symmetric weights: no zero points to build and check on every call.
-  return backend().linear_int8_float_output(x, StaticInput{scale, zero_point, quant_min, quant_max},
+  StaticInput input{scale, zero_point, quant_min, quant_max, input_factors ? *input_factors : at::Tensor()};
+  return backend().linear_int8_float_output(x, input,
                                             WeightParts{weight_values, weight_scales, at::Tensor()}, bias);
 }
 

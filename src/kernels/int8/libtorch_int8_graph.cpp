@@ -47,9 +47,10 @@ Value* linear_dynamic_per_token(Graph& g, Value* x, Value* weight, Value* weight
 }
 
 Value* linear_int8_float_output(Graph& g, Value* x, double scale, int64_t zero_point, int64_t quant_min,
-                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias) {
+                                int64_t quant_max, Value* weight, Value* weight_scales, Value* bias,
+                                Value* input_factors) {
   return insert(g, "tq::linear_int8_float_output",
-                {x, scale, zero_point, quant_min, quant_max, weight, weight_scales, bias});
+                {x, scale, zero_point, quant_min, quant_max, weight, weight_scales, bias, input_factors});
 }
 
 Value* linear_weight_only(Graph& g, Value* x, Value* packed, Value* scales, Value* zero_points, int64_t bits,

@@ -41,7 +41,7 @@ TORCH_LIBRARY_FRAGMENT(tq, m) {
   m.def("linear_dynamic_per_token(Tensor x, Tensor weight, Tensor weight_scales, Tensor? bias) -> Tensor",
         &int8::linear_dynamic_per_token);
   m.def("linear_int8_float_output(Tensor x, float scale, int zero_point, int quant_min, int quant_max, Tensor weight, "
-        "Tensor weight_scales, Tensor? bias) -> Tensor",
+        "Tensor weight_scales, Tensor? bias, Tensor? input_factors=None) -> Tensor",
         &int8::linear_int8_float_output);
   m.def("matmul_int8(Tensor a, Tensor b, float alpha, float scale, int zero_point) -> Tensor", &int8::matmul);
   m.def("linear_weight_only(Tensor x, Tensor packed, Tensor scales, Tensor zero_points, int bits, int group_size, "
