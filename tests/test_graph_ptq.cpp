@@ -515,6 +515,34 @@ TEST_F(GraphPtq, AttentionProductsRunInInt8WhereAsked) {
   EXPECT_TRUE(tq::testing::tensors_equal(run(loaded), got));
 }
 
+TEST_F(GraphPtq, FloatOutputLinearsReadTheirInputThroughFloatShapeOps) {
+  // With float outputs every Linear here quantizes its own float32 input: the output projection's
+  // input (the context, transposed and reshaped) is never quantized, moved in int8 and dequantized
+  // on its way there.
+  auto net = attention_net();
+  auto options = tq::graph::GraphQuantizeOptions::for_backend("onednn");
+  options.float_linear_outputs = true;
+  options.mapping.set_object_type_none("softmax");
+  auto observed = tq::graph::prepare(net, options);
+  at::manual_seed(3);
+  for (int i = 0; i < 4; ++i) observed.calibrate(at::randn({4, 10, 16}));
+  const auto int8 = observed.convert();
+  EXPECT_EQ(count_nodes(int8, "tq::linear_int8_float_output"), 4) << *int8.get_method("forward").graph();
+  EXPECT_EQ(count_nodes(int8, "aten::quantize_per_tensor"), 0) << *int8.get_method("forward").graph();
+  EXPECT_EQ(count_nodes(int8, "aten::dequantize"), 0) << *int8.get_method("forward").graph();
+  // The output projection's input is observed where it enters the Linear, with the context's range.
+  const auto summary = observed.summary();
+  int inputs = 0;
+  for (const auto& p : summary.points) inputs += p.kind == "input";
+  EXPECT_EQ(inputs, 2) << summary.to_string();  // x (shared by q, k, v) and the context
+  // The int8 model computes what its reference form does, to float rounding.
+  const auto reference = observed.convert(/*reference=*/true);
+  const auto x = at::randn({3, 7, 16});
+  at::NoGradGuard no_grad;
+  auto run = [&](const torch::jit::Module& m) { return const_cast<torch::jit::Module&>(m).forward({x}).toTensor(); };
+  EXPECT_GT(sqnr_db(run(reference), run(int8)), 60.0);
+}
+
 // compare_layers (what --max-accuracy-drop ranks layers by) on a model whose quantization points
 // include zero-dimensional values, as a traced transformer's size arithmetic gives (it refused
 // them: "zero-dimensional tensor cannot be concatenated").
