@@ -345,7 +345,9 @@ void choose_float_outputs(Impl& impl) {
   for (const auto& info : impl.matches) {
     if (info.why_float.empty()) root_match[info.match.root] = &info;
   }
-  std::function<bool(const Value*)> feeds_int8_compute = [&](const Value* v) {
+  std::unordered_map<const Value*, bool> feeds;  // each value answered once: branches meet again downstream
+  std::function<bool(const Value*)> feeds_int8_compute;
+  const auto answer = [&](const Value* v) {
     for (const auto& use : v->uses()) {
       const Node* u = use.user;
       if (u->kind() == c10::prim::ListConstruct) return true;  // cat's inputs: read in int8
@@ -365,6 +367,11 @@ void choose_float_outputs(Impl& impl) {
       }
     }
     return false;
+  };
+  feeds_int8_compute = [&](const Value* v) {
+    if (const auto it = feeds.find(v); it != feeds.end()) return it->second;
+    const bool result = answer(v);
+    return feeds[v] = result;
   };
   for (auto& info : impl.matches) {
     if (info.why_float.empty() && info.handler->output_qparams() == OutputQParams::kSharedWithInput &&
