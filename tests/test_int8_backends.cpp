@@ -207,6 +207,11 @@ TEST(Int8Reference, StaticInputLinearWithFloatOutputIsTheIntegerFormula) {
                                                 at::ones({1}, at::kDouble), c10::nullopt, at::ones({3}));
   }, "the input factors must be one float per input feature (2), got [3]");
   expect_error([] {
+    const int64_t in = 131073;  // |sum| up to in * 128 * 128 would overflow the int32 sums
+    tq::kernels::int8::linear_int8_float_output(at::zeros({1, in}), 0.5, 3, 0, 255, at::zeros({1, in}, at::kChar),
+                                                at::ones({1}, at::kDouble), c10::nullopt);
+  }, "the weight takes 131073 input features; int32 sums hold at most 131072");
+  expect_error([] {
     tq::kernels::int8::linear_int8_float_output(at::ones({1, 2}), 0.5, 300, 0, 255, at::ones({1, 2}, at::kChar),
                                                 at::ones({1}, at::kDouble), c10::nullopt);
   }, "with zero point 300 is not an 8-bit range holding its zero point");

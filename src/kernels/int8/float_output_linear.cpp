@@ -9,8 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <limits>
 
 #include "tq/core/check.h"
 #include "tq/kernels/int8.h"
